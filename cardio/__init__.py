@@ -1,0 +1,20 @@
+"""cardio: a deep-RL research template. One readable file per algorithm; cardio does the rest.
+
+Data flows one way: env -> Gatherer -> buffer -> sample -> Agent.update -> metrics -> Logger, driven by the Runner.
+"""
+
+from cardio.buffers import CircularBuffer
+from cardio.gatherer import EpisodeStats, Gatherer
+from cardio.loggers import Logger
+from cardio.runner import OffPolicySchedule, OnPolicySchedule, Runner
+
+__version__ = "0.1.0"
+__all__ = [
+    "CircularBuffer",
+    "EpisodeStats",
+    "Gatherer",
+    "Logger",
+    "OffPolicySchedule",
+    "OnPolicySchedule",
+    "Runner",
+]

@@ -1,0 +1,64 @@
+"""The Agent contract: numpy in, numpy out; the algorithm's maths and nothing of env or buffer plumbing.
+
+An agent is any object with these methods (a ``typing.Protocol``, no base class to inherit):
+
+``act(obs, explore) -> (action, extras)``
+    ``obs`` has a leading env dim ``[N, ...]``; returns ``action [N, ...]`` and a dict of per-env extras
+    (``log_prob``, ``value``...) that the gatherer stores with the transition. ``explore=False`` is the
+    deterministic policy used for evaluation.
+``update(batch) -> metrics``
+    One learning step from a batch pytree. Off-policy: ``[B, ...]`` sampled transitions (n-step samples add
+    ``discount = gamma**k``; prioritized samples add ``weight``). On-policy: the whole rollout ``[T, N, ...]``.
+    Returns ``{"train/<name>": float}``. The optional key ``"td_error"`` (``[B]`` array) is consumed by the
+    runner to update replay priorities and is never logged.
+``state_dict() / load_state_dict(state)``
+    Everything needed to resume: networks, optimisers, counters, RNG.
+``on_progress(env_steps, total_steps)`` (optional)
+    Called by the runner before every vector step, so schedules (epsilon, learning rate, target syncs) are
+    functions of env steps, as in SB3.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+
+from cardio.pytree import Tree
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What the runner needs from an agent; see the module docstring for the exact contract."""
+
+    def act(self, obs: Tree, explore: bool) -> tuple[Any, dict[str, Any]]: ...
+
+    def update(self, batch: Tree) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class SpaceError(ValueError):
+    """An agent given a space it cannot handle (DQN on Box actions, SAC on Discrete...)."""
+
+
+def require_space(
+    agent: str, role: str, space: gym.Space, allowed: tuple[type[gym.Space], ...], env_id: str | None
+) -> None:
+    """Raise :class:`SpaceError` naming the agent, the env and the space unless ``space`` is one of ``allowed``.
+
+    Args:
+        agent: agent name for the message, e.g. ``"DQN"``.
+        role: ``"action"`` or ``"observation"``.
+        space: the env's (single-env) space.
+        allowed: accepted space classes.
+        env_id: the env id for the message (``None`` when unknown).
+    """
+    if not isinstance(space, allowed):
+        names = " or ".join(cls.__name__ for cls in allowed)
+        raise SpaceError(
+            f"{agent} needs a {names} {role} space, but env {env_id or '<unknown>'!r} has {role} space {space}. "
+            f"Pick an agent that supports {type(space).__name__} {role}s."
+        )

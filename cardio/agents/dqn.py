@@ -1,0 +1,166 @@
+"""DQN: Q-learning with a replay buffer and a target network, optionally double DQN.
+
+Mnih et al. 2015, "Human-level control through deep reinforcement learning" (Nature 518); double DQN:
+van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the rl-zoo values per env live in
+``configs/zoo/dqn_<Env>.yaml``. Replay, collection and the update schedule are the runner's business.
+
+Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
+``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cardio.agents.base import require_space
+from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
+
+    lr: float = 1e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the Q-network's hidden layers (ReLU)."""
+    target_update_interval: int = 10_000
+    """Env steps between hard copies of the online network into the target network."""
+    exploration_fraction: float = 0.1
+    """Fraction of ``total_steps`` over which epsilon decays linearly from initial to final."""
+    exploration_initial_eps: float = 1.0
+    """Epsilon at step 0."""
+    exploration_final_eps: float = 0.05
+    """Epsilon after the decay."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip of each optimiser step."""
+    double_q: bool = False
+    """Double DQN: pick the next action with the online net, value it with the target net."""
+
+    def build(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> DQN:
+        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are Discrete)."""
+        return DQN(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+
+
+class DQN:
+    """Deep Q-Network agent; see the module docstring for the paper and metric names."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: DQNConfig | None = None,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> None:
+        require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
+        require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        self.config = c = config or DQNConfig()
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
+        self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
+        self.q_net = mlp(flat_dim(observation_space), c.hidden_sizes, self.num_actions).to(self.device)
+        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr)
+        self.epsilon = c.exploration_initial_eps
+        self.target_syncs = 0
+
+    def on_progress(self, env_steps: int, total_steps: int) -> None:
+        """Linear epsilon decay over env steps, and a hard target sync every ``target_update_interval``."""
+        c = self.config
+        decay = min(env_steps / max(c.exploration_fraction * total_steps, 1e-9), 1.0)
+        self.epsilon = c.exploration_initial_eps + decay * (c.exploration_final_eps - c.exploration_initial_eps)
+        due = env_steps // c.target_update_interval
+        if due > self.target_syncs:
+            hard_update(self.target_net, self.q_net)
+            self.target_syncs = due
+
+    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""
+        n = len(obs)
+        explore_rows = self.rng.random(n) < self.epsilon if explore else np.zeros(n, dtype=bool)
+        if explore_rows.all():  # no forward pass needed
+            return self.rng.integers(0, self.num_actions, n), {}
+        with torch.no_grad():
+            q = self.q_net(to_tensor(obs, self.device).flatten(1)).cpu().numpy()
+        action = argmax_random_ties(q, self.rng)
+        action = np.where(explore_rows, self.rng.integers(0, self.num_actions, n), action)
+        return action, {}
+
+    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
+        c, dev = self.config, self.device
+        obs = to_tensor(batch["obs"], dev).flatten(1)
+        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        action = to_tensor(batch["action"], dev, torch.long).reshape(-1, 1)
+        reward = to_tensor(batch["reward"], dev)
+        not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
+        discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
+
+        # TD target without grad; double DQN chooses the next action with the online network.
+        with torch.no_grad():
+            next_q_all = self.target_net(next_obs)
+            if c.double_q:
+                next_action = self.q_net(next_obs).argmax(dim=1, keepdim=True)
+                next_q = next_q_all.gather(1, next_action).squeeze(1)
+            else:
+                next_q = next_q_all.max(dim=1).values
+            td_target = reward + discount * not_terminal * next_q
+        # Q of the actions taken.
+        q = self.q_net(obs).gather(1, action).squeeze(1)
+        # Huber loss, importance-weighted when the batch comes from prioritized replay.
+        per_sample = F.smooth_l1_loss(q, td_target, reduction="none")
+        loss = (per_sample * to_tensor(batch["weight"], dev)).mean() if "weight" in batch else per_sample.mean()
+        # Clipped optimiser step.
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+
+        metrics: dict[str, Any] = {
+            "train/loss": loss.item(),
+            "train/q_mean": q.mean().item(),
+            "train/td_target_mean": td_target.mean().item(),
+            "train/grad_norm": grad_norm.item(),
+            "rollout/exploration_rate": self.epsilon,
+        }
+        if "weight" in batch:
+            metrics["td_error"] = (td_target - q).detach().abs().cpu().numpy()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epsilon": self.epsilon,
+            "target_syncs": self.target_syncs,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epsilon = state["epsilon"]
+        self.target_syncs = state["target_syncs"]
+        self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,96 @@
+"""From a composed Hydra config to live objects: env, agent, buffer, logger, runner.
+
+``scripts/train.py``, the sweep driver and the evaluation script all build through here, so a run composed
+anywhere is built the same way. Each builder takes the whole config because pieces depend on each other
+(the buffer's stream count is the env's ``num_envs``; the agent's spaces are the env's).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from cardio.agents.base import Agent
+from cardio.buffers.circular import CircularBuffer
+from cardio.loggers.base import Logger
+from cardio.runner import EVAL_SEED_OFFSET, OnPolicySchedule, Runner
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed Python, numpy's global RNG and torch (``None``: leave them random). Checks ``is not None``: 0 seeds."""
+    if seed is None:
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_env(cfg: DictConfig, evaluation: bool = False) -> gym.vector.VectorEnv:
+    """The training env, or the eval env (``cfg.runner.eval_num_envs`` copies, differently seeded)."""
+    seed = cfg.get("seed")
+    overrides: dict[str, Any] = {}
+    if evaluation:
+        overrides["num_envs"] = cfg.runner.get("eval_num_envs", 1)
+        seed = None if seed is None else seed + EVAL_SEED_OFFSET
+    return instantiate(cfg.env, seed=seed, _convert_="all", **overrides)
+
+
+def build_agent(cfg: DictConfig, env: gym.vector.VectorEnv) -> Agent:
+    """Instantiate ``cfg.agent`` (an agent config dataclass) and build it for the env's single-env spaces."""
+    agent_config = instantiate(cfg.agent, _convert_="all")
+    return agent_config.build(
+        env.single_observation_space,
+        env.single_action_space,
+        device=cfg.get("device", "cpu"),
+        seed=cfg.get("seed"),
+        env_id=cfg.env.id,
+    )
+
+
+def build_buffer(cfg: DictConfig, env: gym.vector.VectorEnv) -> CircularBuffer:
+    """The replay buffer; for an on-policy runner the capacity is forced to ``n_steps * num_envs``."""
+    overrides: dict[str, Any] = {"num_envs": env.num_envs, "seed": cfg.get("seed")}
+    schedule = instantiate(cfg.runner.schedule)
+    if isinstance(schedule, OnPolicySchedule):
+        overrides["capacity"] = schedule.n_steps * env.num_envs
+    return instantiate(cfg.buffer, _convert_="all", **overrides)
+
+
+def build_logger(cfg: DictConfig) -> Logger:
+    return instantiate(cfg.logger, _convert_="all")
+
+
+def build_runner(cfg: DictConfig, logger: Logger | None = None, **runner_kwargs: Any) -> Runner:
+    """Seed, then build env, eval env, agent, buffer and logger, and wire them into a Runner."""
+    seed_everything(cfg.get("seed"))
+    torch.set_num_threads(int(cfg.get("torch_threads", 1)))
+    env = build_env(cfg)
+    eval_env = build_env(cfg, evaluation=True)
+    agent = build_agent(cfg, env)
+    buffer = build_buffer(cfg, env)
+    runner_cfg = OmegaConf.masked_copy(cfg.runner, [k for k in cfg.runner if k != "eval_num_envs"])
+    runner_factory = instantiate(runner_cfg, _convert_="all")
+    return runner_factory(
+        env=env,
+        agent=agent,
+        buffer=buffer,
+        eval_env=eval_env,
+        logger=logger if logger is not None else build_logger(cfg),
+        seed=cfg.get("seed"),
+        **runner_kwargs,
+    )
+
+
+def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:
+    """Write the resolved config as ``<run_dir>/config.yaml`` (what was actually run)."""
+    path = Path(run_dir) / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path

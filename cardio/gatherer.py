@@ -1,0 +1,157 @@
+"""Gatherer: steps a vector env with a policy and emits transitions, one ``[N, ...]`` batch per vector step.
+
+Legend
+    N          number of envs in the vector env; row ``i`` of every array is env ``i``.
+    done       ``terminated | truncated``: the episode ended on this step (either way).
+    pending    ``[N]`` bool, NEXT_STEP autoreset only: env ``i`` ended an episode on the previous step, so this
+               step is its reset. The env ignores the action and returns ``(reset_obs, 0, False, False)``;
+               ``final_obs -> reset_obs`` is not a transition and is masked out (``valid[i] = False``).
+
+Under SAME_STEP autoreset (cardio's default, see ``make_env``) a done step already returns the reset observation
+and puts the true final observation in ``info["final_obs"]``; the gatherer writes that final observation into
+``next_obs`` so truncated episodes bootstrap from the right state. Under DISABLED it resets finished envs itself.
+Episode returns and lengths are counted here from the rewards the env returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from cardio.pytree import Tree, tree_copy, tree_map
+
+Policy = Callable[[Tree], tuple[Any, dict[str, Any]]]
+"""``obs [N, ...] -> (action [N, ...], extras)``; extras (``log_prob``, ``value``...) are stored with the step."""
+
+
+@dataclass
+class EpisodeStats:
+    """Finished-episode statistics over a rolling window, and the step counters behind ``time/*``."""
+
+    window: int = 100
+    """Episodes averaged in ``rollout/ep_rew_mean`` and ``rollout/ep_len_mean`` (SB3 uses 100)."""
+    returns: deque[float] = field(default_factory=deque)
+    """Undiscounted returns of the last ``window`` finished episodes."""
+    lengths: deque[int] = field(default_factory=deque)
+    """Lengths (env steps) of the last ``window`` finished episodes."""
+    episodes: int = 0
+    """Episodes finished since the gatherer was built."""
+    env_steps: int = 0
+    """Transitions emitted (masked reset steps excluded) since the gatherer was built."""
+
+    def __post_init__(self) -> None:
+        self.returns = deque(self.returns, maxlen=self.window)
+        self.lengths = deque(self.lengths, maxlen=self.window)
+
+    def record(self, episode_return: float, length: int) -> None:
+        self.returns.append(float(episode_return))
+        self.lengths.append(int(length))
+        self.episodes += 1
+
+    def metrics(self) -> dict[str, float]:
+        """``rollout/*`` metrics; empty until an episode has finished."""
+        if not self.returns:
+            return {}
+        return {
+            "rollout/ep_rew_mean": float(np.mean(self.returns)),
+            "rollout/ep_len_mean": float(np.mean(self.lengths)),
+            "rollout/episodes": float(self.episodes),
+        }
+
+
+def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
+    """A plain ``gym.Env`` becomes a one-env SyncVectorEnv (SAME_STEP), so everything sees ``[N, ...]``."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env
+    return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+class Gatherer:
+    """Runs a policy in a (vector) env and emits ``(transition, valid)`` per vector step.
+
+    Args:
+        env: a gymnasium vector env (any autoreset mode) or a plain env (wrapped as one-env vector env).
+        seed: passed to the first ``reset`` only, so the env's own RNG carries on from there.
+        stats_window: episodes in the rolling ``rollout/*`` window.
+    """
+
+    def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int | None = None, stats_window: int = 100):
+        self.env = as_vector_env(env)
+        self.num_envs = self.env.num_envs
+        self.mode = self.env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        self.stats = EpisodeStats(window=stats_window)
+        self.seed = seed
+        self.obs: Tree | None = None
+        self.pending = np.zeros(self.num_envs, dtype=bool)
+        self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
+        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.started = time.perf_counter()
+
+    def reset(self, seed: int | None = None) -> Tree:
+        """Reset every env (seeded the first time with the gatherer's seed) and drop partial episodes."""
+        if seed is None and self.obs is None:
+            seed = self.seed
+        self.obs, _ = self.env.reset(seed=seed)
+        self.pending[:] = False
+        self.ep_return[:] = 0.0
+        self.ep_length[:] = 0
+        return self.obs
+
+    def step(self, policy: Policy) -> tuple[dict[str, Any], np.ndarray]:
+        """One vector step: ``(transition [N, ...], valid [N])``; rows with ``valid=False`` are not transitions."""
+        if self.obs is None:
+            self.reset()
+        obs = self.obs
+        # 1. act
+        action, extras = policy(obs)
+        # 2. step the env
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        done = terminated | truncated
+        # 3. drop autoreset rows: under NEXT_STEP this step is a reset for envs that ended last step
+        valid = ~self.pending
+        # 4. the true final observation. SAME_STEP: from info (next_obs is already the reset obs); truncation
+        #    must bootstrap from it (tests/test_gatherer.py::test_truncation_keeps_final_obs).
+        carry = next_obs
+        if self.mode == AutoresetMode.SAME_STEP and done.any():
+            next_obs = tree_copy(next_obs)
+            for i in np.flatnonzero(done):
+                tree_map(lambda dst, src, i=i: dst.__setitem__(i, src), next_obs, info["final_obs"][i])
+        elif self.mode == AutoresetMode.DISABLED and done.any():
+            next_obs = tree_copy(next_obs)
+            carry, _ = self.env.reset(options={"reset_mask": done})
+        transition = {
+            "obs": obs,
+            "action": np.asarray(action),
+            "reward": np.asarray(reward, dtype=np.float32),
+            "next_obs": next_obs,
+            "terminated": np.asarray(terminated, dtype=bool),
+            "truncated": np.asarray(truncated, dtype=bool),
+            **extras,
+        }
+        # 5. episode statistics, counted on valid rows only
+        self.ep_return += np.where(valid, reward, 0.0)
+        self.ep_length += valid
+        for i in np.flatnonzero(done & valid):
+            self.stats.record(self.ep_return[i], self.ep_length[i])
+        self.ep_return[done] = 0.0
+        self.ep_length[done] = 0
+        self.stats.env_steps += int(valid.sum())
+        # 6. carry the observation; NEXT_STEP envs that just ended owe a reset step next
+        self.obs = carry
+        self.pending = done & valid if self.mode == AutoresetMode.NEXT_STEP else self.pending
+        return transition, valid
+
+    def random_policy(self, obs: Tree) -> tuple[Any, dict[str, Any]]:
+        """Uniform actions from the env's (seeded) action space: warm-up is just a rollout with this."""
+        return self.env.action_space.sample(), {}
+
+    def fps(self) -> float:
+        """Emitted transitions per wall-clock second since construction."""
+        return self.stats.env_steps / max(time.perf_counter() - self.started, 1e-9)

@@ -1,0 +1,413 @@
+"""Runner: drives env -> gatherer -> buffer -> agent.update -> logger, off-policy and on-policy alike.
+
+Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps`` counts transitions (one
+vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
+``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
+
+Off-policy ``step()``: collect ``train_freq`` vector steps into the replay buffer (uniform-random actions
+until ``learning_starts`` env steps), then, once past ``learning_starts``, run ``gradient_steps`` updates on
+sampled batches. On-policy ``step()``: clear the rollout buffer, fill it with ``n_steps`` transitions per env,
+hand the whole ``[T, N]`` rollout to ``agent.update``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from cardio import checkpoint
+from cardio.agents.base import Agent
+from cardio.buffers.circular import CircularBuffer
+from cardio.gatherer import Gatherer
+from cardio.loggers.base import Logger
+from cardio.pytree import tree_index
+
+EVAL_SEED_OFFSET = 1_000_003
+"""The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
+
+
+@dataclass
+class OffPolicySchedule:
+    """When to collect and when to learn (SB3 units)."""
+
+    learning_starts: int = 100
+    """Env steps of uniform-random actions before the first update."""
+    train_freq: int = 4
+    """Vector steps collected between update phases (N env steps each)."""
+    gradient_steps: int = 1
+    """Updates per phase; -1 = as many as env steps collected in the phase."""
+    batch_size: int = 32
+    """Transitions per update."""
+
+
+@dataclass
+class OnPolicySchedule:
+    """Rollout length for on-policy agents (epochs and minibatches are the agent's)."""
+
+    n_steps: int = 2048
+    """Vector steps per rollout: the rollout buffer holds ``n_steps x num_envs`` transitions."""
+
+
+class Callback(Protocol):
+    """Hooks into a run; every method is optional. Raising from a hook stops the run (e.g. Optuna pruning)."""
+
+    def on_step_end(self, runner: Runner) -> None: ...
+
+    def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
+
+
+class ScheduleError(ValueError):
+    """Runner options that cannot work together; the message names the keys and their values."""
+
+
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean: the mean of the middle 50 % (Agarwal et al. 2021), robust to outlier episodes."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    cut = len(x) // 4
+    return float(x[cut : len(x) - cut].mean()) if len(x) else float("nan")
+
+
+class Runner:
+    """Drives training and evaluation.
+
+    Args:
+        env: training env (a vector env, or a plain env treated as one env).
+        agent: anything meeting the :class:`~cardio.agents.base.Agent` contract.
+        buffer: replay buffer (off-policy) or rollout buffer of ``n_steps * num_envs`` (on-policy).
+        schedule: :class:`OffPolicySchedule` or :class:`OnPolicySchedule`.
+        total_steps: env steps :meth:`run` trains for.
+        eval_env: separate env for :meth:`evaluate` (``None``: no evaluation).
+        logger: metrics sink fan-out (``None``: metrics are only returned).
+        seed: seeds the training env's first reset; the eval env gets ``seed + EVAL_SEED_OFFSET``.
+        log_interval: env steps between metric logs.
+        eval_freq: env steps between evaluations (0: only the final one).
+        eval_episodes: episodes per evaluation.
+        stats_window: finished episodes averaged in ``rollout/ep_rew_mean``.
+        callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
+        checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
+        checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        agent: Agent,
+        buffer: CircularBuffer,
+        schedule: OffPolicySchedule | OnPolicySchedule,
+        total_steps: int = 100_000,
+        eval_env: gym.Env | gym.vector.VectorEnv | None = None,
+        logger: Logger | None = None,
+        seed: int | None = None,
+        log_interval: int = 1_000,
+        eval_freq: int = 10_000,
+        eval_episodes: int = 10,
+        stats_window: int = 100,
+        callbacks: Sequence[Any] = (),
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_freq: int = 0,
+    ) -> None:
+        self.agent = agent
+        self.buffer = buffer
+        self.schedule = schedule
+        self.total_steps = int(total_steps)
+        self.logger = logger
+        self.seed = seed
+        self.log_interval = int(log_interval)
+        self.eval_freq = int(eval_freq)
+        self.eval_episodes = int(eval_episodes)
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_freq = int(checkpoint_freq)
+        self.gatherer = Gatherer(env, seed=seed, stats_window=stats_window)
+        eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
+        self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
+        self.num_envs = self.gatherer.num_envs
+        self._check_schedule()
+        self.reset_counters()
+
+    # ---------------------------------------------------------------------------------------------- checks
+    def _check_schedule(self) -> None:
+        """Refuse option combinations that cannot work; warn about legal but surprising ones."""
+        if not isinstance(self.agent, Agent):
+            raise ScheduleError(f"agent {type(self.agent).__name__} lacks act/update/state_dict/load_state_dict")
+        if self.buffer.num_envs != self.num_envs:
+            raise ScheduleError(
+                f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
+            )
+        s = self.schedule
+        if isinstance(s, OffPolicySchedule):
+            if s.train_freq <= 0 or s.batch_size <= 0:
+                raise ScheduleError(f"runner.schedule needs train_freq>0 and batch_size>0, got {s}")
+            if s.batch_size > self.buffer.capacity:
+                raise ScheduleError(
+                    f"runner.schedule.batch_size={s.batch_size} exceeds buffer.capacity={self.buffer.capacity}"
+                )
+            if s.learning_starts < s.batch_size:
+                raise ScheduleError(
+                    f"runner.schedule.learning_starts={s.learning_starts} is below batch_size={s.batch_size}: "
+                    f"the first update would sample more than is stored; set learning_starts >= {s.batch_size}"
+                )
+            chunk = s.train_freq * self.num_envs
+        elif isinstance(s, OnPolicySchedule):
+            expected = s.n_steps * self.num_envs
+            if self.buffer.capacity != expected:
+                raise ScheduleError(
+                    f"on-policy rollout buffer needs capacity n_steps*num_envs = {s.n_steps}*{self.num_envs} "
+                    f"= {expected}, got buffer.capacity={self.buffer.capacity}"
+                )
+            chunk = expected
+        else:
+            raise ScheduleError(f"runner.schedule must be OffPolicySchedule or OnPolicySchedule, got {s!r}")
+        if self.total_steps % chunk:
+            actual = math.ceil(self.total_steps / chunk) * chunk
+            warnings.warn(
+                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} env steps one "
+                f"runner.step() collects; {actual} env steps will run",
+                stacklevel=3,
+            )
+
+    # ---------------------------------------------------------------------------------------------- state
+    def reset_counters(self) -> None:
+        self.updates = 0
+        self._train_sums: dict[str, float] = defaultdict(float)
+        self._train_counts: dict[str, int] = defaultdict(int)
+        self._next_log = self.log_interval
+        self._next_eval = self.eval_freq if self.eval_freq > 0 else math.inf
+        self._next_ckpt = self.checkpoint_freq if self.checkpoint_freq > 0 else math.inf
+        self._run_started = time.perf_counter()
+        self._run_start_steps = self.env_steps
+        self.last_eval: dict[str, float] = {}
+        self._last_log_step = -1
+
+    @property
+    def env_steps(self) -> int:
+        """Transitions collected so far (all envs together)."""
+        return self.gatherer.stats.env_steps
+
+    def reset(self) -> None:
+        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
+        self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
+        self.buffer.clear()
+        self.reset_counters()
+
+    def update_agent(self, agent: Agent) -> None:
+        """Swap in another agent (e.g. one loaded from disk); the buffer and counters are kept."""
+        self.agent = agent
+        self._check_schedule()
+
+    # ---------------------------------------------------------------------------------------------- training
+    def _progress(self) -> None:
+        # Schedules (epsilon, learning rate, target syncs, PER beta) are functions of env steps.
+        for part in (self.agent, self.buffer):
+            on_progress = getattr(part, "on_progress", None)
+            if on_progress is not None:
+                on_progress(self.env_steps, self.total_steps)
+
+    def _explore(self, obs: Any) -> tuple[Any, dict[str, Any]]:
+        return self.agent.act(obs, explore=True)
+
+    def _learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
+        metrics = self.agent.update(batch)
+        td_error = metrics.pop("td_error", None)
+        if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
+            self.buffer.update_priorities(indices, td_error)
+        for key, value in metrics.items():
+            self._train_sums[key] += float(value)
+            self._train_counts[key] += 1
+        self.updates += 1
+
+    def step(self) -> None:
+        """One rollout and the updates it earns."""
+        if isinstance(self.schedule, OffPolicySchedule):
+            self._off_policy_step(self.schedule)
+        else:
+            self._on_policy_step()
+
+    def _off_policy_step(self, s: OffPolicySchedule) -> None:
+        collected = 0
+        for _ in range(s.train_freq):
+            self._progress()
+            policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._explore
+            transition, valid = self.gatherer.step(policy)
+            self.buffer.add(transition, valid)
+            collected += int(valid.sum())
+        if self.env_steps <= s.learning_starts:
+            return
+        n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
+        if n_updates == 0:
+            return
+        if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
+            for _ in range(n_updates):
+                batch, indices = self.buffer.sample(s.batch_size)
+                self._learn(batch, indices)
+        else:  # one gather for the whole phase
+            batches, indices = self.buffer.sample(s.batch_size, num_batches=n_updates)
+            for j in range(n_updates):
+                self._learn(tree_index(batches, j), indices[j])
+
+    def _on_policy_step(self) -> None:
+        self.buffer.clear()
+        rows = self.buffer.slots_per_env
+        while bool(np.any(self.buffer.size < rows)):
+            self._progress()
+            transition, valid = self.gatherer.step(self._explore)
+            # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
+            self.buffer.add(transition, valid & (self.buffer.size < rows))
+        self._learn(self.buffer.as_rollout())
+
+    # ---------------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, episodes: int | None = None) -> dict[str, float]:
+        """Deterministic-policy returns on the eval env: ``eval/mean_reward``, ``std``, ``iqm``, ``mean_ep_length``.
+
+        Each of the eval env's N copies runs its share of the episodes, so short episodes are not favoured.
+        """
+        if self.eval_gatherer is None:
+            raise ScheduleError("evaluate() needs an eval_env; pass one to the Runner")
+        episodes = episodes or self.eval_episodes
+        g = self.eval_gatherer
+        g.reset()
+        n = g.num_envs
+        quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
+        returns: list[float] = []
+        lengths: list[int] = []
+        done_count = np.zeros(n, dtype=np.int64)
+        ep_return = np.zeros(n)
+        ep_length = np.zeros(n, dtype=np.int64)
+        while bool(np.any(done_count < quota)):
+            transition, valid = g.step(lambda obs: self.agent.act(obs, explore=False))
+            ep_return += np.where(valid, transition["reward"], 0.0)
+            ep_length += valid
+            ended = valid & (transition["terminated"] | transition["truncated"])
+            for i in np.flatnonzero(ended):
+                if done_count[i] < quota[i]:
+                    returns.append(float(ep_return[i]))
+                    lengths.append(int(ep_length[i]))
+                done_count[i] += 1
+            ep_return[ended] = 0.0
+            ep_length[ended] = 0
+        metrics = {
+            "eval/mean_reward": float(np.mean(returns)),
+            "eval/std_reward": float(np.std(returns)),
+            "eval/iqm_reward": iqm(returns),
+            "eval/mean_ep_length": float(np.mean(lengths)),
+        }
+        self.last_eval = metrics
+        return metrics
+
+    # ---------------------------------------------------------------------------------------------- the loop
+    def _train_metrics(self) -> dict[str, float]:
+        out = {k: self._train_sums[k] / self._train_counts[k] for k in self._train_sums}
+        self._train_sums.clear()
+        self._train_counts.clear()
+        return out
+
+    def log_now(self) -> dict[str, float]:
+        """Assemble ``rollout/* train/* time/*`` metrics, hand them to the logger, and return them."""
+        elapsed = time.perf_counter() - self._run_started
+        metrics = {
+            **self.gatherer.stats.metrics(),
+            **self._train_metrics(),
+            "train/n_updates": float(self.updates),
+            "time/fps": (self.env_steps - self._run_start_steps) / max(elapsed, 1e-9),
+            "time/time_elapsed": elapsed,
+            "time/total_timesteps": float(self.env_steps),
+        }
+        if self.logger is not None:
+            self.logger.log(metrics, self.env_steps)
+        self._last_log_step = self.env_steps
+        return metrics
+
+    def _eval_and_report(self) -> dict[str, float]:
+        metrics = self.evaluate()
+        if self.logger is not None:
+            self.logger.log(metrics, self.env_steps)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_eval"):
+                cb.on_eval(self, metrics)
+        return metrics
+
+    def run(self, total_steps: int | None = None) -> dict[str, float]:
+        """Train until ``total_steps`` env steps, logging and evaluating on schedule; returns the final eval
+        metrics (or the last logged metrics when there is no eval env)."""
+        if total_steps is not None:
+            self.total_steps = int(total_steps)
+        while self.env_steps < self.total_steps:
+            self.step()
+            if self.env_steps >= self._next_log:
+                self.log_now()
+                self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
+            if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
+                self._eval_and_report()
+                self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
+            if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
+                self.save(self.checkpoint_dir / "last.ckpt")
+                self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+            for cb in self.callbacks:
+                if hasattr(cb, "on_step_end"):
+                    cb.on_step_end(self)
+        final = self.log_now() if self._last_log_step != self.env_steps else {}
+        if self.eval_gatherer is not None:
+            final = self._eval_and_report()
+        if self.checkpoint_dir is not None:
+            self.save(self.checkpoint_dir / "last.ckpt")
+        return final
+
+    # ---------------------------------------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Agent, buffer, counters, gatherer state and global RNG states."""
+        g = self.gatherer
+        return {
+            "kind": "cardio.runner",
+            "agent": self.agent.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "updates": self.updates,
+            "total_steps": self.total_steps,
+            "gatherer": {
+                "obs": g.obs,
+                "pending": g.pending,
+                "ep_return": g.ep_return,
+                "ep_length": g.ep_length,
+                "stats": g.stats,
+            },
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.agent.load_state_dict(state["agent"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.updates = state["updates"]
+        self.total_steps = state["total_steps"]
+        g, saved = self.gatherer, state["gatherer"]
+        g.obs, g.pending, g.ep_return, g.ep_length, g.stats = (
+            saved["obs"],
+            saved["pending"],
+            saved["ep_return"],
+            saved["ep_length"],
+            saved["stats"],
+        )
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint atomically (temporary file, then rename)."""
+        return checkpoint.atomic_save(self.state_dict(), path)
+
+    def load(self, path: str | Path) -> None:
+        """Restore from :meth:`save`; a corrupt or foreign file raises ``CheckpointError``, changing nothing."""
+        self.load_state_dict(checkpoint.load(path, kind="cardio.runner"))
