@@ -280,7 +280,8 @@ class Runner:
         n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
         if n_updates == 0:
             return
-        if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
+        # Priorities change between updates, and sequence windows come one batch per call: sample one by one.
+        if hasattr(self.buffer, "update_priorities") or hasattr(self.buffer, "sample_sequences"):
             for _ in range(n_updates):
                 batch, indices = self.buffer.sample(s.batch_size)
                 self._learn(batch, indices)

@@ -21,7 +21,12 @@ def linear_epsilon(env_steps: int, total_steps: int, fraction: float, initial: f
 
 
 def epsilon_greedy(
-    greedy: Callable[[], np.ndarray], num_envs: int, num_actions: int, epsilon: float, rng: np.random.Generator
+    greedy: Callable[[], np.ndarray],
+    num_envs: int,
+    num_actions: int,
+    epsilon: float,
+    rng: np.random.Generator,
+    explore: bool = True,
 ) -> np.ndarray:
     """Each env's action is uniform with probability ``epsilon``, else ``greedy()``'s.
 
@@ -32,8 +37,9 @@ def epsilon_greedy(
         num_actions: size of the Discrete action space.
         epsilon: probability of a uniform action per row.
         rng: the agent's generator (draw order: the explore mask, then the greedy actions, then the uniform ones).
+        explore: ``False`` = greedy everywhere (no mask drawn; the uniform draw still happens, as in DQN).
     """
-    explore_rows = rng.random(num_envs) < epsilon  # [N]
+    explore_rows = rng.random(num_envs) < epsilon if explore else np.zeros(num_envs, dtype=bool)  # [N]
     if explore_rows.all():
         return rng.integers(0, num_actions, num_envs)
     action = greedy()

@@ -122,7 +122,8 @@ class TD3:
 
         # TD target without grad: smoothed target action, min over target critics.
         with torch.no_grad():
-            smoothing = (torch.randn_like(action) * c.target_policy_noise).clamp(-c.target_noise_clip, c.target_noise_clip)
+            clip = c.target_noise_clip
+            smoothing = (torch.randn_like(action) * c.target_policy_noise).clamp(-clip, clip)
             next_action = (self.target_actor(next_obs) + smoothing).clamp(-1.0, 1.0)
             next_q = q_values(self.target_critics, next_obs, next_action).min(dim=0).values
             td_target = reward + discount * not_terminal * next_q
