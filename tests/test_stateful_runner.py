@@ -10,7 +10,6 @@ from cardio.buffers import CircularBuffer
 from cardio.envs import make_env
 from cardio.runner import OffPolicySchedule, OnPolicySchedule, Runner
 
-
 LENGTH = 5  # CountingEnv episode length, train and eval
 
 

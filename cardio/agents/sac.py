@@ -93,8 +93,8 @@ class SAC:
         require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or SACConfig()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
-        obs_dim, action_dim = flat_dim(observation_space), int(np.prod(action_space.shape))
-        self.action_shape = action_space.shape
+        obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
+        self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
         self.actor = Actor(obs_dim, c.hidden_sizes, action_dim).to(dev)
@@ -105,8 +105,8 @@ class SAC:
         # Entropy coefficient: learnt in log space from an initial value, or fixed.
         self.target_entropy = -float(action_dim) if c.target_entropy == "auto" else float(c.target_entropy)
         self.auto_alpha = isinstance(c.ent_coef, str) and c.ent_coef.startswith("auto")
-        init = float(c.ent_coef.split("_")[1]) if self.auto_alpha and "_" in str(c.ent_coef) else 1.0
-        alpha0 = init if self.auto_alpha else float(c.ent_coef)
+        start = str(c.ent_coef).partition("_")[2]  # "auto_0.1" -> "0.1"
+        alpha0 = (float(start) if start else 1.0) if self.auto_alpha else float(c.ent_coef)
         self.log_alpha = torch.tensor(math.log(alpha0), device=dev, requires_grad=self.auto_alpha)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr) if self.auto_alpha else None
 

@@ -86,8 +86,8 @@ class TD3:
         self.config = c = config or TD3Config()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
         self.rng = np.random.default_rng(seed)  # exploration noise
-        obs_dim, action_dim = flat_dim(observation_space), int(np.prod(action_space.shape))
-        self.action_shape = action_space.shape
+        obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
+        self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
         self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim), nn.Tanh()).to(dev)
