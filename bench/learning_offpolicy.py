@@ -63,7 +63,7 @@ CASES: dict[str, Case] = {
     "ddpg_pendulum": Case(("agent=ddpg", "env=Pendulum"), threshold=-250.0),
     "dqn_cartpole_novel": Case(("agent=dqn", "env=CartPoleNoVel"), eval_freq=5_000),
     "drqn_cartpole_novel": Case(
-        ("agent=drqn", "env=CartPoleNoVel", "buffer=sequence"),
+        ("agent=drqn", "env=CartPoleNoVel"),
         eval_freq=5_000,
         baseline="dqn_cartpole_novel",
         margin=50.0,

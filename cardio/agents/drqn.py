@@ -46,8 +46,8 @@ class DRQNConfig:
     """Widths of the MLP encoder (ReLU) in front of the GRU."""
     gru_size: int = 64
     """H, the GRU's hidden width (the acting state)."""
-    burn_in: int = 8
-    """Steps at the start of each sampled window that only warm up the hidden state (must match the buffer's)."""
+    burn_in: int = 0
+    """Steps at the start of each sampled window that only warm up the hidden state (the buffer's ``burn_in``)."""
     target_update_interval: int = 1_000
     """Env steps between hard copies of the online network into the target network."""
     exploration_fraction: float = 0.2
@@ -152,10 +152,10 @@ class DRQN:
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step on a ``[B, L, ...]`` sequence batch; the loss covers masked-in steps after burn-in."""
         c, dev, b = self.config, self.device, self.config.burn_in
-        if "mask" not in batch or np.ndim(batch["reward"]) != 2:
+        if "mask" not in batch or np.ndim(batch["reward"]) != 2 or np.shape(batch["reward"])[1] <= b:
             raise ValueError(
-                f"DRQN.update needs [B, L] sequence batches with a mask (buffer=sequence), got fields "
-                f"{sorted(batch)} with reward shape {np.shape(batch['reward'])}"
+                f"DRQN.update needs [B, L] sequence windows longer than agent.burn_in={b}, with a mask "
+                f"(buffer=sequence); got fields {sorted(batch)} with reward shape {np.shape(batch['reward'])}"
             )
         obs = to_tensor(batch["obs"], dev).flatten(2)  # [B, L, D]
         next_obs = to_tensor(batch["next_obs"], dev).flatten(2)[:, b:]  # [B, S, D]
