@@ -23,7 +23,11 @@ from cardio.envs import make_env
 from cardio.envs.wrappers import MaskVelocity
 from cardio.runner import OffPolicySchedule, Runner
 from tests.conftest import compose_train, shrink
-from tests.sequence_standin import StandInSequenceBuffer
+
+try:  # the replay helper's buffer once merged; a minimal stand-in with the same interface until then
+    from cardio.buffers import SequenceBuffer  # type: ignore[attr-defined]
+except ImportError:
+    from tests.sequence_standin import StandInSequenceBuffer as SequenceBuffer
 
 OBS3 = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
 ASYMMETRIC = gym.spaces.Box(np.array([0.0, -5.0], np.float32), np.array([3.0, -1.0], np.float32))
@@ -178,7 +182,7 @@ def drqn_runner(burn_in: int = 2, seq_len: int = 4) -> Runner:
     agent = DRQNConfig(hidden_sizes=(16,), gru_size=8, burn_in=burn_in).build(
         env.single_observation_space, env.single_action_space, seed=0
     )
-    buffer = StandInSequenceBuffer(400, num_envs=2, seed=0, seq_len=seq_len, burn_in=burn_in)
+    buffer = SequenceBuffer(400, num_envs=2, seed=0, seq_len=seq_len, burn_in=burn_in)
     schedule = OffPolicySchedule(learning_starts=32, train_freq=4, gradient_steps=2, batch_size=8)
     return Runner(
         env, agent, buffer, schedule, total_steps=96, eval_env=make_env("CartPole-v1", wrappers=[MaskVelocity])
