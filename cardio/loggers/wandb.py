@@ -21,6 +21,20 @@ def default_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+def default_group(config: Mapping[str, Any]) -> str:
+    """``<agent>-<env id>[-<overrides>]``: the Hydra job's overrides without the seed (and resume), as in the
+    multirun subdir names, so every seed of one configuration lands in one group."""
+    agent = str(config.get("agent", {}).get("_target_", "agent")).rsplit(".", 1)[-1].removesuffix("Config")
+    parts = [agent, str(config.get("env", {}).get("id", "env"))]
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = HydraConfig.get().job.override_dirname
+    except Exception:  # not inside a Hydra app (tests, notebooks)
+        overrides = ""
+    return "-".join(parts + ([overrides] if overrides else []))
+
+
 class WandbSink:
     """Logs scalars to a W&B run started on first use, with the resolved config attached.
 
@@ -28,8 +42,8 @@ class WandbSink:
         project: W&B project.
         dir: where W&B keeps its files, normally the run dir (``<dir>/wandb/...``).
         entity: W&B user or team (``None``: your default).
-        group: runs sharing it are grouped in the UI; the config uses agent, env and the overrides without the
-            seed, so the seeds of one multirun configuration group together.
+        group: runs sharing it are grouped in the UI (``None``: :func:`default_group`, so the seeds of one
+            multirun configuration group together).
         job_type: e.g. ``train`` or ``eval``.
         name: run name (``None``: the run dir's name).
         tags: run tags.
@@ -86,6 +100,8 @@ class WandbSink:
 
     def log_config(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
+        if self.group is None:
+            self.group = default_group(config)
         if self.run is not None:
             self.run.config.update(self.config, allow_val_change=True)
 
