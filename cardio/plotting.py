@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 STEP_COLUMN = "time/total_timesteps"
-"""x axis: env steps (cardio and SB3 progress.csv both have it; cardio's ``step`` column is the same number)."""
+"""x axis of SB3's progress.csv (env steps); cardio's files use their ``step`` column, present on every row."""
 
 
 @dataclass
@@ -97,7 +97,7 @@ def curve(data: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if metric not in data.columns:
         raise KeyError(f"metric {metric!r} not logged; columns: {sorted(c for c in data.columns if '/' in c)}")
-    x_col = STEP_COLUMN if STEP_COLUMN in data.columns else "step"
+    x_col = "step" if "step" in data.columns else STEP_COLUMN  # cardio's eval rows have only `step`
     rows = data[[x_col, metric]].dropna() if x_col != metric else data[[metric]].dropna()
     rows = rows.groupby(x_col, as_index=False).last()  # one value per step
     return rows[x_col].to_numpy(dtype=float), rows[metric].to_numpy(dtype=float)
@@ -210,7 +210,9 @@ def plot_learning_curves(
         if not curves:
             continue
         grid = np.linspace(0.0, max(float(x[-1]) for x, _ in curves), points)
-        values = np.stack([np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves])
+        values = np.stack(
+            [np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves]
+        )
         mean, lo, hi = bootstrap_mean_band(values)
         (line,) = ax.plot(grid, mean, label=f"{label} (n={len(curves)})", linewidth=1.8)
         ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)

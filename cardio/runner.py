@@ -387,7 +387,7 @@ class Runner:
         """What a checkpoint must match to load into this runner: agent class, env, spaces, buffer, schedule."""
         env = self.gatherer.env
         try:
-            env_id = env.get_attr("spec")[0].id
+            env_id = env.get_attr("spec")[0].id  # type: ignore[attr-defined]
         except Exception:
             env_id = None
         return {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -32,8 +32,8 @@ def record_video(runner: Runner, cfg: Any, out_dir: Path, episodes: int) -> list
 
     video_cfg = cfg.copy()
     video_cfg.env.num_envs = 1
-    video_cfg.env.kwargs = {**OmegaConf.to_container(cfg.env.kwargs), "render_mode": "rgb_array"}
-    env = build_env(video_cfg, evaluation=True)
+    video_cfg.env.kwargs = {**(cfg.env.get("kwargs") or {}), "render_mode": "rgb_array"}
+    env: Any = build_env(video_cfg, evaluation=True)
     fps = env.metadata.get("render_fps") or env.get_attr("metadata")[0].get("render_fps", 30)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -60,8 +60,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("run", type=Path, help="run dir written by scripts/train.py (holds config.yaml)")
     parser.add_argument("--episodes", type=int, default=10, help="deterministic eval episodes")
     parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default <run>/last.ckpt)")
-    parser.add_argument("--video", type=lambda s: s.lower() in ("1", "true", "yes"), default=False,
-                        help="also render episodes to <run>/videos/*.gif")
+    parser.add_argument(
+        "--video",
+        type=lambda s: s.lower() in ("1", "true", "yes"),
+        default=False,
+        help="also render episodes to <run>/videos/*.gif",
+    )
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to render with video=true")
     raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(make_style(raw, ["episodes", "checkpoint", "video", "video_episodes"], "run"))
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if not config_path.is_file():
         parser.error(f"{args.run} has no config.yaml; pass a run dir written by scripts/train.py")
     cfg = OmegaConf.load(config_path)
+    assert isinstance(cfg, DictConfig), f"{config_path} is not a mapping"
     ckpt = checkpoint.resolve(args.checkpoint if args.checkpoint is not None else args.run)
     runner = build_runner(cfg, logger=Logger())  # no sinks: evaluation writes eval.json only
     runner.load(ckpt)

@@ -162,7 +162,7 @@ def test_corrupt_foreign_and_old_checkpoints_give_clear_errors(tmp_path: Path) -
         spoil(path)
         with pytest.raises(CheckpointError, match=words):
             runner.load(path.parent)  # a run dir resolves to its last.ckpt
-    with pytest.raises(CheckpointError, match="no last.ckpt"):
+    with pytest.raises(CheckpointError, match=r"no last\.ckpt"):
         checkpoint.resolve(tmp_path)
 
 
@@ -201,7 +201,7 @@ def test_resume_config_allows_longer_runs_and_refuses_other_changes(tmp_path: Pa
     cfg, ckpt = checkpoint.resume_config(given, [f"resume={tmp_path}", "runner.total_steps=500"])
     assert ckpt == tmp_path / "last.ckpt" and cfg.runner.total_steps == 500 and cfg.run_dir == str(tmp_path)
     given.agent.lr = 0.5
-    with pytest.raises(CheckpointError, match="agent.lr: saved 0.1, given 0.5"):
+    with pytest.raises(CheckpointError, match=r"agent\.lr: saved 0\.1, given 0\.5"):
         checkpoint.resume_config(given, [f"resume={tmp_path}", "agent.lr=0.5"])
 
 

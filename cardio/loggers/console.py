@@ -65,7 +65,10 @@ class ConsoleSink:
                 console=self.console,
                 refresh_per_second=4,
             )
-            self._task = self._live.add_task("train", total=self.total_steps, completed=step, **self._fields())
+            fields = self._fields()
+            self._task = self._live.add_task(
+                "train", total=self.total_steps, completed=step, rate=fields["rate"], scores=fields["scores"]
+            )
             self._live.start()
 
     def _rate(self) -> float:
@@ -97,7 +100,8 @@ class ConsoleSink:
     def progress(self, step: int) -> None:
         self.step = step
         if self._live is not None and self._task is not None:
-            self._live.update(self._task, completed=step, **self._fields())
+            fields = self._fields()
+            self._live.update(self._task, completed=step, rate=fields["rate"], scores=fields["scores"])
 
     # ------------------------------------------------------------------------------------------ tables
     def write(self, metrics: Mapping[str, float], step: int) -> None:
