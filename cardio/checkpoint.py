@@ -9,7 +9,7 @@ built differently fails with a message naming what differs, before anything is c
 
 Env state (what makes a resumed run exact): for a ``SyncVectorEnv`` the sub-envs are pickled (their physics
 state, ``np_random`` and wrapper counters such as ``TimeLimit``'s elapsed steps) together with the vector env's
-autoreset bookkeeping and its action spaces' RNGs. Envs that do not pickle (Box2D, MuJoCo) and
+autoreset bookkeeping and its action spaces' RNGs. Envs that do not pickle, or pickle only their constructor arguments (``EzPickle``: Box2D, MuJoCo), and
 ``AsyncVectorEnv`` are not restored: on load they are reset instead, so the resumed run continues correctly
 but not bit-for-bit (a warning says so).
 """
@@ -30,6 +30,7 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from gymnasium.utils import EzPickle
 
 FORMAT_VERSION = 1
 """Bumped when the layout of a runner checkpoint changes; older files are refused with a clear error."""
@@ -185,6 +186,14 @@ def check_structure(saved: Any, current: Any, where: str) -> None:
 _SYNC_FIELDS = ("_env_obs", "_observations", "_rewards", "_terminations", "_truncations", "_autoreset_envs")
 
 
+def _layers(env: gym.Env) -> list[gym.Env]:
+    """The env and every env it wraps, outermost first."""
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
+
+
 def env_state(env: gym.vector.VectorEnv) -> dict[str, Any] | None:
     """The restorable state of a vector env, or ``None`` when it cannot be captured (see module docstring).
 
@@ -192,6 +201,9 @@ def env_state(env: gym.vector.VectorEnv) -> dict[str, Any] | None:
         env: the vector env (as held by the gatherer).
     """
     if not isinstance(env, gym.vector.SyncVectorEnv):
+        return None
+    # EzPickle envs (Box2D, MuJoCo, CarRacing) pickle their constructor arguments, not their state.
+    if any(isinstance(layer, EzPickle) for sub in env.envs for layer in _layers(sub)):
         return None
     try:
         return {

@@ -236,3 +236,19 @@ def test_ctrl_c_on_train_script_checkpoints_exits_130_and_resumes(tmp_path: Path
     metrics = evaluate([f"run={run_dir}", "episodes=2", "video=true"])
     assert set(metrics) >= {"eval/mean_reward", "eval/iqm_reward"}
     assert (run_dir / "eval.json").is_file() and (run_dir / "videos" / "eval-episode-0.gif").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(("env_id", "restorable"), [("CartPole-v1", True), ("LunarLander-v3", False)])
+def test_env_state_is_saved_only_where_it_restores(env_id: str, restorable: bool) -> None:
+    env = make_env(env_id, num_envs=2, seed=0)
+    env.reset(seed=0)
+    state = checkpoint.env_state(env)  # LunarLander is EzPickle: pickling it would rebuild a fresh env
+    assert (state is not None) == restorable
+    if state is not None:
+        for _ in range(3):
+            env.step(np.array([0, 1]))
+        other = make_env(env_id, num_envs=2, seed=7)
+        other.reset(seed=7)
+        env.reset(seed=0)
+        checkpoint.load_env_state(other, state)
+        np.testing.assert_array_equal(other.step(np.array([1, 1]))[0], env.step(np.array([1, 1]))[0])

@@ -1,0 +1,86 @@
+"""Logging cost: training throughput with every sink on vs the always-on CSV/JSONL files only.
+
+    .venv/bin/python bench/logging_overhead.py [--repeats 3] [--steps 10000] [--log-intervals 1000 100]
+
+DQN on CartPole-v1 with the rl-zoo numbers (the default `make train`), one torch thread. For each log interval
+and repeat, the two variants run back to back (interleaved, order alternating), each in this process:
+``files``: Logger(run_dir) = progress.csv + metrics.jsonl; ``all``: plus the console (rich, forced into terminal
+mode so the live progress line and its refresh thread are included; output to memory), TensorBoard event files
+and W&B (offline, files under the run dir). Timed: ``runner.run()`` (training, logging, one final 1-episode
+eval). Printed: the median ratio of wall times ``all / files`` per log interval; under 1.05 meets the issue's
+"under 5 %". Absolute times are not reported: these machines are shared and vary by about 20 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from omegaconf import open_dict
+from rich.console import Console
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cardio.build import build_runner  # noqa: E402
+from cardio.loggers import ConsoleSink, Logger, TensorBoardSink, WandbSink  # noqa: E402
+from tests.conftest import compose_train  # noqa: E402
+
+
+def timed_run(variant: str, steps: int, log_interval: int, run_dir: Path) -> float:
+    cfg = compose_train([f"runner.total_steps={steps}", "runner.eval_freq=0", "runner.eval_episodes=1"])
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+        cfg.runner.log_interval = log_interval
+        cfg.runner.checkpoint_dir = None
+    sinks: dict = {}
+    if variant == "all":
+        sinks = {
+            "console": ConsoleSink(console=Console(file=io.StringIO(), force_terminal=True, width=120)),
+            "tensorboard": TensorBoardSink(run_dir / "tensorboard"),
+            "wandb": WandbSink(project="cardio-bench", dir=run_dir, mode="offline"),
+        }
+    logger = Logger(sinks, run_dir=run_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner = build_runner(cfg, logger=logger)
+    logger.log_config({"env": {"id": cfg.env.id}, "agent": {"_target_": cfg.agent._target_}})
+    start = time.perf_counter()
+    runner.run()
+    logger.close()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10_000)
+    parser.add_argument("--log-intervals", type=int, nargs="+", default=[1000, 100])
+    args = parser.parse_args()
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.pop("WANDB_MODE", None)
+    root = Path(tempfile.mkdtemp(prefix="cardio_logbench_"))
+    for interval in args.log_intervals:
+        ratios = []
+        for rep in range(args.repeats):
+            order = ("files", "all") if rep % 2 == 0 else ("all", "files")
+            wall = {v: timed_run(v, args.steps, interval, root / f"{interval}_{rep}_{v}") for v in order}
+            ratios.append(wall["all"] / wall["files"])
+            print(f"log_interval={interval} repeat {rep}: all/files = {ratios[-1]:.3f}", flush=True)
+        print(
+            f"log_interval={interval} ({args.steps // interval} log calls): median all/files wall-time ratio "
+            f"{statistics.median(ratios):.3f} over {args.repeats} interleaved repeats "
+            f"(min {min(ratios):.3f}, max {max(ratios):.3f})",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
