@@ -9,9 +9,9 @@ built differently fails with a message naming what differs, before anything is c
 
 Env state (what makes a resumed run exact): for a ``SyncVectorEnv`` the sub-envs are pickled (their physics
 state, ``np_random`` and wrapper counters such as ``TimeLimit``'s elapsed steps) together with the vector env's
-autoreset bookkeeping and its action spaces' RNGs. Envs that do not pickle, or pickle only their constructor arguments (``EzPickle``: Box2D, MuJoCo), and
-``AsyncVectorEnv`` are not restored: on load they are reset instead, so the resumed run continues correctly
-but not bit-for-bit (a warning says so).
+autoreset bookkeeping and its action spaces' RNGs. Envs that do not pickle, envs that pickle only their
+constructor arguments (``EzPickle``: Box2D, MuJoCo) and ``AsyncVectorEnv`` are not restored: on load they are
+reset instead, so the resumed run continues correctly but not bit-for-bit (a warning says so).
 """
 
 from __future__ import annotations
