@@ -451,6 +451,7 @@ class Runner:
                 "next_eval": self._next_eval,
                 "next_ckpt": self._next_ckpt,
                 "last_log_step": self._last_log_step,
+                "last_eval_step": self._last_eval_step,
                 "last_eval": dict(self.last_eval),
                 "train_sums": dict(self._train_sums),
                 "train_counts": dict(self._train_counts),
@@ -508,7 +509,7 @@ class Runner:
         self.total_steps = state["total_steps"]
         c = state["counters"]
         self._next_log, self._next_eval, self._next_ckpt = c["next_log"], c["next_eval"], c["next_ckpt"]
-        self._last_log_step = c["last_log_step"]
+        self._last_log_step, self._last_eval_step = c["last_log_step"], c["last_eval_step"]
         self.last_eval = dict(c["last_eval"])
         self._train_sums = defaultdict(float, c["train_sums"])
         self._train_counts = defaultdict(int, c["train_counts"])
