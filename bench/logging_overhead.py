@@ -107,7 +107,7 @@ def main() -> None:
                   f"cpu {ratios['cpu'][-1]:.3f}", flush=True)  # fmt: skip
         for kind, values in ratios.items():
             print(
-                f"log_interval={interval} ({args.steps // interval} log calls): median all/files {kind}-time ratio "
+                f"log_interval={interval}: median all/files {kind}-time ratio "
                 f"{statistics.median(values):.3f} over {args.repeats} interleaved repeats "
                 f"(min {min(values):.3f}, max {max(values):.3f})",
                 flush=True,
