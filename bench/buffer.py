@@ -150,7 +150,7 @@ def case_atari(repeats: int, seconds: float) -> list[tuple[str, float, str, floa
             "truncated": (np.arange(ENVS) + i) % 1000 == 0,  # a time limit now and then: final obs kept aside
         }
 
-    for i in range(capacity // ENVS + 100):  # wraps around once
+    for _ in range(capacity // ENVS + 100):  # wraps around once
         b = atari_batch(t)
         ours.add(b)
         t += 1

@@ -234,7 +234,11 @@ class CircularBuffer:
             self._is_next_obs.append(name == "next_obs" or name.startswith("next_obs/"))
             if name == "obs" or name.startswith("obs/"):
                 self._obs_leaves.append(len(self._flat) - 1)
-        if isinstance(batch, dict) and not self.memory_saving and all(isinstance(v, np.ndarray) for v in batch.values()):
+        if (
+            isinstance(batch, dict)
+            and not self.memory_saving
+            and all(isinstance(v, np.ndarray) for v in batch.values())
+        ):
             keys = list(batch)
             self._fast = True
             self._fast_get = operator.itemgetter(*keys) if len(keys) > 1 else lambda b: (b[keys[0]],)
@@ -315,10 +319,10 @@ class CircularBuffer:
             views = self._row_views[row]
             if views is None:
                 views = self._row_views[row] = [dst[row] for dst in self._fast_dst]
-            for _ in map(operator.setitem, views, _ELLIPSES, srcs):
+            for _ in map(operator.setitem, views, _ELLIPSES, srcs):  # type: ignore[arg-type]
                 pass
         else:
-            for _ in map(operator.setitem, self._fast_dst, itertools.repeat(row), srcs):
+            for _ in map(operator.setitem, self._fast_dst, itertools.repeat(row), srcs):  # type: ignore[arg-type]
                 pass
         if self._has_write_hook:
             self._written(slice(row * self.num_envs, (row + 1) * self.num_envs))
@@ -508,7 +512,9 @@ class CircularBuffer:
             names = list(self._fields)
             i_rew, i_term, i_trunc = names.index("reward"), names.index("terminated"), names.index("truncated")
             done = self._flat[i_term] | self._flat[i_trunc]  # [T*N]
-            win = nstep_window(flat, self.cursor, self.num_envs, self.slots_per_env, self._flat[i_rew], done, self.n_step)
+            win = nstep_window(
+                flat, self.cursor, self.num_envs, self.slots_per_env, self._flat[i_rew], done, self.n_step
+            )
             boot = win.last
             extras["discount"] = (self.gamma**win.k).astype(np.float32).reshape(shape)
             if self.reduce:
@@ -534,7 +540,7 @@ class CircularBuffer:
                 _take(src, boot, dst)
             else:
                 _take(src, flat, dst)
-        batch = optree.tree_unflatten(self._spec, out)  # type: ignore[arg-type]
+        batch: dict[str, Any] = optree.tree_unflatten(self._spec, out)  # type: ignore[arg-type,assignment]
         batch.update(extras)
         return batch
 
@@ -600,7 +606,8 @@ class CircularBuffer:
             BufferError: the state does not match this buffer (the buffer is left untouched).
         """
         for key, value in self._options().items():
-            if key in state and state[key] != value or key in ("capacity", "num_envs") and key not in state:
+            required = key in ("capacity", "num_envs")
+            if (key in state and state[key] != value) or (required and key not in state):
                 raise BufferError(f"buffer state has {key}={state.get(key)}, this buffer has {key}={value}")
         self._validate_state(state)
         storage = state["storage"]
@@ -673,7 +680,7 @@ class CircularBuffer:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, __meta__=np.array(meta), **arrays)
+                np.savez(f, __meta__=np.array(meta), **arrays)  # type: ignore[arg-type]
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

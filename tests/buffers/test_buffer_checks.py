@@ -83,7 +83,7 @@ def test_field_errors(fast: bool) -> None:
 
 
 def test_option_needs_fields() -> None:
-    with pytest.raises(BufferError, match="n_step=3.*needs fields"):
+    with pytest.raises(BufferError, match=r"n_step=3.*needs fields"):
         CircularBuffer(16, n_step=3).add({"obs": np.zeros((1, 2))})
     with pytest.raises(BufferError, match="memory_saving=True needs fields"):
         CircularBuffer(16, memory_saving=True).add({"obs": np.zeros((1, 2)), "reward": np.zeros(1)})

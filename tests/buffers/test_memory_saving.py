@@ -57,8 +57,8 @@ def test_naive_next_slot_would_lose_final_obs() -> None:
 def test_memory_of_atari_frames() -> None:
     """84x84x4 uint8 frames: memory_saving holds about half the plain buffer's bytes (episode ends add a few)."""
     frames = np.random.default_rng(0).integers(0, 256, (16, 84, 84, 4), dtype=np.uint8)
-    plain, saving = CircularBuffer(2000, 4), CircularBuffer(2000, 4, memory_saving=True)
-    for i in range(600):
+    plain, saving = CircularBuffer(800, 4), CircularBuffer(800, 4, memory_saving=True)
+    for i in range(250):
         ends = (np.arange(4) + i) % 200 == 0
         batch = {
             "obs": frames[(np.arange(4) + i) % 16],

@@ -40,7 +40,7 @@ def test_windows_match_reference(num_envs: int, steps: int) -> None:
 def test_mask_turns_false_after_episode_end() -> None:
     buffer, _ = build(1, 10, capacity=16, period=3, seq_len=5)
     for _ in range(20):
-        batch, indices = buffer.sample_sequences(1, seq_len=5)
+        batch, _ = buffer.sample_sequences(1, seq_len=5)
         steps = batch["obs"][0, :, 0]
         ends = np.flatnonzero(steps % 3 == 2)  # steps 2, 5, 8 terminate
         first_end = ends[0] if ends.size else 5
@@ -50,7 +50,7 @@ def test_mask_turns_false_after_episode_end() -> None:
 def test_padding_while_streams_are_short() -> None:
     """No stream holds a full window yet: windows are padded and masked past the cursor."""
     buffer, _ = build(2, 3, capacity=16, period=100, seq_len=6)
-    batch, indices = buffer.sample(4)
+    batch, _ = buffer.sample(4)
     for b in range(4):
         start = batch["obs"][b, 0, 0] % 100
         np.testing.assert_array_equal(batch["mask"][b], np.arange(6) < 3 - start)
@@ -58,5 +58,5 @@ def test_padding_while_streams_are_short() -> None:
 
 def test_sample_sequences_overrides_config() -> None:
     buffer, _ = build(1, 20, capacity=32, seq_len=4)
-    batch, indices = buffer.sample_sequences(3, seq_len=2, burn_in=3)
+    _, indices = buffer.sample_sequences(3, seq_len=2, burn_in=3)
     assert indices.shape == (3, 5)
