@@ -215,8 +215,8 @@ CASES = {"add": case_add, "sample": case_sample, "atari": case_atari, "per": cas
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median reported)")
-    parser.add_argument("--seconds", type=float, default=1.0, help="seconds per contender per round")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median reported)")
+    parser.add_argument("--seconds", type=float, default=0.4, help="seconds per contender per round")
     parser.add_argument("--out", default=None, help="also write the markdown table here")
     args = parser.parse_args()
     rows = []

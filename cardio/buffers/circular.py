@@ -287,19 +287,26 @@ class CircularBuffer:
         Raises:
             BufferError: a field missing or extra, or a field's shape or dtype unlike the first transition's.
         """
+        # The common case first: every row a transition, every stream at one row, a flat dict of arrays.
+        if self._fast and self._aligned:
+            if mask is None or (
+                type(mask) is np.ndarray
+                and mask.dtype is _BOOL
+                and mask.shape == self._mask_shape
+                and mask.tobytes() == self._all_true
+            ):
+                try:
+                    self._add_fast(batch)
+                    return
+                except _SlowPath:
+                    pass
         if self.storage is None:
             self._allocate(batch)
         if mask is not None:
             mask = np.asarray(mask)
-            if mask.dtype is not _BOOL or mask.shape != self._mask_shape:
+            if mask.dtype != _BOOL or mask.shape != self._mask_shape:
                 raise BufferError(f"add() mask must be bool of shape ({self.num_envs},), got {mask.dtype} {mask.shape}")
         full = mask is None or mask.tobytes() == self._all_true
-        if full and self._aligned and self._fast:
-            try:
-                self._add_fast(batch)
-                return
-            except _SlowPath:
-                pass
         self._add_general(self._check(batch), None if full else mask)
 
     def _add_fast(self, batch: Any) -> None:

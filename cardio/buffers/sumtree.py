@@ -41,24 +41,43 @@ class SumTree:
         if isinstance(index, slice):
             index = np.arange(*index.indices(self.size))
         node = np.asarray(index, dtype=np.int64).reshape(-1) + self.leaves
-        self.nodes[node] = values
+        nodes, pairs = self.nodes, self.nodes.reshape(-1, 2)  # pairs[i] = (nodes[2i], nodes[2i + 1])
+        nodes[node] = values
         while node[0] > 1:  # all nodes of one call sit on the same level
-            node = node >> 1  # duplicates are harmless: each writes the same sum
-            self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
+            node >>= 1  # duplicates are harmless: each writes the same sum
+            children = pairs.take(node, axis=0)  # [B, 2]
+            nodes[node] = children[:, 0] + children[:, 1]
 
     def find(self, mass: np.ndarray) -> np.ndarray:
-        """Leaf of each prefix-sum ``mass`` (``0 <= mass < total``): the first j with cumsum[j] > mass."""
-        mass = np.array(mass, dtype=np.float64)
+        """Leaf of each prefix-sum ``mass`` (``0 <= mass < total``): the first j with cumsum[j] > mass.
+
+        Never returns a zero-priority leaf while ``total > 0``: a rounding slip onto one (mass a hair past a
+        subtree's stored sum) is redone with an exact cumulative-sum search.
+        """
+        mass = np.array(mass, dtype=np.float64).reshape(-1)
+        original = mass.copy()
         node = np.ones(mass.shape, dtype=np.int64)
         nodes = self.nodes
-        while node[0] < self.leaves if node.size else False:
-            node = node * 2  # left child
-            left = nodes[node]
-            # go right when the mass lies past the left subtree, unless rounding left the right one empty
-            right = (mass >= left) & (nodes[node + 1] > 0)
-            mass -= np.where(right, left, 0.0)
+        for _ in range(self.leaves.bit_length() - 1):
+            node <<= 1  # left child
+            left = nodes.take(node)
+            right = mass >= left  # the mass lies past the left subtree
+            mass -= left * right
             node += right
-        return node - self.leaves
+        leaf = node - self.leaves
+        slipped = np.flatnonzero(nodes.take(node) <= 0)
+        if slipped.size:  # rare: redo those exactly, O(P)
+            leaf[slipped] = self._exact(original[slipped])
+        return leaf
+
+    def _exact(self, mass: np.ndarray) -> np.ndarray:
+        leaves = self.nodes[self.leaves :]
+        cumulative = np.cumsum(leaves)
+        positive = np.flatnonzero(leaves > 0)
+        found = np.searchsorted(cumulative, mass, side="right")
+        # the first positive leaf at or after the found slot, else the last positive leaf
+        at = np.minimum(np.searchsorted(positive, found), positive.size - 1)
+        return positive[at]
 
     def clear(self) -> None:
         """Every priority back to 0."""

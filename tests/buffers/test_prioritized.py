@@ -99,6 +99,13 @@ def test_sum_tree_against_cumsum() -> None:
     assert np.all(priorities[tree.find(mass)] > 0)
 
 
+def test_sum_tree_never_lands_on_an_empty_leaf() -> None:
+    """A mass at (or rounding past) the total walks right into the empty tail: redone exactly, never returned."""
+    tree = SumTree(8)
+    tree.set(np.arange(8), np.array([1.0, 2.0, 0, 0, 0, 0, 0, 0]))
+    np.testing.assert_array_equal(tree.find(np.array([0.0, 0.999, 1.0, 2.999, 3.0])), [0, 0, 1, 1, 1])
+
+
 def test_clear_forgets_priorities() -> None:
     buffer = per_buffer()
     buffer.update_priorities(np.array([0]), np.array([50.0]))
