@@ -81,7 +81,7 @@ def _take(src: np.ndarray, index: np.ndarray, dst: np.ndarray) -> None:
     out-buffering for mode="raise")."""
     if src.dtype.kind == "V":
         dst = dst.reshape(len(index), -1).view(src.dtype).reshape(-1)
-    np.take(src, index, axis=0, out=dst, mode="clip")
+    src.take(index, axis=0, out=dst, mode="clip")
 
 
 def _unreferenced(arrays: list[np.ndarray]) -> bool:
@@ -448,13 +448,17 @@ class CircularBuffer:
     def __len__(self) -> int:
         return int(self.size.sum())
 
+    def _uniform(self, high: int, n: int) -> np.ndarray:
+        """``n`` integers uniform in ``[0, high)``: ``floor(U * high)`` with 53-bit U, twice as fast as
+        ``Generator.integers`` for a batch; the bias is below ``high / 2**53``."""
+        return np.minimum((self.rng.random(n) * high).astype(np.int64), high - 1)
+
     def sample_indices(self, n: int) -> np.ndarray:
         """``n`` flat indices drawn uniformly (with replacement) over the stored transitions."""
         if self._aligned:  # rows [0, filled) of every stream are stored: flat indices [0, filled * N)
-            return self.rng.integers(0, self._filled * self.num_envs, size=n)
-        total = len(self)
+            return self._uniform(self._filled * self.num_envs, n)
         # A stream with more rows is proportionally likelier; row t is valid iff t < size[env].
-        u = self.rng.integers(0, total, size=n)
+        u = self._uniform(len(self), n)
         ends = np.cumsum(self.size)
         env = np.searchsorted(ends, u, side="right")
         row = u - (ends[env] - self.size[env])

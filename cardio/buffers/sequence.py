@@ -89,7 +89,7 @@ class SequenceBuffer(CircularBuffer):
         if counts.sum() == 0:
             counts = self.size.copy()  # early on: allow padded windows
         ends = np.cumsum(counts)
-        u = self.rng.integers(0, int(ends[-1]), size=batch_size)  # [B]
+        u = self._uniform(int(ends[-1]), batch_size)  # [B]
         env = np.searchsorted(ends, u, side="right")  # [B]
         offset = u - (ends[env] - counts[env])  # [B] rows after the stream's oldest
         start = (self.cursor[env] - self.size[env] + offset) % T  # [B]
