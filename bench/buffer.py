@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import os
 import platform
 import statistics
 import time
@@ -209,6 +210,15 @@ def case_per(repeats: int, seconds: float) -> list[tuple[str, float, str, float,
     return [("PER sample(256)+update, 1M", res["cardio"], "cpprb", res["cpprb"], "calls/s, >= 1x")]
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 CASES = {"add": case_add, "sample": case_sample, "atari": case_atari, "per": case_per}
 
 
@@ -224,7 +234,7 @@ def main() -> None:
         rows += CASES[name](args.repeats, args.seconds)
         print(rows[-1], flush=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.machine()}, {platform.processor() or platform.platform()}"
+    machine = f"{cpu_model()} x{os.cpu_count()}, {platform.platform()}"
     lines = [
         f"Measured {stamp} on {machine}; median of {args.repeats} interleaved rounds of {args.seconds:g} s.",
         "",

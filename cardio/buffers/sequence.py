@@ -65,17 +65,16 @@ class SequenceBuffer(CircularBuffer):
             )
 
     def sample(self, batch_size: int, num_batches: int | None = None) -> tuple[Tree, np.ndarray]:
-        """``sample_sequences`` with the configured ``seq_len`` and ``burn_in``; one batch per call.
+        """``sample_sequences`` with the configured ``seq_len`` and ``burn_in``.
 
-        Raises:
-            BufferError: ``num_batches`` given (sequence batches are drawn one at a time), or see
-                ``sample_sequences``.
+        With ``num_batches=k`` (the runner's one-gather update phase) leaves are ``[k, B, L, ...]``, ``mask``
+        ``[k, B, L]`` and indices ``[k, B, L]``; ``batch[j]`` is then one ordinary ``[B, L]`` batch.
         """
-        if num_batches is not None:
-            raise BufferError("SequenceBuffer.sample draws one batch per call; set runner gradient_steps per call")
-        return self.sample_sequences(batch_size, self.seq_len, self.burn_in)
+        return self.sample_sequences(batch_size, self.seq_len, self.burn_in, num_batches)
 
-    def sample_sequences(self, batch_size: int, seq_len: int, burn_in: int = 0) -> tuple[Tree, np.ndarray]:
+    def sample_sequences(
+        self, batch_size: int, seq_len: int, burn_in: int = 0, num_batches: int | None = None
+    ) -> tuple[Tree, np.ndarray]:
         """``(batch, indices [B, L])``: every stored field as ``[B, L, ...]`` plus ``mask [B, L]`` bool.
 
         Raises:
@@ -84,19 +83,24 @@ class SequenceBuffer(CircularBuffer):
         self._check_batch_size(batch_size)
         self._check_window(seq_len, burn_in)
         length = burn_in + seq_len
+        draws = batch_size * (num_batches or 1)
         T, N = self.slots_per_env, self.num_envs
         counts = np.maximum(self.size - length + 1, 0)  # [N] starts with a full window
         if counts.sum() == 0:
             counts = self.size.copy()  # early on: allow padded windows
         ends = np.cumsum(counts)
-        u = self._uniform(int(ends[-1]), batch_size)  # [B]
+        u = self._uniform(int(ends[-1]), draws)  # [B]
         env = np.searchsorted(ends, u, side="right")  # [B]
         offset = u - (ends[env] - counts[env])  # [B] rows after the stream's oldest
         start = (self.cursor[env] - self.size[env] + offset) % T  # [B]
         steps = np.arange(length)  # [L]
         indices = ((start[:, None] + steps) % T) * N + env[:, None]  # [B, L]
+        mask = self._window_mask(indices, start, env, length)  # [B, L]
+        if num_batches is not None:
+            indices = indices.reshape(num_batches, batch_size, length)
+            mask = mask.reshape(num_batches, batch_size, length)
         batch = self._gather(indices, pooled=True)
-        batch["mask"] = self._window_mask(indices, start, env, length)
+        batch["mask"] = mask
         return batch, indices
 
     def _window_mask(self, indices: np.ndarray, start: np.ndarray, env: np.ndarray, length: int) -> Any:

@@ -116,12 +116,6 @@ def test_update_priorities_errors() -> None:
         buffer.update_priorities(np.array([0, 1]), np.array([1.0]))
 
 
-def test_sequence_sample_refuses_num_batches() -> None:
-    buffer = filled(SequenceBuffer(16, seq_len=2), 5)
-    with pytest.raises(BufferError, match="one batch per call"):
-        buffer.sample(2, num_batches=3)
-
-
 # ------------------------------------------------------------------------------------------- persistence
 @pytest.mark.parametrize(
     "make",

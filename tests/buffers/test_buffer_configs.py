@@ -5,36 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from cardio.buffers import CircularBuffer, PrioritizedBuffer, SequenceBuffer
 from cardio.build import build_buffer, build_runner
+from tests.conftest import compose_train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 OPTIONS = sorted(p.stem for p in (CONFIGS / "buffer").glob("*.yaml"))
 
 
 def cfg_for(option: str, *extra: str):  # type: ignore[no-untyped-def]
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        return compose(
-            "train",
-            overrides=[
-                f"buffer={option}",
-                "buffer.capacity=2000",
-                "env.num_envs=2",
-                "runner.total_steps=240",
-                "runner.schedule.learning_starts=64",
-                "runner.schedule.train_freq=4",
-                "runner.schedule.gradient_steps=1",
-                "runner.schedule.batch_size=32",
-                "runner.eval_freq=0",
-                "runner.eval_episodes=1",
-                "runner.log_interval=10000",
-                "logger=console",
-                *extra,
-            ],
-            return_hydra_config=False,
-        )
+    return compose_train(
+        [
+            f"buffer={option}",
+            "buffer.capacity=2000",
+            "env.num_envs=2",
+            "runner.total_steps=240",
+            "runner.schedule.learning_starts=64",
+            "runner.schedule.train_freq=4",
+            "runner.schedule.gradient_steps=1",
+            "runner.schedule.batch_size=32",
+            "runner.eval_freq=0",
+            "runner.eval_episodes=1",
+            "runner.log_interval=10000",
+            "logger=console",
+            *extra,
+        ]
+    )
 
 
 def test_every_option_is_tested() -> None:

@@ -60,3 +60,16 @@ def test_sample_sequences_overrides_config() -> None:
     buffer, _ = build(1, 20, capacity=32, seq_len=4)
     _, indices = buffer.sample_sequences(3, seq_len=2, burn_in=3)
     assert indices.shape == (3, 5)
+
+
+def test_k_batches_for_the_runner() -> None:
+    """The runner's one-gather phase: ``sample(B, num_batches=k)``; batch j is an ordinary [B, L] batch."""
+    buffer, reference = build(2, 20, capacity=32, seq_len=3, burn_in=1)
+    batch, indices = buffer.sample(4, num_batches=5)
+    assert indices.shape == (5, 4, 4) and batch["obs"].shape == (5, 4, 4, 2) and batch["mask"].shape == (5, 4, 4)
+    for j in range(5):
+        for b in range(4):
+            env, position = reference.locate(indices[j, b, 0])
+            want_indices, want_mask = reference.sequence_at(env, position, 4)
+            np.testing.assert_array_equal(indices[j, b], want_indices)
+            np.testing.assert_array_equal(batch["mask"][j, b], want_mask)
