@@ -530,7 +530,8 @@ class CircularBuffer:
             extras["discount"] = (self.gamma**win.k).astype(np.float32).reshape(shape)
             if self.reduce:
                 out[i_rew].reshape(b)[:] = win.returns(self.gamma)
-            else:
+            else:  # the window replaces the [B] reward array in this batch only, never in the pooled block
+                out = list(out)
                 out[i_rew] = win.rewards.astype(out[i_rew].dtype).reshape(*shape, self.n_step)
                 extras["mask"] = win.summed.reshape(*shape, self.n_step)
             _take(self._flat[i_term], boot, out[i_term].reshape(b))
