@@ -147,6 +147,8 @@ class CircularBuffer:
                 f"n_step={n_step} exceeds the {self.slots_per_env} slots per env stream "
                 f"(capacity={capacity} // num_envs={num_envs}); raise buffer.capacity"
             )
+        if not reduce and n_step == 1:
+            raise BufferError("buffer reduce=false returns an n-step reward window and needs n_step > 1, got n_step=1")
         self.n_step = int(n_step)
         self.gamma = float(gamma)
         self.reduce = bool(reduce)

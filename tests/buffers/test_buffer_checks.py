@@ -27,6 +27,7 @@ def filled(buffer: CircularBuffer, steps: int = 5) -> CircularBuffer:
         ({"capacity": 8, "n_step": 0}, "n_step must be an integer >= 1"),
         ({"capacity": 8, "num_envs": 4, "n_step": 3}, "exceeds the 2 slots per env stream"),
         ({"capacity": 8, "gamma": 1.5}, "gamma must lie in"),
+        ({"capacity": 8, "reduce": False}, "needs n_step > 1"),  # not silently ignored
     ],
 )
 def test_constructor_errors(kwargs: dict, match: str) -> None:
