@@ -89,10 +89,6 @@ def _unreferenced(arrays: list[np.ndarray]) -> bool:
     return all(sys.getrefcount(a) <= 3 for a in arrays)
 
 
-class _SlowPath(Exception):
-    """Internal: the fast add path does not apply; take the general one."""
-
-
 class CircularBuffer:
     """Fixed-capacity replay storage, one column per env stream, oldest transitions overwritten first.
 
@@ -111,8 +107,8 @@ class CircularBuffer:
     num_envs: int  # N, streams (columns)
     slots_per_env: int  # T, rows
     storage: Tree | None  # leaves [T, N, ...]; allocated from the first add (no next_obs when memory_saving)
-    cursor: np.ndarray  # [N] next row each stream writes
-    size: np.ndarray  # [N] filled rows per stream (<= T)
+    _cursor: np.ndarray  # [N] next row each stream writes (public as .cursor)
+    _size: np.ndarray  # [N] filled rows per stream, <= T (public as .size)
     n_step: int  # n, rewards summed per sample
     gamma: float  # discount of the n-step sum
     reduce: bool  # sum the n-step window (True) or return it whole
@@ -154,6 +150,7 @@ class CircularBuffer:
         self.reduce = bool(reduce)
         self.memory_saving = bool(memory_saving)
         self.storage = None
+        self._stale = False  # the fast add path moved _row/_filled without filling _cursor/_size yet
         self.cursor = np.zeros(num_envs, dtype=np.int64)
         self.size = np.zeros(num_envs, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
@@ -161,6 +158,34 @@ class CircularBuffer:
         self._mask_shape = (num_envs,)
         self._has_write_hook = type(self)._written is not CircularBuffer._written
         self._reset_layout()
+
+    @property
+    def cursor(self) -> np.ndarray:
+        """``[N]`` next row each stream writes."""
+        if self._stale:
+            self._sync()
+        return self._cursor
+
+    @cursor.setter
+    def cursor(self, value: np.ndarray) -> None:
+        self._cursor = value
+
+    @property
+    def size(self) -> np.ndarray:
+        """``[N]`` filled rows per stream (<= T)."""
+        if self._stale:
+            self._sync()
+        return self._size
+
+    @size.setter
+    def size(self, value: np.ndarray) -> None:
+        self._size = value
+
+    def _sync(self) -> None:
+        # while aligned, every stream shares _row and _filled; the fast add path defers these two fills
+        self._cursor.fill(self._row)
+        self._size.fill(self._filled)
+        self._stale = False
 
     # ----------------------------------------------------------------------------------------------- layout
     def _reset_layout(self) -> None:
@@ -170,7 +195,7 @@ class CircularBuffer:
         self._flat: list[np.ndarray] = []  # per input leaf: flat [T*N, *s] view of its storage (empty: next_obs)
         self._src: list[np.ndarray] = []  # the same as gather sources (_rows_view)
         self._next_of: list[int] = []  # per input leaf: index of its obs leaf if it is a next_obs leaf, else -1
-        self._fast = False  # the flat-dict add path applies (see _add_fast)
+        self._fast = False  # the flat-dict add path applies (see add)
         self._fast_get: Any = None  # batch -> its fields in storage order
         self._fast_sig: list[tuple[tuple[int, ...], np.dtype]] = []  # their ([N, *s], dtype)
         self._fast_dst: list[np.ndarray] = []  # their [T, N, *s] storage
@@ -289,19 +314,48 @@ class CircularBuffer:
         Raises:
             BufferError: a field missing or extra, or a field's shape or dtype unlike the first transition's.
         """
-        # The common case first: every row a transition, every stream at one row, a flat dict of arrays.
-        if self._fast and self._aligned:
-            if mask is None or (
-                type(mask) is np.ndarray
-                and mask.dtype is _BOOL
-                and mask.shape == self._mask_shape
-                and mask.tobytes() == self._all_true
-            ):
-                try:
-                    self._add_fast(batch)
-                    return
-                except _SlowPath:
-                    pass
+        # The common case first (every row a transition, every stream at one row, a flat dict of ndarrays of
+        # the stored dtypes), inlined: one C-level comparison of every field's (shape, dtype), then one row
+        # copy per field through cached row views. This is what makes an 8-env add cost about as much as one
+        # SB3 single-transition add (bench/buffer.py).
+        if (
+            self._fast
+            and self._aligned
+            and type(batch) is dict
+            and len(batch) == len(self._fast_sig)
+            and (
+                mask is None
+                or (
+                    type(mask) is np.ndarray
+                    and mask.dtype is _BOOL
+                    and mask.shape == self._mask_shape
+                    and mask.tobytes() == self._all_true
+                )
+            )
+        ):
+            try:
+                srcs = self._fast_get(batch)
+                fits = list(map(_SHAPE_DTYPE, srcs)) == self._fast_sig
+            except (KeyError, AttributeError):
+                fits = False
+            if fits:
+                row = self._row
+                if self._row_views is not None:
+                    views = self._row_views[row]
+                    if views is None:
+                        views = self._row_views[row] = [dst[row] for dst in self._fast_dst]
+                    for _ in map(operator.setitem, views, _ELLIPSES, srcs):  # type: ignore[arg-type]
+                        pass
+                else:
+                    for _ in map(operator.setitem, self._fast_dst, itertools.repeat(row), srcs):  # type: ignore[arg-type]
+                        pass
+                if self._has_write_hook:
+                    self._written(slice(row * self.num_envs, (row + 1) * self.num_envs))
+                self._row = 0 if row + 1 == self.slots_per_env else row + 1
+                if self._filled < self.slots_per_env:
+                    self._filled += 1
+                self._stale = True
+                return
         if self.storage is None:
             self._allocate(batch)
         if mask is not None:
@@ -310,36 +364,6 @@ class CircularBuffer:
                 raise BufferError(f"add() mask must be bool of shape ({self.num_envs},), got {mask.dtype} {mask.shape}")
         full = mask is None or mask.tobytes() == self._all_true
         self._add_general(self._check(batch), None if full else mask)
-
-    def _add_fast(self, batch: Any) -> None:
-        # The common case (flat dict of ndarrays of the stored dtypes, every stream at one row): check every
-        # field's (shape, dtype) in one C-level list comparison, then one row copy per field into cached row
-        # views. This path is what makes an 8-env add cost about as much as one SB3 single-transition add.
-        if type(batch) is not dict or len(batch) != len(self._fast_sig):
-            raise _SlowPath
-        try:
-            srcs = self._fast_get(batch)
-            if list(map(_SHAPE_DTYPE, srcs)) != self._fast_sig:
-                raise _SlowPath
-        except (KeyError, AttributeError):
-            raise _SlowPath from None
-        row = self._row
-        if self._row_views is not None:
-            views = self._row_views[row]
-            if views is None:
-                views = self._row_views[row] = [dst[row] for dst in self._fast_dst]
-            for _ in map(operator.setitem, views, _ELLIPSES, srcs):  # type: ignore[arg-type]
-                pass
-        else:
-            for _ in map(operator.setitem, self._fast_dst, itertools.repeat(row), srcs):  # type: ignore[arg-type]
-                pass
-        if self._has_write_hook:
-            self._written(slice(row * self.num_envs, (row + 1) * self.num_envs))
-        self._row = 0 if row + 1 == self.slots_per_env else row + 1
-        self.cursor.fill(self._row)
-        if self._filled < self.slots_per_env:
-            self._filled += 1
-            self.size.fill(self._filled)
 
     def _add_general(self, leaves: list[np.ndarray], mask: np.ndarray | None) -> None:
         envs: Any = slice(None) if mask is None else np.flatnonzero(mask)
@@ -433,8 +457,9 @@ class CircularBuffer:
 
     def clear(self) -> None:
         """Forget every transition (storage stays allocated)."""
-        self.cursor[:] = 0
-        self.size[:] = 0
+        self._stale = False
+        self._cursor[:] = 0
+        self._size[:] = 0
         self._aligned, self._row, self._filled = True, 0, 0
         self._final[:] = -1
         self._free = list(range(len(self._pool[0]) - 1, -1, -1)) if self._pool else []
@@ -643,6 +668,7 @@ class CircularBuffer:
         # Validated: rebuild the layout from a stored transition, then put the saved arrays in place.
         self._reset_layout()
         self.storage = None
+        self._stale = False
         self.cursor, self.size, self.rng = cursor, size, rng
         if storage is not None:
             template = {k: tree_map(lambda x: x[0], v) for k, v in storage.items()}
