@@ -48,6 +48,7 @@ class ConsoleSink:
         self.last_return: float | None = None
         self._live: Progress | None = None
         self._task: TaskID | None = None
+        self._next_update = 0.0
 
     # ------------------------------------------------------------------------------------------ progress
     def start(self, total_steps: int, step: int = 0) -> None:
@@ -100,6 +101,10 @@ class ConsoleSink:
     def progress(self, step: int) -> None:
         self.step = step
         if self._live is not None and self._task is not None:
+            now = time.perf_counter()
+            if now < self._next_update:  # rich redraws at 4 Hz; fresher numbers would not be seen
+                return
+            self._next_update = now + 0.1
             fields = self._fields()
             self._live.update(self._task, completed=step, rate=fields["rate"], scores=fields["scores"])
 
@@ -116,6 +121,7 @@ class ConsoleSink:
         if (self.calls - 1) % self.every and not is_eval:
             return
         self.console.out(self.table(metrics), highlight=False)
+        self._next_update = 0.0
         self.progress(self.step)
 
     def table(self, metrics: Mapping[str, float]) -> str:
