@@ -18,16 +18,12 @@ from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bo
 from cardio.agents.noise import GaussianNoise, OrnsteinUhlenbeckNoise, epsilon_greedy, make_action_noise
 from cardio.agents.sac import SACConfig
 from cardio.agents.td3 import TD3Config
+from cardio.buffers import SequenceBuffer
 from cardio.build import build_agent, build_env, build_runner
 from cardio.envs import make_env
 from cardio.envs.wrappers import MaskVelocity
 from cardio.runner import OffPolicySchedule, Runner
 from tests.conftest import compose_train, shrink
-
-try:  # the replay helper's buffer once merged; a minimal stand-in with the same interface until then
-    from cardio.buffers import SequenceBuffer  # type: ignore[attr-defined]
-except ImportError:
-    from tests.sequence_standin import StandInSequenceBuffer as SequenceBuffer
 
 OBS3 = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
 ASYMMETRIC = gym.spaces.Box(np.array([0.0, -5.0], np.float32), np.array([3.0, -1.0], np.float32))

