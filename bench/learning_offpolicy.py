@@ -99,7 +99,7 @@ def run_one(name: str, case: Case, seed: int) -> list[dict[str, float]]:
     return rows
 
 
-def run_sb3(name: str, case: Case, seed: int) -> list[dict[str, float]]:
+def run_sb3(name: str, case: Case, seed: int) -> list[dict]:
     """The same case in Stable-Baselines3 (same hyperparameters, seeds and eval schedule), rows named
     ``<case>@sb3``. Only SAC, TD3, DDPG and DQN have an SB3 counterpart (SB3 has no DRQN)."""
     import gymnasium as gym
@@ -126,7 +126,7 @@ def run_sb3(name: str, case: Case, seed: int) -> list[dict[str, float]]:
     if algo == "SAC":
         kwargs |= dict(tau=a.tau, ent_coef=a.ent_coef, target_entropy=a.target_entropy)
     elif algo in ("TD3", "DDPG"):
-        dim = env.action_space.shape[0]
+        dim = int(np.prod(env.action_space.shape or (1,)))
         kwargs |= dict(tau=a.tau, action_noise=NormalActionNoise(np.zeros(dim), a.noise_std * np.ones(dim)))
     elif algo == "DQN":
         kwargs |= dict(
@@ -136,7 +136,7 @@ def run_sb3(name: str, case: Case, seed: int) -> list[dict[str, float]]:
     else:
         raise SystemExit(f"{name}: SB3 has no {algo}")
     model = getattr(sb3, algo)("MlpPolicy", env, **kwargs)
-    rows: list[dict[str, float]] = []
+    rows: list[dict] = []
     started = time.perf_counter()
 
     def evaluate(step: int) -> None:
@@ -160,7 +160,7 @@ def run_sb3(name: str, case: Case, seed: int) -> list[dict[str, float]]:
 
 
 def plot(rows: list[dict]) -> Path:
-    """Mean learning curve per case (shaded: min-max over seeds), cardio next to SB3, as a PNG in docs/."""
+    """Mean learning curve per case over its finished seeds (shaded: min-max), cardio next to SB3, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,8 +171,9 @@ def plot(rows: list[dict]) -> Path:
     for ax, name in zip(axes[0], names, strict=False):
         for label in (name, f"{name}@sb3"):
             curves: dict[int, dict[int, float]] = {}
+            done = finals(rows, label)  # finished seeds only: an interrupted seed would cut every curve short
             for r in rows:
-                if r["case"] == label and not r.get("final"):
+                if r["case"] == label and not r.get("final") and r["seed"] in done:
                     curves.setdefault(r["seed"], {})[r["step"]] = r["mean_reward"]
             if not curves:
                 continue
