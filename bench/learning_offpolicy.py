@@ -219,7 +219,8 @@ def table(rows: list[dict]) -> str:
         if case.threshold is not None:
             passed = sum(v >= case.threshold for v in got.values())
             crit = f">= {case.threshold:.0f} in {case.min_pass}/{len(case.seeds)} seeds"
-            verdict = f"{passed}/{len(got)} pass" + (" ✅" if passed >= case.min_pass else " ❌")
+            ok = " ✅" if passed >= case.min_pass else " ❌" if len(got) == len(case.seeds) else " (incomplete)"
+            verdict = f"{passed}/{len(got)} pass{ok}"
         elif case.baseline is not None:
             base = finals(rows, case.baseline)
             base_mean = float(np.mean(list(base.values()))) if base else float("nan")
