@@ -103,6 +103,5 @@ def test_sqlite_sweep_two_workers_then_resume_then_export(tmp_path: Path) -> Non
     shutil.copy(tmp_path / "experiment" / "tiny_best.yaml", configs / "experiment")
     from_file = compose_train(configs, ["experiment=tiny_best"])
     from_trial = compose_train(configs, study.best_trial.user_attrs["overrides"])
-    from_file.experiment = from_trial.get("experiment")
     assert OmegaConf.to_container(from_file) == OmegaConf.to_container(from_trial)
     assert from_file.agent.lr == study.best_params["agent.lr"]

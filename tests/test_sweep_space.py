@@ -103,7 +103,7 @@ def test_split_sends_sweep_words_to_the_sweep_and_the_rest_to_train() -> None:
 
 def test_the_sweep_file_is_found_from_agent_and_env_in_any_case() -> None:
     assert find_sweep_file(None, "dqn", "CartPole").name == "dqn_cartpole.yaml"
-    with pytest.raises(SweepConfigError, match="available: .*dqn_cartpole"):
+    with pytest.raises(SweepConfigError, match=r"available: .*dqn_cartpole"):
         find_sweep_file(None, "dqn", "Pendulum")
     with pytest.raises(SweepConfigError, match="sweep=nope"):
         find_sweep_file("nope", "dqn", "CartPole")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import optuna
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
@@ -87,6 +88,7 @@ class Sweep:
 
 def compose_train(config_dir: str | Path, overrides: list[str], hydra_node: bool = False) -> DictConfig:
     """``train.yaml`` composed with ``overrides``, as ``scripts/train.py`` would see it."""
+    GlobalHydra.instance().clear()  # whoever composed last (a test, a Hydra app) may have left it set
     with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
         return compose("train", overrides=overrides, return_hydra_config=hydra_node)
 
@@ -148,7 +150,7 @@ def open_study(settings: SweepConfig, seed_offset: int = 0, attempts: int = 5) -
                 storage=make_storage(settings),
                 sampler=make_sampler(settings, seed_offset),
                 pruner=make_pruner(settings),
-                direction=settings.direction,
+                direction=optuna.study.StudyDirection[settings.direction.upper()],
                 load_if_exists=True,
             )
         except (SQLAlchemyError, optuna.exceptions.DuplicatedStudyError):
@@ -213,9 +215,7 @@ class Objective:
 
     def _refuse_surplus(self, trial: optuna.Trial) -> None:
         ahead = [
-            t
-            for t in self.study.get_trials(deepcopy=False)
-            if t.number < trial.number and t.state != TrialState.FAIL
+            t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number and t.state != TrialState.FAIL
         ]
         if len(ahead) >= self.settings.n_trials:
             raise SurplusTrialError(
@@ -295,7 +295,7 @@ def check_space(sweep: Sweep) -> dict[str, str | None]:
         if OmegaConf.select(cfg, key, default=KeyError) is KeyError:
             parent = key.rpartition(".")[0]
             node = OmegaConf.select(cfg, parent) if parent else cfg
-            have = sorted(node.keys()) if isinstance(node, DictConfig) else []
+            have = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
             raise SweepConfigError(
                 f"sweep.params.{key}: no such key in the composed config ({' '.join(sweep.overrides) or 'defaults'});"
                 f" keys under {parent or 'the root'}: {', '.join(map(str, have))}"
@@ -401,8 +401,8 @@ def plot_study(study: optuna.Study, folder: Path) -> list[Path]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                ax = plot(study)
-            fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
+                ax: Any = plot(study)
+            fig: Any = ax.figure
             fig.tight_layout()
             fig.savefig(folder / f"{name}.png", dpi=100)
             plt.close(fig)

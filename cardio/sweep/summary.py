@@ -127,5 +127,7 @@ def print_summary(rows: list[dict[str, Any]], path: Path) -> None:
     for name in FIELDS[:-1]:
         table.add_column(name, justify="left" if name == "config" else "right")
     for r in rows:
-        table.add_row(r["config"], str(r["n"]), *(f"{r[k]:.4g}" for k in ("mean", "std", "min", "max")), str(r["failed"]))
+        table.add_row(
+            r["config"], str(r["n"]), *(f"{r[k]:.4g}" for k in ("mean", "std", "min", "max")), str(r["failed"])
+        )
     Console(width=max(100, max(len(r["config"]) for r in rows) + 60)).print(table)
