@@ -6,6 +6,7 @@ import csv
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -105,3 +106,14 @@ def test_sqlite_sweep_two_workers_then_resume_then_export(tmp_path: Path) -> Non
     from_trial = compose_train(configs, study.best_trial.user_attrs["overrides"])
     assert OmegaConf.to_container(from_file) == OmegaConf.to_container(from_trial)
     assert from_file.agent.lr == study.best_params["agent.lr"]
+
+
+@pytest.mark.parametrize(("env_steps", "step"), [(2000, 2000), (2048, 2000), (4100, 4000), (10240, 10000)])
+def test_reports_land_on_scheduled_steps_whatever_the_train_freq(env_steps: int, step: int) -> None:
+    # the runner evaluates at the first env step past each eval_freq multiple: 2048 with train_freq=256,
+    # 2000 with train_freq=4; a median pruner only compares values reported at equal steps
+    study = optuna.create_study()
+    reporter = TrialReporter(study.ask(), step_offset=0)
+    runner = SimpleNamespace(env_steps=env_steps, eval_freq=2000, total_steps=10000)
+    reporter.on_eval(runner, {"eval/mean_reward": 1.0})
+    assert list(study.trials[0].intermediate_values) == [step]

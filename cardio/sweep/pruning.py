@@ -9,8 +9,10 @@
   and the next ``on_step_end`` raises ``optuna.TrialPruned`` with ``pruned_reason = "diverged: ..."``.
   A non-finite evaluation does the same at once. Pruned, not failed, so the sampler learns the region is bad.
 
-Steps reported are env steps; with several seeds per trial, seed ``i`` reports at ``i * total_steps + step``
-so every trial reports the same step numbers and the pruner compares like with like.
+Steps reported are the scheduled evaluation steps (multiples of ``eval_freq``, then ``total_steps``), not the
+env step the runner happened to reach (which depends on ``train_freq``); with several seeds per trial, seed
+``i`` reports at ``i * total_steps + step``. So every trial reports the same step numbers and the pruner
+compares like with like.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class TrialReporter:
         if self.metric not in metrics:
             raise KeyError(f"sweep.metric={self.metric!r} is not an evaluation metric; have {sorted(metrics)}")
         value = float(metrics[self.metric])
-        step = self.step_offset + int(runner.env_steps)
+        step = self.step_offset + self.milestone(runner)
         if not math.isfinite(value):
             self._prune(f"diverged: {self.metric}={value} at env step {step}")
         self.evaluations.append(value)
@@ -79,6 +81,18 @@ class TrialReporter:
         # The final evaluation is the result, never a reason to throw the finished run away.
         if runner.env_steps < runner.total_steps and self.trial.should_prune():
             self._prune(f"pruned at env step {step}: {self.metric} reported {reported:.4g}")
+
+    @staticmethod
+    def milestone(runner: Any) -> int:
+        """The scheduled step of this evaluation: ``eval_freq`` multiples, ``total_steps`` for the final one.
+
+        The runner evaluates at the first step past each multiple, which depends on ``train_freq`` and the
+        env count; pruners compare trials at equal steps, so trials that differ there must report alike.
+        """
+        steps, freq = int(runner.env_steps), int(runner.eval_freq)
+        if steps >= runner.total_steps or freq <= 0:
+            return int(runner.total_steps)
+        return steps // freq * freq
 
     def value(self) -> float:
         """The objective so far: the last evaluation (``final``) or the mean of all (``mean_eval``)."""
