@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import optuna
 import pytest
+from omegaconf import OmegaConf
 
-from cardio.sweep.driver import Sweep, check_space, compose_train
+from cardio.sweep.driver import Sweep, check_space, compose_train, experiment_text
 from cardio.sweep.settings import (
     CONFIG_DIR,
     SweepConfigError,
@@ -131,3 +133,19 @@ def test_a_searched_key_missing_from_the_config_is_named() -> None:
     settings.params = {"agent.lrr": {"type": "float", "low": 0.1, "high": 0.2}}
     with pytest.raises(SweepConfigError, match=r"sweep.params.agent.lrr: no such key .* keys under agent: .*lr"):
         check_space(Sweep(settings, []))
+
+
+def test_the_exported_experiment_reproduces_group_choices_and_values(tmp_path: Path) -> None:
+    settings = load_settings(CONFIG_DIR / "sweep" / "dqn_cartpole.yaml", ["study_name=grp"])
+    overrides = ["env=Acrobot", "runner.total_steps=3000", "agent.hidden_sizes=[32,32]", "agent.lr=0.00123"]
+    sweep = Sweep(settings, overrides)
+    best = optuna.trial.create_trial(value=1.0, user_attrs={"overrides": [*overrides, "seed=4", "run_dir=/x"]})
+    text = experiment_text(best, sweep, check_space(sweep))
+    assert "  - override /env: Acrobot" in text and "seed" not in text.split("\ndefaults")[1]
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIG_DIR, configs)
+    (configs / "experiment" / "grp_best.yaml").write_text(text)
+    from_file = compose_train(configs, ["experiment=grp_best"])
+    assert OmegaConf.to_container(from_file) == OmegaConf.to_container(compose_train(configs, overrides))
+    # negative control: the zoo numbers of the default env differ, so a dropped group choice would show
+    assert OmegaConf.to_container(from_file) != OmegaConf.to_container(compose_train(configs, overrides[1:]))

@@ -189,7 +189,7 @@ class Objective:
         values = []
         for i, seed in enumerate(self.settings.seeds):
             run_dir = self.sweep.trial_root / f"trial_{trial.number:04d}" / f"seed_{seed}"
-            cfg = compose_train(self.sweep.config_dir, [*overrides, f"seed={seed}", f"run_dir={run_dir}"])
+            cfg = compose_train(self.sweep.config_dir, [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"])
             offset = i * int(cfg.runner.total_steps)
             values.append(self._train(trial, cfg, offset))
             trial.set_user_attr(f"value_seed_{seed}", values[-1])
