@@ -29,8 +29,8 @@ from optuna.trial import TrialState
 REPO = Path(__file__).resolve().parents[1]
 # Trials of a few seconds, so that a worker can be caught mid-trial.
 TRIAL = [
-    "runner.total_steps=2000",
-    "runner.eval_freq=1000",
+    "runner.total_steps=1500",
+    "runner.eval_freq=750",
     "runner.eval_episodes=2",
     "runner.log_interval=500",
     "runner.schedule.learning_starts=100",
@@ -110,7 +110,7 @@ def test_two_workers_on_postgres_one_killed_mid_trial(postgres_url: str, tmp_pat
                 "study_name": "pg",
                 "n_trials": n_trials,
                 "heartbeat_interval": 1,
-                "grace_period": 3,
+                "grace_period": 2,
                 "pruner": "none",
                 "enqueue_base": False,
                 "plots": False,
