@@ -180,6 +180,15 @@ class Objective:
         self.space = sweep.space
 
     def __call__(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # the trial fails, the study goes on; keep the reason next to the trial
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+
+    def _run(self, trial: optuna.Trial) -> float:
         self._refuse_surplus(trial)
         overrides = self.sweep.overrides + [p.override(p.suggest(trial)) for p in self.space.values()]
         trial.set_user_attr("overrides", overrides)
