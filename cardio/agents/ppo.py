@@ -185,7 +185,7 @@ class PPO:
                         "train/clip_fraction": ((ratio - 1).abs() > clip).float().mean(),
                     }
                 for key, val in stats.items():
-                    sums[key] = sums.get(key, 0.0) + float(val)
+                    sums[key] = sums.get(key, 0.0) + float(val.detach())
                 n_minibatches += 1
 
         metrics = {key: val / n_minibatches for key, val in sums.items()}
@@ -210,4 +210,3 @@ class PPO:
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress_remaining = state["progress_remaining"]
         self.rng.bit_generator.state = state["rng"]
-
