@@ -189,6 +189,7 @@ class Runner:
         self._run_start_steps = self.env_steps
         self.last_eval: dict[str, float] = {}
         self._last_log_step = -1
+        self._last_eval_step = -1
 
     @property
     def env_steps(self) -> int:
@@ -297,6 +298,7 @@ class Runner:
             "eval/mean_ep_length": float(np.mean(lengths)),
         }
         self.last_eval = metrics
+        self._last_eval_step = self.env_steps
         return metrics
 
     # ---------------------------------------------------------------------------------------------- the loop
@@ -352,7 +354,8 @@ class Runner:
                     cb.on_step_end(self)
         final = self.log_now() if self._last_log_step != self.env_steps else {}
         if self.eval_gatherer is not None:
-            final = self._eval_and_report()
+            # The periodic evaluation may have just run at this very step; do not repeat it.
+            final = self.last_eval if self._last_eval_step == self.env_steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
             self.save(self.checkpoint_dir / "last.ckpt")
         return final

@@ -1,0 +1,46 @@
+"""Shared fixtures: a composed-and-shrunk training config (compose API), tiny counting envs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+os.environ.setdefault("WANDB_MODE", "disabled")  # no sink may reach a host from the test suite
+
+
+def compose_train(overrides: list[str] | None = None) -> DictConfig:
+    """``configs/train.yaml`` composed with ``overrides``, as ``scripts/train.py`` would see it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        return compose("train", overrides=overrides or [], return_hydra_config=False)
+
+
+def shrink(cfg: DictConfig, run_dir: Path, total_steps: int = 512) -> DictConfig:
+    """Make a composed config tiny, CPU-only and writing under ``run_dir``."""
+    with open_dict(cfg):
+        cfg.run_dir = str(run_dir)
+        cfg.device = "cpu"
+        cfg.runner.total_steps = total_steps
+        cfg.runner.log_interval = max(total_steps // 4, 1)
+        cfg.runner.eval_freq = 0
+        cfg.runner.eval_episodes = 2
+        cfg.logger.sinks = {}
+    return cfg
+
+
+@pytest.fixture
+def cfg_train(tmp_path: Path) -> Iterator[DictConfig]:
+    """Default training config (DQN on CartPole, zoo numbers) shrunk to a few hundred steps in ``tmp_path``."""
+    cfg = compose_train(
+        ["runner.schedule.learning_starts=64", "runner.schedule.train_freq=16", "runner.schedule.gradient_steps=4"]
+    )
+    yield shrink(cfg, tmp_path)
+    GlobalHydra.instance().clear()
