@@ -12,6 +12,7 @@ Metrics returned by :meth:`PPO.update` (SB3's names): ``train/loss``, ``train/po
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ class PPOConfig:
     n_epochs: int = 10
     """Passes over each rollout."""
     batch_size: int = 64
-    """Minibatch size in transitions; the rollout (``n_steps * num_envs``) must be a multiple of it."""
+    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
     gamma: float = 0.99
     """Discount per env step."""
     gae_lambda: float = 0.95
@@ -109,6 +110,7 @@ class PPO:
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5)
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
+        self._warned_batch = False
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         """Linear schedules are functions of the fraction of ``total_steps`` still to go."""
@@ -126,11 +128,14 @@ class PPO:
         c, dev = self.config, self.device
         T, N = rollout["reward"].shape
         size = T * N
-        if size % c.batch_size:
-            raise ValueError(
+        if size % c.batch_size and not self._warned_batch:  # legal, as in SB3, but each epoch ends on a runt
+            warnings.warn(
                 f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
-                f"agent.batch_size={c.batch_size}; change runner.schedule.n_steps, env.num_envs or agent.batch_size"
+                f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
+                f"change runner.schedule.n_steps, env.num_envs or agent.batch_size",
+                stacklevel=2,
             )
+            self._warned_batch = True
         lr = self._scheduled(c.lr, c.lr_schedule)
         clip = self._scheduled(c.clip_range, c.clip_range_schedule)
         for group in self.optimizer.param_groups:
