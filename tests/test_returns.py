@@ -44,7 +44,12 @@ class GAECase:
 # deltas without an episode end: 1 + .5*20 - 10 = 1, 2 + .5*30 - 20 = -3, 3 + .5*99 - 30 = 22.5, 4 + .5*50 - 40 = -11
 CASES = {
     "NoEpisodeEnd": GAECase(
-        advantages=[1 + 0.25 * (-3 + 0.25 * (22.5 + 0.25 * -11)), -3 + 0.25 * (22.5 + 0.25 * -11), 22.5 + 0.25 * -11, -11]
+        advantages=[
+            1 + 0.25 * (-3 + 0.25 * (22.5 + 0.25 * -11)),
+            -3 + 0.25 * (22.5 + 0.25 * -11),
+            22.5 + 0.25 * -11,
+            -11,
+        ]
     ),
     # step 2 terminates: its delta drops V(s'_2) (3 - 30 = -27) and the lambda chain is cut after it
     "TerminatedAtStep2": GAECase(

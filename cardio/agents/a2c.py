@@ -160,7 +160,7 @@ class A2C:
         }
         log_std = getattr(self.net.pi_head, "log_std", None)
         if log_std is not None:
-            metrics["train/std"] = float(log_std.exp().mean())
+            metrics["train/std"] = log_std.exp().mean().item()
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

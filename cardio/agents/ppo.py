@@ -199,7 +199,7 @@ class PPO:
         metrics["train/clip_range"] = clip
         log_std = getattr(self.net.pi_head, "log_std", None)
         if log_std is not None:
-            metrics["train/std"] = float(log_std.exp().mean())
+            metrics["train/std"] = log_std.exp().mean().item()
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
