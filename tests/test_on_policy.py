@@ -91,7 +91,7 @@ def test_impossible_action_space_names_agent_env_and_space(name: str) -> None:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_bad_schedule_name_is_refused(name: str) -> None:
-    with pytest.raises(ValueError, match="agent.lr_schedule"):
+    with pytest.raises(ValueError, match=r"agent\.lr_schedule"):
         CONFIGS[name](lr_schedule="cosine").build(BOX, DISCRETE)
 
 
