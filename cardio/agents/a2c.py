@@ -105,7 +105,7 @@ class A2C:
                 self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps
             )
         else:
-            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=c.rms_prop_eps)
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=c.rms_prop_eps, fused=True)
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:

@@ -70,7 +70,7 @@ class ActorCritic(nn.Module):
             action = action.flatten(1)
         return dist.log_prob(action), dist.entropy(), self.value(obs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: np.ndarray, explore: bool, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled (``explore``) or modal actions ``[N, ...]`` and the extras on-policy updates need:
         ``log_prob [N]``, ``value [N]`` and, for Box actions, the unclipped sample ``raw_action``."""
