@@ -75,7 +75,10 @@ def build_runner(cfg: DictConfig, logger: Logger | None = None, **runner_kwargs:
     eval_env = build_env(cfg, evaluation=True)
     agent = build_agent(cfg, env)
     buffer = build_buffer(cfg, env)
-    runner_cfg = OmegaConf.masked_copy(cfg.runner, [k for k in cfg.runner if k != "eval_num_envs"])
+    # resolved first: ``checkpoint_dir: ${run_dir}`` points outside the runner node
+    runner_node = OmegaConf.to_container(cfg.runner, resolve=True)
+    assert isinstance(runner_node, dict)
+    runner_cfg = OmegaConf.create({k: v for k, v in runner_node.items() if k != "eval_num_envs"})
     runner_factory = instantiate(runner_cfg, _convert_="all")
     return runner_factory(
         env=env,

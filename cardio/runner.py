@@ -12,6 +12,7 @@ hand the whole ``[T, N]`` rollout to ``agent.update``.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -335,68 +336,182 @@ class Runner:
 
     def run(self, total_steps: int | None = None) -> dict[str, float]:
         """Train until ``total_steps`` env steps, logging and evaluating on schedule; returns the final eval
-        metrics (or the last logged metrics when there is no eval env)."""
+        metrics (or the last logged metrics when there is no eval env).
+
+        Raises:
+            checkpoint.Interrupted: SIGINT/SIGTERM arrived; a checkpoint was written first (with a
+                ``checkpoint_dir``) and the caller should close the logger and exit with ``exc.exit_code``.
+        """
         if total_steps is not None:
             self.total_steps = int(total_steps)
-        while self.env_steps < self.total_steps:
-            self.step()
-            if self.env_steps >= self._next_log:
-                self.log_now()
-                self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
-            if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
-                self._eval_and_report()
-                self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
-            if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
-                self.save(self.checkpoint_dir / "last.ckpt")
-                self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
-            for cb in self.callbacks:
-                if hasattr(cb, "on_step_end"):
-                    cb.on_step_end(self)
+        if self.logger is not None:
+            self.logger.start(self.total_steps, self.env_steps)
+        with checkpoint.stop_on_signal() as stop:
+            while self.env_steps < self.total_steps:
+                self.step()
+                if self.env_steps >= self._next_log:
+                    self.log_now()
+                    self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
+                if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
+                    self._eval_and_report()
+                    self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
+                if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
+                    self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                    self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self)
+                if self.logger is not None:
+                    self.logger.progress(self.env_steps)
+                if stop.signum is not None:  # checkpoint at this step boundary, then leave
+                    path = None
+                    if self.checkpoint_dir is not None:
+                        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                    raise checkpoint.Interrupted(stop.signum, path)
         final = self.log_now() if self._last_log_step != self.env_steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
             final = self.last_eval if self._last_eval_step == self.env_steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
-            self.save(self.checkpoint_dir / "last.ckpt")
+            self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
         return final
 
     # ---------------------------------------------------------------------------------------------- persistence
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint must match to load into this runner: agent class, env, spaces, buffer, schedule."""
+        env = self.gatherer.env
+        try:
+            env_id = env.get_attr("spec")[0].id  # type: ignore[attr-defined]
+        except Exception:
+            env_id = None
+        return {
+            "agent": type(self.agent).__qualname__,
+            "env_id": env_id,
+            "num_envs": self.num_envs,
+            "observation_space": str(env.single_observation_space),
+            "action_space": str(env.single_action_space),
+            "buffer": type(self.buffer).__qualname__,
+            "buffer_capacity": self.buffer.capacity,
+            "schedule": type(self.schedule).__qualname__,
+        }
+
+    @staticmethod
+    def _gatherer_state(g: Gatherer) -> dict[str, Any]:
+        return {
+            "obs": copy.deepcopy(g.obs),
+            "pending": g.pending.copy(),
+            "ep_return": g.ep_return.copy(),
+            "ep_length": g.ep_length.copy(),
+            "stats": copy.deepcopy(g.stats),
+            "env": checkpoint.env_state(g.env),
+        }
+
+    @staticmethod
+    def _load_gatherer_state(g: Gatherer, saved: dict[str, Any], name: str) -> None:
+        g.pending, g.ep_return, g.ep_length, g.stats = (
+            saved["pending"].copy(),
+            saved["ep_return"].copy(),
+            saved["ep_length"].copy(),
+            copy.deepcopy(saved["stats"]),
+        )
+        if saved["env"] is not None and saved["obs"] is not None:
+            checkpoint.load_env_state(g.env, saved["env"])
+            g.obs = copy.deepcopy(saved["obs"])
+            return
+        if saved["obs"] is not None:  # the env's state was not saved: restart its episodes, drop partial ones
+            warnings.warn(
+                f"the {name} env ({type(g.env).__name__}) state was not saved in the checkpoint, so it is reset: "
+                f"the resumed run is correct but not bit-identical to an uninterrupted one (docs/checkpoints.md)",
+                stacklevel=3,
+            )
+            g.obs = None
+            g.reset(seed=None)
+        else:
+            g.obs = None
+
     def state_dict(self) -> dict[str, Any]:
-        """Agent, buffer, counters, gatherer state and global RNG states."""
-        g = self.gatherer
+        """Everything to continue exactly: agent, buffer, counters, both gatherers with their envs (where they
+        pickle), global RNG states and the logger's step. ``kind``, ``version`` and :meth:`meta` identify it."""
         return {
             "kind": "cardio.runner",
+            "version": checkpoint.FORMAT_VERSION,
+            "meta": self.meta(),
             "agent": self.agent.state_dict(),
             "buffer": self.buffer.state_dict(),
             "updates": self.updates,
             "total_steps": self.total_steps,
-            "gatherer": {
-                "obs": g.obs,
-                "pending": g.pending,
-                "ep_return": g.ep_return,
-                "ep_length": g.ep_length,
-                "stats": g.stats,
+            "counters": {
+                "next_log": self._next_log,
+                "next_eval": self._next_eval,
+                "next_ckpt": self._next_ckpt,
+                "last_log_step": self._last_log_step,
+                "last_eval_step": self._last_eval_step,
+                "last_eval": dict(self.last_eval),
+                "train_sums": dict(self._train_sums),
+                "train_counts": dict(self._train_counts),
+                "run_start_steps": self._run_start_steps,
+                "elapsed": time.perf_counter() - self._run_started,
             },
+            "gatherer": self._gatherer_state(self.gatherer),
+            "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
                 "torch": torch.get_rng_state(),
             },
+            "logger": None if self.logger is None else self.logger.state_dict(),
         }
 
+    def _check_state(self, state: dict[str, Any], path: str | Path | None = None) -> None:
+        """Validate a whole checkpoint against this runner before anything is changed."""
+        if state.get("kind") != "cardio.runner" or state.get("version") != checkpoint.FORMAT_VERSION:
+            raise checkpoint.CheckpointError(
+                f"not a cardio.runner checkpoint of version {checkpoint.FORMAT_VERSION} "
+                f"(kind={state.get('kind')!r}, version={state.get('version')!r})"
+            )
+        checkpoint.check_meta(state.get("meta", {}), self.meta(), path)
+        checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
+        if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
+            raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
+        for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "rng"):
+            if key not in state:
+                raise checkpoint.CheckpointError(f"checkpoint lacks its {key!r} entry; the file is incomplete")
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`, all or nothing: the state is validated first, and if applying it
+        still fails the runner is rolled back to where it was.
+
+        Raises:
+            checkpoint.CheckpointError: the state is foreign, of another version, or built for another
+                agent/env/space/buffer (the message lists every difference).
+        """
+        self._check_state(state)
+        # The buffer's storage is replaced, never written in place, on load: a reference is backup enough.
+        backup = {k: v if k == "buffer" else copy.deepcopy(v) for k, v in self.state_dict().items() if k != "logger"}
+        try:
+            self._apply_state(state)
+        except Exception as exc:
+            self._apply_state(backup)
+            raise checkpoint.CheckpointError(f"checkpoint could not be applied, runner left unchanged: {exc}") from exc
+        if self.logger is not None and state.get("logger") is not None:
+            self.logger.load_state_dict(state["logger"])
+
+    def _apply_state(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
         self.buffer.load_state_dict(state["buffer"])
         self.updates = state["updates"]
         self.total_steps = state["total_steps"]
-        g, saved = self.gatherer, state["gatherer"]
-        g.obs, g.pending, g.ep_return, g.ep_length, g.stats = (
-            saved["obs"],
-            saved["pending"],
-            saved["ep_return"],
-            saved["ep_length"],
-            saved["stats"],
-        )
+        c = state["counters"]
+        self._next_log, self._next_eval, self._next_ckpt = c["next_log"], c["next_eval"], c["next_ckpt"]
+        self._last_log_step, self._last_eval_step = c["last_log_step"], c["last_eval_step"]
+        self.last_eval = dict(c["last_eval"])
+        self._train_sums = defaultdict(float, c["train_sums"])
+        self._train_counts = defaultdict(int, c["train_counts"])
+        self._run_start_steps = c["run_start_steps"]
+        self._run_started = time.perf_counter() - c["elapsed"]
+        self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
+        if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
+            self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -406,5 +521,12 @@ class Runner:
         return checkpoint.atomic_save(self.state_dict(), path)
 
     def load(self, path: str | Path) -> None:
-        """Restore from :meth:`save`; a corrupt or foreign file raises ``CheckpointError``, changing nothing."""
-        self.load_state_dict(checkpoint.load(path, kind="cardio.runner"))
+        """Restore from :meth:`save` (a file, or a run dir holding ``last.ckpt``); a corrupt, foreign or
+        mismatched file raises ``CheckpointError`` naming the problem, changing nothing."""
+        path = checkpoint.resolve(path)
+        state = checkpoint.load(path, kind="cardio.runner")
+        try:
+            self._check_state(state, path)
+        except checkpoint.CheckpointError as exc:
+            raise checkpoint.CheckpointError(f"{path}: {exc}") from exc
+        self.load_state_dict(state)

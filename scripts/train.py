@@ -2,27 +2,57 @@
 
 Composes ``configs/train.yaml``, prints and saves the resolved config, builds env, agent, buffer, logger and
 runner, trains, and returns the final ``eval/mean_reward`` so Hydra sweepers can optimise it.
+``resume=<run dir or checkpoint>`` continues an interrupted run in its own run dir (docs/checkpoints.md).
+Ctrl-C or SIGTERM writes a checkpoint, closes the sinks and exits with 130 (143 for SIGTERM).
 """
 
 from __future__ import annotations
 
-import hydra
-from omegaconf import DictConfig
+import sys
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cardio import checkpoint
 from cardio.build import build_runner, save_config
 from cardio.loggers import print_config_tree
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float:
+    ckpt = None
+    if cfg.get("resume") is not None:
+        cfg, ckpt = checkpoint.resume_config(cfg, list(HydraConfig.get().overrides.task))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
     runner = build_runner(cfg)
+    if ckpt is not None:
+        print(f"resuming from {ckpt}")
+        runner.load(ckpt)
+        runner.total_steps = int(cfg.runner.total_steps)  # `runner.total_steps=...` may extend a resumed run
+    logger = runner.logger
+    if logger is not None:
+        logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    exit_code = 1  # an exception on the way out marks the run failed (W&B included)
     try:
-        metrics = runner.run()
+        if runner.env_steps >= runner.total_steps:
+            print(f"run already at {runner.env_steps} env steps; raise runner.total_steps to train longer")
+            metrics = dict(runner.last_eval)
+        else:
+            metrics = runner.run()
+        exit_code = 0
+    except checkpoint.Interrupted as stop:
+        print(stop, file=sys.stderr)
+        exit_code = stop.exit_code
+    except KeyboardInterrupt:
+        exit_code = 130
+        raise
     finally:
-        if runner.logger is not None:
-            runner.logger.close()
+        if logger is not None:
+            logger.close(exit_code)
+    if exit_code:
+        sys.exit(exit_code)
     return float(metrics.get("eval/mean_reward", float("nan")))
 
 

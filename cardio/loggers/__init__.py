@@ -1,7 +1,19 @@
-"""Metrics path: Logger fans out to sinks (console, CSV, ...)."""
+"""Metrics path: Logger fans out to sinks (console, CSV, JSONL, TensorBoard, W&B)."""
 
 from cardio.loggers.base import Logger, Sink
 from cardio.loggers.console import ConsoleSink, print_config_tree
 from cardio.loggers.csv import CSVSink
+from cardio.loggers.jsonl import JSONLSink
+from cardio.loggers.tensorboard import TensorBoardSink
+from cardio.loggers.wandb import WandbSink
 
-__all__ = ["CSVSink", "ConsoleSink", "Logger", "Sink", "print_config_tree"]
+__all__ = [
+    "CSVSink",
+    "ConsoleSink",
+    "JSONLSink",
+    "Logger",
+    "Sink",
+    "TensorBoardSink",
+    "WandbSink",
+    "print_config_tree",
+]

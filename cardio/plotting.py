@@ -1,0 +1,263 @@
+"""Learning curves and aggregate scores from run dirs (``scripts/plot.py``, ``make plot runs=...``).
+
+A run dir is any directory holding a ``progress.csv`` written by cardio (a multirun dir is searched for them).
+Runs are grouped by what they train: agent, env and the multirun overrides other than the seed (Hydra's job
+subdir ``<num>_<overrides>`` already leaves the seed out), so the seeds of one configuration form one curve.
+
+Curves: each seed's metric is interpolated onto a common grid of env steps (no extrapolation past a seed's
+last point); the line is the mean over seeds and the band a 95 % percentile bootstrap of that mean (seeds
+resampled with replacement). Aggregate score: the interquartile mean (IQM) of the runs' final scores, with a
+95 % bootstrap CI (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+STEP_COLUMN = "time/total_timesteps"
+"""x axis of SB3's progress.csv (env steps); cardio's files use their ``step`` column, present on every row."""
+
+
+@dataclass
+class Run:
+    """One run dir's metrics."""
+
+    path: Path
+    """The run dir."""
+    label: str
+    """Group label: agent, env and non-seed overrides; seeds of one configuration share it."""
+    data: pd.DataFrame
+    """``progress.csv`` as read by pandas (one row per log call, NaN where a call lacked a metric)."""
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run dirs under ``paths``: each path (glob patterns allowed) is a run dir or a dir searched for them.
+
+    Raises:
+        FileNotFoundError: a path matches nothing, or holds no ``progress.csv``.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        matches = [Path(p) for p in sorted(glob.glob(str(raw)))] or [Path(raw)]
+        for path in matches:
+            if (path / "progress.csv").is_file():
+                found.append(path)
+            elif path.is_dir():
+                found += sorted(p.parent for p in path.rglob("progress.csv"))
+            else:
+                raise FileNotFoundError(f"{raw}: no such run dir")
+    if not found:
+        raise FileNotFoundError(f"no progress.csv under {list(map(str, paths))}; pass run dirs of scripts/train.py")
+    return list(dict.fromkeys(found))
+
+
+def run_label(path: Path) -> str:
+    """``DQN CartPole-v1`` plus the multirun overrides from the job subdir name (``3_agent.lr=0.001``)."""
+    parts = []
+    config = path / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        cfg = yaml.safe_load(config.read_text()) or {}
+        target = str(cfg.get("agent", {}).get("_target_", ""))
+        agent = target.rsplit(".", 1)[-1].removesuffix("Config")
+        parts += [p for p in (agent, str(cfg.get("env", {}).get("id", ""))) if p]
+    job = re.match(r"^\d+_(.+)$", path.name)
+    if job:
+        parts.append(job.group(1))
+    return " ".join(parts) or path.name
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Find and read every run under ``paths``."""
+    return [Run(p, run_label(p), pd.read_csv(p / "progress.csv")) for p in find_runs(paths)]
+
+
+def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """Runs by label, in first-seen order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def curve(data: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(env steps, values)`` of ``metric``, rows lacking it dropped.
+
+    Raises:
+        KeyError: ``metric`` is not a column (the message lists the ones there are).
+    """
+    if metric not in data.columns:
+        raise KeyError(f"metric {metric!r} not logged; columns: {sorted(c for c in data.columns if '/' in c)}")
+    x_col = "step" if "step" in data.columns else STEP_COLUMN  # cardio's eval rows have only `step`
+    rows = data[[x_col, metric]].dropna() if x_col != metric else data[[metric]].dropna()
+    rows = rows.groupby(x_col, as_index=False).last()  # one value per step
+    return rows[x_col].to_numpy(dtype=float), rows[metric].to_numpy(dtype=float)
+
+
+def read_sb3(path: str | Path, metric: str = "rollout/ep_rew_mean", window: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """A curve from another library's CSV: SB3's ``monitor.csv`` (episodes: ``r, l, t``; returns smoothed over
+    ``window`` episodes like ``rollout/ep_rew_mean``) or a ``progress.csv`` in SB3's logger format.
+
+    Args:
+        path: the CSV file.
+        metric: column to read from a progress file (falls back to ``rollout/ep_rew_mean``).
+        window: episodes in the moving average of a monitor file.
+    """
+    path = Path(path)
+    first = path.read_text().split("\n", 1)[0]
+    if first.startswith("#"):  # monitor.csv: a JSON header line, then r,l,t per episode
+        episodes = pd.read_csv(path, skiprows=1)
+        x = episodes["l"].cumsum().to_numpy(dtype=float)
+        y = episodes["r"].rolling(window, min_periods=1).mean().to_numpy(dtype=float)
+        return x, y
+    data = pd.read_csv(path)
+    return curve(data, metric if metric in data.columns else "rollout/ep_rew_mean")
+
+
+def bootstrap_mean_band(
+    values: np.ndarray, n_boot: int = 2000, ci: float = 0.95, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds and its percentile-bootstrap CI, per grid point.
+
+    Args:
+        values: ``[seeds, points]``; NaN where a seed has no value (it is left out of that point).
+        n_boot: bootstrap resamples.
+        ci: coverage of the band.
+        seed: resampling RNG seed (plots are reproducible).
+    """
+    rng = np.random.default_rng(seed)
+    n = values.shape[0]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns past the shortest seed
+        mean = np.nanmean(values, axis=0)
+        if n == 1:
+            return mean, mean.copy(), mean.copy()
+        idx = rng.integers(0, n, size=(n_boot, n))  # [n_boot, seeds]
+        boots = np.nanmean(values[idx], axis=1)  # [n_boot, points]
+        lo, hi = np.nanpercentile(boots, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2], axis=0)
+    return mean, lo, hi
+
+
+def iqm(values: Sequence[float] | np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50 % (trims a quarter at each end, as in rliable)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    cut = int(np.floor(0.25 * len(x)))
+    return float(x[cut : len(x) - cut].mean()) if len(x) else float("nan")
+
+
+def iqm_ci(values: Sequence[float], n_boot: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """``(IQM, low, high)``: the IQM of ``values`` with a percentile-bootstrap CI over runs."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    boots = [iqm(x[rng.integers(0, len(x), len(x))]) for _ in range(n_boot)]
+    lo, hi = np.percentile(boots, [100 * (1 - ci) / 2, 100 * (1 + ci) / 2])
+    return iqm(x), float(lo), float(hi)
+
+
+def final_score(run: Run, metric: str) -> float:
+    """The last logged value of ``metric`` in a run (NaN if never logged)."""
+    _, y = curve(run.data, metric)
+    return float(y[-1]) if len(y) else float("nan")
+
+
+def pick_metric(runs: Sequence[Run], metric: str | None) -> str:
+    """``metric``, or by default ``eval/mean_reward`` when every run has it, else ``rollout/ep_rew_mean``."""
+    if metric is not None:
+        return metric
+    if all("eval/mean_reward" in r.data.columns for r in runs):
+        return "eval/mean_reward"
+    return "rollout/ep_rew_mean"
+
+
+def plot_learning_curves(
+    groups: dict[str, list[Run]],
+    metric: str,
+    out: str | Path,
+    overlays: Sequence[tuple[str, str | Path]] = (),
+    title: str | None = None,
+    points: int = 200,
+) -> Path:
+    """One PNG: a mean line and 95 % bootstrap band per group, plus overlaid curves from other libraries.
+
+    Args:
+        groups: label -> runs (seeds), from :func:`group_runs`.
+        metric: the y metric, e.g. ``eval/mean_reward``.
+        out: PNG path; parent directories are created.
+        overlays: ``(label, csv path)`` of SB3 ``monitor.csv`` / ``progress.csv`` files.
+        title: figure title (default: the metric and the env(s)).
+        points: grid points per curve.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for label, runs in groups.items():
+        curves = [curve(r.data, metric) for r in runs]
+        curves = [(x, y) for x, y in curves if len(x)]
+        if not curves:
+            continue
+        grid = np.linspace(0.0, max(float(x[-1]) for x, _ in curves), points)
+        values = np.stack(
+            [np.where((grid >= x[0]) & (grid <= x[-1]), np.interp(grid, x, y), np.nan) for x, y in curves]
+        )
+        mean, lo, hi = bootstrap_mean_band(values)
+        (line,) = ax.plot(grid, mean, label=f"{label} (n={len(curves)})", linewidth=1.8)
+        ax.fill_between(grid, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    for label, path in overlays:
+        x, y = read_sb3(path, metric)
+        ax.plot(x, y, linestyle="--", linewidth=1.5, label=label)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric}: mean over seeds, 95 % bootstrap CI")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def plot_aggregate(scores: dict[str, tuple[float, float, float]], metric: str, out: str | Path) -> Path:
+    """One PNG: each group's IQM of final scores as a dot with its 95 % CI as a bar.
+
+    Args:
+        scores: label -> ``(iqm, low, high)`` from :func:`iqm_ci`.
+        metric: the scored metric, for the axis label.
+        out: PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(scores)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.5 * len(labels)), dpi=120)
+    for i, label in enumerate(labels):
+        mid, lo, hi = scores[label]
+        ax.plot([lo, hi], [i, i], linewidth=6, alpha=0.35, solid_capstyle="butt")
+        ax.plot([mid], [i], "ko")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel(f"IQM of final {metric} (95 % bootstrap CI)")
+    ax.set_title("Aggregate score over runs")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
