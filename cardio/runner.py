@@ -273,6 +273,7 @@ class Runner:
         """Deterministic-policy returns on the eval env: ``eval/mean_reward``, ``std``, ``iqm``, ``mean_ep_length``.
 
         Each of the eval env's N copies runs its share of the episodes, so short episodes are not favoured.
+        Returns are the env's own (see ``cardio.gatherer``): reward wrappers in ``env.wrappers`` do not change them.
         """
         if self.eval_gatherer is None:
             raise ScheduleError("evaluate() needs an eval_env; pass one to the Runner")
@@ -284,20 +285,13 @@ class Runner:
         returns: list[float] = []
         lengths: list[int] = []
         done_count = np.zeros(n, dtype=np.int64)
-        ep_return = np.zeros(n)
-        ep_length = np.zeros(n, dtype=np.int64)
         while bool(np.any(done_count < quota)):
-            transition, valid = g.step(lambda obs: self.agent.act(obs, explore=False))
-            ep_return += np.where(valid, transition["reward"], 0.0)
-            ep_length += valid
-            ended = valid & (transition["terminated"] | transition["truncated"])
-            for i in np.flatnonzero(ended):
+            g.step(lambda obs: self.agent.act(obs, explore=False))
+            for i, episode_return, length in g.finished:
                 if done_count[i] < quota[i]:
-                    returns.append(float(ep_return[i]))
-                    lengths.append(int(ep_length[i]))
+                    returns.append(episode_return)
+                    lengths.append(length)
                 done_count[i] += 1
-            ep_return[ended] = 0.0
-            ep_length[ended] = 0
         metrics = {
             "eval/mean_reward": float(np.mean(returns)),
             "eval/std_reward": float(np.std(returns)),
