@@ -32,7 +32,7 @@ from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
-from cardio.pytree import tree_index
+from cardio.pytree import Tree, tree_index, tree_map
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
@@ -136,6 +136,7 @@ class Runner:
         self.num_envs = self.gatherer.num_envs
         self._check_schedule()
         self.reset_counters()
+        self.reset_policy_state()
 
     # ---------------------------------------------------------------------------------------------- checks
     def _check_schedule(self) -> None:
@@ -202,11 +203,44 @@ class Runner:
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
         self.buffer.clear()
         self.reset_counters()
+        self.reset_policy_state()
 
     def update_agent(self, agent: Agent) -> None:
         """Swap in another agent (e.g. one loaded from disk); the buffer and counters are kept."""
         self.agent = agent
         self._check_schedule()
+        self.reset_policy_state()
+
+    # ---------------------------------------------------------------------------------------------- recurrent state
+    def reset_policy_state(self) -> None:
+        """Fresh recurrent states for the training and eval envs, if the agent has ``initial_state``."""
+        init = getattr(self.agent, "initial_state", None)
+        self.policy_state: Tree | None = None if init is None else init(self.num_envs)
+        self.eval_state: Tree | None = None if init is None or self.eval_gatherer is None else init(1)
+
+    def _policy(self, explore: bool, evaluation: bool = False) -> Any:
+        """``obs -> (action, extras)``; a stateful agent gets its state and hands back ``extras["next_state"]``."""
+        if self.policy_state is None:
+            return lambda obs: self.agent.act(obs, explore=explore)
+
+        def act(obs: Tree) -> tuple[Any, dict[str, Any]]:
+            state = self.eval_state if evaluation else self.policy_state
+            action, extras = self.agent.act(obs, explore=explore, state=state)  # type: ignore[call-arg]
+            setattr(self, "eval_state" if evaluation else "policy_state", extras.pop("next_state"))
+            return action, extras
+
+        return act
+
+    def _end_state_rows(self, transition: dict[str, Any], valid: np.ndarray, evaluation: bool = False) -> None:
+        """Re-initialise the state rows of envs whose episode ended, and of NEXT_STEP reset rows (``~valid``:
+        the agent just acted on a stale final obs), so every episode starts from ``initial_state``."""
+        state = self.eval_state if evaluation else self.policy_state
+        fresh_rows = ~valid | transition["terminated"] | transition["truncated"]  # [N]
+        if state is None or not fresh_rows.any():
+            return
+        fresh = self.agent.initial_state(len(fresh_rows))  # type: ignore[attr-defined]
+        state = tree_map(lambda s, f: np.where(fresh_rows.reshape(-1, *[1] * (np.ndim(s) - 1)), f, s), state, fresh)
+        setattr(self, "eval_state" if evaluation else "policy_state", state)
 
     # ---------------------------------------------------------------------------------------------- training
     def _progress(self) -> None:
@@ -215,9 +249,6 @@ class Runner:
             on_progress = getattr(part, "on_progress", None)
             if on_progress is not None:
                 on_progress(self.env_steps, self.total_steps)
-
-    def _explore(self, obs: Any) -> tuple[Any, dict[str, Any]]:
-        return self.agent.act(obs, explore=True)
 
     def _learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
         metrics = self.agent.update(batch)
@@ -240,8 +271,9 @@ class Runner:
         collected = 0
         for _ in range(s.train_freq):
             self._progress()
-            policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._explore
+            policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._policy(True)
             transition, valid = self.gatherer.step(policy)
+            self._end_state_rows(transition, valid)
             self.buffer.add(transition, valid)
             collected += int(valid.sum())
         if self.env_steps <= s.learning_starts:
@@ -263,7 +295,8 @@ class Runner:
         rows = self.buffer.slots_per_env
         while bool(np.any(self.buffer.size < rows)):
             self._progress()
-            transition, valid = self.gatherer.step(self._explore)
+            transition, valid = self.gatherer.step(self._policy(True))
+            self._end_state_rows(transition, valid)
             # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
             self.buffer.add(transition, valid & (self.buffer.size < rows))
         self._learn(self.buffer.as_rollout())
@@ -280,13 +313,16 @@ class Runner:
         episodes = episodes or self.eval_episodes
         g = self.eval_gatherer
         g.reset()
+        if self.eval_state is not None:
+            self.eval_state = self.agent.initial_state(g.num_envs)  # type: ignore[attr-defined]
         n = g.num_envs
         quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
         returns: list[float] = []
         lengths: list[int] = []
         done_count = np.zeros(n, dtype=np.int64)
         while bool(np.any(done_count < quota)):
-            g.step(lambda obs: self.agent.act(obs, explore=False))
+            transition, valid = g.step(self._policy(False, evaluation=True))
+            self._end_state_rows(transition, valid, evaluation=True)
             for i, episode_return, length in g.finished:
                 if done_count[i] < quota[i]:
                     returns.append(episode_return)
@@ -454,6 +490,8 @@ class Runner:
             },
             "gatherer": self._gatherer_state(self.gatherer),
             "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
+            # recurrent agents: the hidden state the next act() continues from (None for stateless agents)
+            "policy_state": {"train": self.policy_state, "eval": self.eval_state},
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -473,7 +511,7 @@ class Runner:
         checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
         if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
             raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
-        for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "rng"):
+        for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng"):
             if key not in state:
                 raise checkpoint.CheckpointError(f"checkpoint lacks its {key!r} entry; the file is incomplete")
 
@@ -510,6 +548,7 @@ class Runner:
         self._run_start_steps = c["run_start_steps"]
         self._run_started = time.perf_counter() - c["elapsed"]
         self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
+        self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         random.setstate(state["rng"]["python"])

@@ -16,6 +16,14 @@ An agent is any object with these methods (a ``typing.Protocol``, no base class 
 ``on_progress(env_steps, total_steps)`` (optional)
     Called by the runner before every vector step, so schedules (epsilon, learning rate, target syncs) are
     functions of env steps, as in SB3.
+``initial_state(num_envs) -> state`` (optional: recurrent agents such as DRQN)
+    A fresh policy state for ``num_envs`` envs: an array or pytree with leading dim ``[N, ...]``. When present,
+    the runner keeps one state for the training envs and one for the eval envs and calls
+    ``act(obs, explore, state=state)``; the extras must hold ``"next_state"`` (taken by the runner, never
+    stored) and may hold ``"state"`` (stored with the transition like any extra; warm-up steps with random
+    actions carry no extras). Rows of envs whose episode ended, and NEXT_STEP reset rows, are replaced by
+    ``initial_state`` rows after each step; the eval state is re-initialised at every evaluation. The policy
+    state is not checkpointed: a resumed run starts its current episodes from a fresh state.
 """
 
 from __future__ import annotations

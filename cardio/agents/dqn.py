@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from cardio.agents.base import require_space
 from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
+from cardio.agents.noise import epsilon_greedy, linear_epsilon
 
 
 @dataclass
@@ -88,8 +89,9 @@ class DQN:
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         """Linear epsilon decay over env steps, and a hard target sync every ``target_update_interval``."""
         c = self.config
-        decay = min(env_steps / max(c.exploration_fraction * total_steps, 1e-9), 1.0)
-        self.epsilon = c.exploration_initial_eps + decay * (c.exploration_final_eps - c.exploration_initial_eps)
+        self.epsilon = linear_epsilon(
+            env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
+        )
         due = env_steps // c.target_update_interval
         if due > self.target_syncs:
             hard_update(self.target_net, self.q_net)
@@ -97,15 +99,13 @@ class DQN:
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""
-        n = len(obs)
-        explore_rows = self.rng.random(n) < self.epsilon if explore else np.zeros(n, dtype=bool)
-        if explore_rows.all():  # no forward pass needed
-            return self.rng.integers(0, self.num_actions, n), {}
-        with torch.inference_mode():
-            q = self.q_net(to_tensor(obs, self.device).flatten(1)).cpu().numpy()
-        action = argmax_random_ties(q, self.rng)
-        action = np.where(explore_rows, self.rng.integers(0, self.num_actions, n), action)
-        return action, {}
+
+        def greedy() -> np.ndarray:  # skipped when every env explores
+            with torch.inference_mode():
+                q = self.q_net(to_tensor(obs, self.device).flatten(1)).cpu().numpy()
+            return argmax_random_ties(q, self.rng)
+
+        return epsilon_greedy(greedy, len(obs), self.num_actions, self.epsilon, self.rng, explore), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""

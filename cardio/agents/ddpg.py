@@ -1,0 +1,57 @@
+"""DDPG: deterministic policy gradient with a replay buffer and target networks.
+
+Lillicrap et al. 2016, "Continuous control with deep reinforcement learning" (arXiv:1509.02971). As in SB3, DDPG
+is TD3 (``cardio/agents/td3.py``) with one critic, an actor step on every update and no target smoothing, so
+this file holds only the knobs; the update and its metric names are :class:`~cardio.agents.td3.TD3`'s.
+Defaults are SB3's DDPG defaults; the rl-zoo values per env live in ``configs/zoo/ddpg_<Env>.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+
+from cardio.agents.td3 import TD3, TD3Config
+
+
+@dataclass
+class DDPGConfig:
+    """DDPG hyperparameters; the same keys, in the same order, as ``configs/agent/ddpg.yaml``."""
+
+    lr: float = 1e-3
+    """Adam learning rate of actor and critic."""
+    gamma: float = 0.99
+    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
+    tau: float = 0.005
+    """Polyak coefficient of the soft target updates made after every gradient step."""
+    hidden_sizes: tuple[int, ...] = (400, 300)
+    """Hidden widths (ReLU) of the actor and of the critic."""
+    noise_type: str = "normal"
+    """Exploration noise added to the actor's action: ``"normal"``, ``"ou"`` or ``"none"``."""
+    noise_std: float = 0.1
+    """Std (``"normal"``) or kick scale (``"ou"``) of the exploration noise, in normalised action units."""
+
+    def build(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> TD3:
+        """A :class:`TD3` with one critic, no policy delay and no target smoothing (``SpaceError`` unless Box)."""
+        td3 = TD3Config(
+            lr=self.lr,
+            gamma=self.gamma,
+            tau=self.tau,
+            hidden_sizes=self.hidden_sizes,
+            n_critics=1,
+            policy_delay=1,
+            target_policy_noise=0.0,
+            target_noise_clip=0.0,
+            noise_type=self.noise_type,
+            noise_std=self.noise_std,
+        )
+        return TD3(observation_space, action_space, td3, device=device, seed=seed, env_id=env_id, name="DDPG")

@@ -1,0 +1,192 @@
+"""SAC: soft actor-critic with twin Q-networks and automatic entropy tuning.
+
+Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:1812.05905). Defaults are SB3's SAC
+defaults; the rl-zoo values per env live in ``configs/zoo/sac_<Env>.yaml``. The policy is a tanh-squashed Gaussian
+in ``[-1, 1]``, rescaled to the env's bounds in :meth:`SAC.act`; stored actions are mapped back for the critics.
+
+Metrics returned by :meth:`SAC.update`: ``train/actor_loss``, ``train/critic_loss`` (sum of the twin MSEs),
+``train/ent_coef`` (alpha), ``train/ent_coef_loss`` (auto tuning only), ``train/q_mean`` (first critic on the
+batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from cardio.agents.base import require_space
+from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
+from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
+
+
+@dataclass
+class SACConfig:
+    """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
+
+    lr: float = 3e-4
+    """Adam learning rate of actor, critics and entropy coefficient."""
+    gamma: float = 0.99
+    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
+    tau: float = 0.005
+    """Polyak coefficient of the soft target-critic update made after every gradient step."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden widths (ReLU) of the actor torso and of each critic."""
+    n_critics: int = 2
+    """Q-networks whose minimum is used (clipped double Q)."""
+    ent_coef: float | str = "auto"
+    """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
+    target_entropy: float | str = "auto"
+    """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
+
+    def build(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> SAC:
+        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are a Box)."""
+        return SAC(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+
+
+class Actor(nn.Module):
+    """MLP torso and a :class:`SquashedGaussianHead`: ``obs [B, D] -> (action [B, A] in [-1, 1], log_prob [B])``."""
+
+    def __init__(self, obs_dim: int, hidden_sizes: tuple[int, ...], action_dim: int) -> None:
+        super().__init__()
+        self.torso = nn.Sequential(*list(mlp(obs_dim, hidden_sizes, 1))[:-1])  # drop the scalar output layer
+        self.head = SquashedGaussianHead(hidden_sizes[-1] if hidden_sizes else obs_dim, action_dim)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.torso(obs), deterministic)
+
+
+def q_values(critics: nn.ModuleList, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """``[n_critics, B]`` Q-values of ``(obs, action)`` pairs, action in ``[-1, 1]``."""
+    pair = torch.cat([obs, action], dim=1)
+    return torch.stack([q(pair).squeeze(1) for q in critics])
+
+
+class SAC:
+    """Soft actor-critic agent; see the module docstring for the paper and metric names."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: SACConfig | None = None,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> None:
+        require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
+        require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
+        self.config = c = config or SACConfig()
+        self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
+        obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
+        self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
+        self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
+        self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
+        self.actor = Actor(obs_dim, c.hidden_sizes, action_dim).to(dev)
+        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, c.hidden_sizes, 1) for _ in range(c.n_critics)).to(dev)
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=c.lr)
+        # Entropy coefficient: learnt in log space from an initial value, or fixed.
+        self.target_entropy = -float(action_dim) if c.target_entropy == "auto" else float(c.target_entropy)
+        self.auto_alpha = isinstance(c.ent_coef, str) and c.ent_coef.startswith("auto")
+        start = str(c.ent_coef).partition("_")[2]  # "auto_0.1" -> "0.1"
+        alpha0 = (float(start) if start else 1.0) if self.auto_alpha else float(c.ent_coef)
+        self.log_alpha = torch.tensor(math.log(alpha0), device=dev, requires_grad=self.auto_alpha)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr) if self.auto_alpha else None
+
+    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
+        with torch.no_grad():
+            action, _ = self.actor(to_tensor(obs, self.device).flatten(1), deterministic=not explore)
+            action = to_env_bounds(action, self.low, self.high)
+        return action.cpu().numpy().reshape(len(obs), *self.action_shape), {}
+
+    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update."""
+        c, dev = self.config, self.device
+        obs = to_tensor(batch["obs"], dev).flatten(1)
+        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        action = from_env_bounds(to_tensor(batch["action"], dev).flatten(1), self.low, self.high)
+        reward = to_tensor(batch["reward"], dev)
+        not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
+        discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
+        metrics: dict[str, Any] = {}
+
+        # Entropy coefficient: raise alpha when the policy's entropy is below the target, lower it above.
+        pi_action, log_prob = self.actor(obs)
+        alpha = self.log_alpha.detach().exp()
+        if self.alpha_optimizer is not None:
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+            metrics["train/ent_coef_loss"] = alpha_loss.item()
+        # Soft TD target without grad: min over target critics minus alpha * log-prob of the next action.
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(next_obs)
+            next_q = q_values(self.target_critics, next_obs, next_action).min(dim=0).values
+            td_target = reward + discount * not_terminal * (next_q - alpha * next_log_prob)
+        # Critic loss: MSE of every critic, importance-weighted under prioritized replay.
+        q = q_values(self.critics, obs, action)  # [n_critics, B]
+        weight = to_tensor(batch["weight"], dev) if "weight" in batch else 1.0
+        critic_loss = 0.5 * ((q - td_target) ** 2 * weight).mean(dim=1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        # Actor loss: maximise min-Q minus alpha * log-prob (critics are not stepped here).
+        pi_q = q_values(self.critics, obs, pi_action).min(dim=0).values
+        actor_loss = (alpha * log_prob - pi_q).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+        # Soft target update.
+        soft_update(self.target_critics, self.critics, c.tau)
+
+        metrics |= {
+            "train/actor_loss": actor_loss.item(),
+            "train/critic_loss": critic_loss.item(),
+            "train/ent_coef": alpha.item(),
+            "train/q_mean": q[0].mean().item(),
+            "train/entropy": -log_prob.mean().item(),
+        }
+        if "weight" in batch:
+            metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critics": self.critics.state_dict(),
+            "target_critics": self.target_critics.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict() if self.alpha_optimizer is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critics.load_state_dict(state["critics"])
+        self.target_critics.load_state_dict(state["target_critics"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if self.alpha_optimizer is not None:
+            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])

@@ -1,0 +1,171 @@
+"""TD3: twin delayed deep deterministic policy gradient.
+
+Fujimoto et al. 2018, "Addressing Function Approximation Error in Actor-Critic Methods" (arXiv:1802.09477):
+clipped double Q, delayed actor and target updates, and target policy smoothing. Defaults are SB3's TD3 defaults;
+the rl-zoo values per env live in ``configs/zoo/td3_<Env>.yaml``. DDPG is this agent with one critic, no delay
+and no smoothing (``cardio/agents/ddpg.py``). The actor outputs ``tanh`` actions in ``[-1, 1]``; exploration
+noise is added there, clipped, and rescaled to the env's bounds in :meth:`TD3.act`.
+
+Metrics returned by :meth:`TD3.update`: ``train/critic_loss`` (sum of the critics' MSEs), ``train/q_mean`` (first
+critic on the batch), ``train/actor_loss`` (minus the first critic's Q of the policy's actions; on the
+updates that step the actor).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from cardio.agents.base import require_space
+from cardio.agents.heads import from_env_bounds, to_env_bounds
+from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
+from cardio.agents.noise import make_action_noise
+from cardio.agents.sac import q_values
+
+
+@dataclass
+class TD3Config:
+    """TD3 hyperparameters; the same keys, in the same order, as ``configs/agent/td3.yaml``."""
+
+    lr: float = 1e-3
+    """Adam learning rate of actor and critics."""
+    gamma: float = 0.99
+    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
+    tau: float = 0.005
+    """Polyak coefficient of the soft target updates (actor and critics)."""
+    hidden_sizes: tuple[int, ...] = (400, 300)
+    """Hidden widths (ReLU) of the actor and of each critic."""
+    n_critics: int = 2
+    """Q-networks whose minimum is the TD target (clipped double Q); DDPG uses 1."""
+    policy_delay: int = 2
+    """Critic updates per actor-and-target update."""
+    target_policy_noise: float = 0.2
+    """Std of the Gaussian noise on the target action (normalised units); 0 turns smoothing off."""
+    target_noise_clip: float = 0.5
+    """Clip of that smoothing noise."""
+    noise_type: str = "normal"
+    """Exploration noise added to the actor's action: ``"normal"``, ``"ou"`` or ``"none"``."""
+    noise_std: float = 0.1
+    """Std (``"normal"``) or kick scale (``"ou"``) of the exploration noise, in normalised action units."""
+
+    def build(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> TD3:
+        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are a Box)."""
+        return TD3(observation_space, action_space, self, device=device, seed=seed, env_id=env_id, name="TD3")
+
+
+class TD3:
+    """TD3 agent (and DDPG, with ``n_critics=1, policy_delay=1, target_policy_noise=0``); see the module docstring."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: TD3Config | None = None,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+        name: str = "TD3",
+    ) -> None:
+        require_space(name, "action", action_space, (gym.spaces.Box,), env_id)
+        require_space(name, "observation", observation_space, (gym.spaces.Box,), env_id)
+        self.config = c = config or TD3Config()
+        self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
+        self.rng = np.random.default_rng(seed)  # exploration noise
+        obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
+        self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
+        self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
+        self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
+        self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim), nn.Tanh()).to(dev)
+        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, c.hidden_sizes, 1) for _ in range(c.n_critics)).to(dev)
+        self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
+        self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=c.lr)
+        self.noise = make_action_noise(c.noise_type, action_dim, c.noise_std, self.rng)
+        self.updates = 0
+
+    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        """The actor's action, plus clipped exploration noise when ``explore``, in the env's bounds."""
+        with torch.no_grad():
+            action = self.actor(to_tensor(obs, self.device).flatten(1)).cpu().numpy()  # [N, A] in [-1, 1]
+        if explore and self.noise is not None:
+            action = np.clip(action + self.noise(len(obs)), -1.0, 1.0)
+        env_action = to_env_bounds(torch.as_tensor(action), self.low.cpu(), self.high.cpu()).numpy()
+        return env_action.astype(np.float32).reshape(len(obs), *self.action_shape), {}
+
+    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One critic step on a ``[B, ...]`` batch; every ``policy_delay``-th call also an actor step and the soft
+        target updates."""
+        c, dev = self.config, self.device
+        obs = to_tensor(batch["obs"], dev).flatten(1)
+        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        action = from_env_bounds(to_tensor(batch["action"], dev).flatten(1), self.low, self.high)
+        reward = to_tensor(batch["reward"], dev)
+        not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
+        discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
+        self.updates += 1
+
+        # TD target without grad: smoothed target action, min over target critics.
+        with torch.no_grad():
+            clip = c.target_noise_clip
+            smoothing = (torch.randn_like(action) * c.target_policy_noise).clamp(-clip, clip)
+            next_action = (self.target_actor(next_obs) + smoothing).clamp(-1.0, 1.0)
+            next_q = q_values(self.target_critics, next_obs, next_action).min(dim=0).values
+            td_target = reward + discount * not_terminal * next_q
+        # Critic loss: MSE of every critic, importance-weighted under prioritized replay.
+        q = q_values(self.critics, obs, action)  # [n_critics, B]
+        weight = to_tensor(batch["weight"], dev) if "weight" in batch else 1.0
+        critic_loss = ((q - td_target) ** 2 * weight).mean(dim=1).sum()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        metrics: dict[str, Any] = {"train/critic_loss": critic_loss.item(), "train/q_mean": q[0].mean().item()}
+        # Delayed actor step (maximise the first critic) and soft target updates.
+        if self.updates % c.policy_delay == 0:
+            actor_loss = -q_values(self.critics[:1], obs, self.actor(obs)).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            soft_update(self.target_critics, self.critics, c.tau)
+            soft_update(self.target_actor, self.actor, c.tau)
+            metrics["train/actor_loss"] = actor_loss.item()
+        if "weight" in batch:
+            metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critics": self.critics.state_dict(),
+            "target_actor": self.target_actor.state_dict(),
+            "target_critics": self.target_critics.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "updates": self.updates,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critics.load_state_dict(state["critics"])
+        self.target_actor.load_state_dict(state["target_actor"])
+        self.target_critics.load_state_dict(state["target_critics"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.updates = state["updates"]
+        self.rng.bit_generator.state = state["rng"]
