@@ -22,11 +22,11 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, BinaryIO
 
 import gymnasium as gym
 import torch
@@ -65,12 +65,15 @@ class Interrupted(Exception):
 
 
 # ------------------------------------------------------------------------------------------------ files
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically; returns the path.
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    A crash or Ctrl-C mid-write leaves the previous file intact (``os.replace`` is atomic on POSIX) and no
+    temporary file behind. Checkpoints and saved buffers both go through here.
 
     Args:
-        obj: anything ``torch.save`` accepts.
         path: target file; parent directories are created.
+        write: writes the whole content to the binary file it is given.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,7 +81,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is as readable as the run dir
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -86,6 +89,16 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write`); returns the path.
+
+    Args:
+        obj: anything ``torch.save`` accepts.
+        path: target file; parent directories are created.
+    """
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:

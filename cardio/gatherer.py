@@ -10,7 +10,9 @@ Legend
 Under SAME_STEP autoreset (cardio's default, see ``make_env``) a done step already returns the reset observation
 and puts the true final observation in ``info["final_obs"]``; the gatherer writes that final observation into
 ``next_obs`` so truncated episodes bootstrap from the right state. Under DISABLED it resets finished envs itself.
-Episode returns and lengths are counted here from the rewards the env returns.
+Episode returns and lengths are the env's own: envs built by ``make_env`` report them through an innermost
+``RecordEpisodeStatistics`` (info key ``ENV_EPISODE_KEY``), which sees the rewards before any user wrapper
+rescales or clips them; for other envs the gatherer sums the rewards it receives.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from cardio.envs.factory import ENV_EPISODE_KEY
 from cardio.pytree import Tree, tree_copy, tree_map
 
 Policy = Callable[[Tree], tuple[Any, dict[str, Any]]]
@@ -66,6 +69,17 @@ class EpisodeStats:
         }
 
 
+def env_episodes(info: dict[str, Any], mode: AutoresetMode) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(reported [N] bool, return [N], length [N])`` of the episodes the env's own recorder closed this step
+    (``None`` when the env has no recorder). SAME_STEP moves the finished episode's info to ``final_info``."""
+    if mode == AutoresetMode.SAME_STEP:
+        info = info.get("final_info", {})
+    episode = info.get(ENV_EPISODE_KEY)
+    if episode is None:
+        return None
+    return info["_" + ENV_EPISODE_KEY], episode["r"], episode["l"]
+
+
 def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     """A plain ``gym.Env`` becomes a one-env SyncVectorEnv (SAME_STEP), so everything sees ``[N, ...]``."""
     if isinstance(env, gym.vector.VectorEnv):
@@ -92,6 +106,7 @@ class Gatherer:
         self.pending = np.zeros(self.num_envs, dtype=bool)
         self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
         self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        self.finished: list[tuple[int, float, int]] = []  # (env, return, length) of episodes ended last step
         self.started = time.perf_counter()
 
     def reset(self, seed: int | None = None) -> Tree:
@@ -135,11 +150,20 @@ class Gatherer:
             "truncated": np.asarray(truncated, dtype=bool),
             **extras,
         }
-        # 5. episode statistics, counted on valid rows only
+        # 5. episode statistics, counted on valid rows only; the env's own return where its recorder reports one
+        #    (tests/test_evaluation.py::test_eval_returns_are_the_envs_own)
         self.ep_return += np.where(valid, reward, 0.0)
         self.ep_length += valid
-        for i in np.flatnonzero(done & valid):
-            self.stats.record(self.ep_return[i], self.ep_length[i])
+        own = env_episodes(info, self.mode)
+        if own is not None:
+            reported, own_return, own_length = own
+            self.ep_return = np.where(reported, own_return, self.ep_return)
+            self.ep_length = np.where(reported, own_length, self.ep_length)
+        self.finished = [
+            (int(i), float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done & valid)
+        ]
+        for _, episode_return, length in self.finished:
+            self.stats.record(episode_return, length)
         self.ep_return[done] = 0.0
         self.ep_length[done] = 0
         self.stats.env_steps += int(valid.sum())

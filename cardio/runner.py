@@ -306,6 +306,7 @@ class Runner:
         """Deterministic-policy returns on the eval env: ``eval/mean_reward``, ``std``, ``iqm``, ``mean_ep_length``.
 
         Each of the eval env's N copies runs its share of the episodes, so short episodes are not favoured.
+        Returns are the env's own (see ``cardio.gatherer``): reward wrappers in ``env.wrappers`` do not change them.
         """
         if self.eval_gatherer is None:
             raise ScheduleError("evaluate() needs an eval_env; pass one to the Runner")
@@ -319,21 +320,14 @@ class Runner:
         returns: list[float] = []
         lengths: list[int] = []
         done_count = np.zeros(n, dtype=np.int64)
-        ep_return = np.zeros(n)
-        ep_length = np.zeros(n, dtype=np.int64)
         while bool(np.any(done_count < quota)):
             transition, valid = g.step(self._policy(False, evaluation=True))
             self._end_state_rows(transition, valid, evaluation=True)
-            ep_return += np.where(valid, transition["reward"], 0.0)
-            ep_length += valid
-            ended = valid & (transition["terminated"] | transition["truncated"])
-            for i in np.flatnonzero(ended):
+            for i, episode_return, length in g.finished:
                 if done_count[i] < quota[i]:
-                    returns.append(float(ep_return[i]))
-                    lengths.append(int(ep_length[i]))
+                    returns.append(episode_return)
+                    lengths.append(length)
                 done_count[i] += 1
-            ep_return[ended] = 0.0
-            ep_length[ended] = 0
         metrics = {
             "eval/mean_reward": float(np.mean(returns)),
             "eval/std_reward": float(np.std(returns)),
@@ -496,6 +490,8 @@ class Runner:
             },
             "gatherer": self._gatherer_state(self.gatherer),
             "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
+            # recurrent agents: the hidden state the next act() continues from (None for stateless agents)
+            "policy_state": {"train": self.policy_state, "eval": self.eval_state},
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -515,7 +511,7 @@ class Runner:
         checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
         if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
             raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
-        for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "rng"):
+        for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng"):
             if key not in state:
                 raise checkpoint.CheckpointError(f"checkpoint lacks its {key!r} entry; the file is incomplete")
 
@@ -552,6 +548,7 @@ class Runner:
         self._run_start_steps = c["run_start_steps"]
         self._run_started = time.perf_counter() - c["elapsed"]
         self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
+        self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         random.setstate(state["rng"]["python"])

@@ -93,3 +93,20 @@ def test_stateless_agents_are_called_without_state() -> None:
     runner = Runner(env, Stateless(), CircularBuffer(64, 2), OffPolicySchedule(learning_starts=1, batch_size=1))
     runner.step()
     assert runner.policy_state is None and isinstance(env, gym.vector.VectorEnv)
+
+
+@pytest.mark.parametrize("keep_state", [True, False], ids=["restored", "negative_control"])
+def test_checkpoint_carries_the_recurrent_state(tmp_path, keep_state: bool) -> None:
+    schedule = OffPolicySchedule(learning_starts=1, batch_size=1)
+    runner = stateful_runner("same_step", schedule)
+    for _ in range(7):  # mid-episode: the state rows are not all zero
+        runner.step()
+    assert np.any(runner.policy_state != 0)
+    path = runner.save(tmp_path / "last.ckpt")
+    resumed = stateful_runner("same_step", schedule)
+    resumed.load(path)
+    if not keep_state:
+        resumed.reset_policy_state()  # what a checkpoint without the state would give
+    for _ in range(6):
+        resumed.step()
+    assert (resumed.agent.mismatches == 0) == keep_state

@@ -54,3 +54,91 @@ def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarr
     is_max = values == values.max(axis=-1, keepdims=True)
     noise = rng.random(values.shape)
     return np.argmax(np.where(is_max, noise, -1.0), axis=-1)
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+"""Activation names accepted in configs (``activation: tanh``)."""
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """A channel-first ``[C, H, W]`` uint8 Box: the observations a Nature-CNN torso reads."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
+class NatureCNN(nn.Module):
+    """The Atari torso of Mnih et al. 2015: three convolutions and a 512-wide linear layer, all ReLU.
+
+    Args:
+        observation_space: channel-first ``[C, H, W]`` uint8 Box (e.g. 4 stacked 84x84 frames); pixels are
+            scaled to [0, 1] inside ``forward``.
+        features_dim: width of the output features.
+    """
+
+    def __init__(self, observation_space: gym.Space, features_dim: int = 512) -> None:
+        super().__init__()
+        if not is_image_space(observation_space):
+            raise TypeError(f"NatureCNN needs a [C, H, W] uint8 Box observation space, got {observation_space}")
+        channels = observation_space.shape[0]  # type: ignore[index]
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():  # conv output width for this image size
+            n_flat = self.convs(torch.zeros(1, *observation_space.shape)).shape[1]  # type: ignore[misc]
+        self.linear = nn.Sequential(nn.Linear(n_flat, features_dim), nn.ReLU())
+        self.features_dim = features_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.convs(obs.float() / 255.0))
+
+
+class MLPTorso(nn.Module):
+    """Flatten, then ``Linear -> activation`` for every hidden size (no output layer: heads add their own).
+
+    Args:
+        observation_space: Box (flattened) or Discrete (one-hot) observations.
+        hidden_sizes: widths of the hidden layers; empty means features are the flat observation itself.
+        activation: activation class between layers.
+    """
+
+    def __init__(
+        self, observation_space: gym.Space, hidden_sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh
+    ) -> None:
+        super().__init__()
+        self.one_hot = int(observation_space.n) if isinstance(observation_space, gym.spaces.Discrete) else 0
+        in_dim = flat_dim(observation_space)
+        layers: list[nn.Module] = []
+        for width in hidden_sizes:
+            layers += [nn.Linear(in_dim, width), activation()]
+            in_dim = width
+        self.layers = nn.Sequential(*layers)
+        self.features_dim = in_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.one_hot:
+            return self.layers(nn.functional.one_hot(obs.long().reshape(-1), self.one_hot).float())
+        return self.layers(obs.float().flatten(1))
+
+
+def make_torso(
+    observation_space: gym.Space, hidden_sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh
+) -> MLPTorso | NatureCNN:
+    """Nature-CNN for image observations, else an MLP; either exposes ``features_dim``."""
+    if is_image_space(observation_space):
+        return NatureCNN(observation_space)
+    return MLPTorso(observation_space, hidden_sizes, activation)
+
+
+def orthogonal_init(module: nn.Module, gain: float) -> None:
+    """Orthogonal weights with ``gain`` and zero biases for every Linear/Conv layer in ``module`` (SB3's init:
+    gain sqrt(2) for torsos, 0.01 for policy heads, 1 for value heads)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            nn.init.orthogonal_(layer.weight, gain)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

@@ -35,7 +35,6 @@ import json
 import operator
 import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import optree
 
 from cardio.buffers.nstep import nstep_window
+from cardio.checkpoint import atomic_write
 from cardio.pytree import Tree, named_leaves, structure, tree_leaves, tree_map
 
 _BOOL = np.dtype(bool)
@@ -715,19 +715,7 @@ class CircularBuffer:
             return x
 
         meta = json.dumps({"format": _FORMAT, "state": encode(state)})
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, __meta__=np.array(meta), **arrays)  # type: ignore[arg-type]
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda f: np.savez(f, __meta__=np.array(meta), **arrays))  # type: ignore[arg-type]
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore a buffer written by :meth:`save`.

@@ -11,6 +11,11 @@ from hydra.utils import get_method
 
 AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}
 
+ENV_EPISODE_KEY = "env_episode"
+"""Info key under which each copy's innermost ``RecordEpisodeStatistics`` reports the env's own episode return
+and length (``{"r", "l", "t"}``), before any user wrapper rescales or clips rewards. The gatherer reads it, so
+``rollout/ep_rew_mean`` and ``eval/*`` are the env's returns (SB3's ``Monitor`` convention)."""
+
 
 def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Callable[[gym.Env], gym.Env]:
     """A wrapper given as a callable, a dotted path, or ``{"_target_": path, **kwargs}``."""
@@ -40,6 +45,7 @@ def make_env(
         seed: seeds the action space here; the gatherer seeds ``reset`` once with it.
         kwargs: passed to ``gym.make`` for each copy (e.g. ``{"continuous": true}``).
         wrappers: applied to each copy, innermost first: callables, dotted paths or ``{_target_, ...}`` dicts.
+            They sit outside a ``RecordEpisodeStatistics`` (key ``ENV_EPISODE_KEY``) that sees the raw rewards.
         vectorization: ``"sync"`` (one process, best for cheap envs) or ``"async"`` (subprocesses).
         autoreset: ``"same_step"`` (default; final obs in ``info``, every step is a transition, rollouts are
             dense ``[T, N]``) or ``"next_step"`` (gymnasium's default; the gatherer drops the reset step).
@@ -60,6 +66,7 @@ def make_env(
 
     def make_one() -> gym.Env:
         env = gym.make(id, **(kwargs or {}))
+        env = gym.wrappers.RecordEpisodeStatistics(env, stats_key=ENV_EPISODE_KEY)  # the env's own returns
         for wrap in wrapper_fns:
             env = wrap(env)
         return env

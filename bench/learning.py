@@ -1,0 +1,357 @@
+"""Multi-seed learning benchmark: cardio next to Stable-Baselines3 on the same hyperparameters and seeds.
+
+    nice -n 10 .venv/bin/python bench/learning.py ppo_cartpole [a2c_cartpole ...] [--seeds 0 1 2] [--no-sb3]
+    .venv/bin/python bench/learning.py --table     # only rebuild docs/learning.md and the curves
+
+``CASES`` is the registry: one named :class:`Case` per agent and env, holding the Hydra overrides for cardio
+(the rl-zoo file ``configs/zoo/<agent>_<Env>.yaml`` applies itself) and a builder for the SB3 model with the same
+numbers. For each seed, cardio then SB3 run in this process one after the other (interleaved, one torch thread
+each). Both are evaluated every ``eval_freq`` env steps on a separate env seeded ``seed + EVAL_SEED_OFFSET``
+(``n`` deterministic episodes, the env's own returns), and once more at the end. Timed: training only (the
+evaluations' wall time is subtracted); reported as the ratio SB3 / cardio (> 1: cardio is faster), never as
+absolute times, since these machines are shared.
+
+Each finished run appends one JSON line to ``docs/bench/learning.jsonl``; runs already there are skipped, so an
+interrupted bench resumes. The table goes to ``docs/learning.md``, the curves to ``docs/curves/<case>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cardio.build import build_runner  # noqa: E402
+from cardio.runner import EVAL_SEED_OFFSET, iqm  # noqa: E402
+from tests.conftest import compose_train  # noqa: E402
+
+RESULTS = ROOT / "docs" / "bench" / "learning.jsonl"
+TABLE = ROOT / "docs" / "learning.md"
+CURVES = ROOT / "docs" / "curves"
+
+
+def linear(initial: float) -> Callable[[float], float]:
+    """SB3 schedule decaying linearly from ``initial`` to 0 (rl-zoo's ``lin_<initial>``)."""
+    return lambda progress_remaining: progress_remaining * initial
+
+
+def sb3_ppo_cartpole(seed: int) -> Any:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return PPO(
+        "MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), n_steps=32, batch_size=256, gae_lambda=0.8,
+        gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed,
+        device="cpu", verbose=0,
+    )  # fmt: skip
+
+
+def sb3_a2c_cartpole(seed: int) -> Any:
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), ent_coef=0.0, seed=seed, device="cpu")
+
+
+def sb3_ppo_lunarlander(seed: int) -> Any:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    return PPO(
+        "MlpPolicy", make_vec_env("LunarLander-v3", n_envs=16, seed=seed), n_steps=1024, batch_size=64,
+        gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01, seed=seed, device="cpu", verbose=0,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """One agent on one env with pinned hyperparameters, run over several seeds."""
+
+    overrides: tuple[str, ...]
+    """Hydra overrides on top of ``train.yaml``; the zoo file for the agent/env pair applies itself."""
+    env_id: str
+    """Gymnasium id of the env (the SB3 side's eval env)."""
+    total_steps: int
+    """Env steps per run (the same for cardio and SB3)."""
+    threshold: float
+    """Final ``eval/mean_reward`` a seed must reach."""
+    min_pass: int = 5
+    """Seeds out of ``seeds`` that must reach ``threshold``."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Seeds run by default."""
+    eval_freq: int = 10_000
+    """Env steps between evaluations (the curve's resolution)."""
+    eval_episodes: int = 10
+    """Deterministic episodes per evaluation."""
+    sb3: Callable[[int], Any] | None = None
+    """``seed -> SB3 model`` with the same hyperparameters (``None``: cardio only)."""
+    ci: bool = True
+    """Feasible on a 2-core CPU in minutes per seed (LunarLander is not)."""
+
+
+CASES: dict[str, Case] = {
+    "ppo_cartpole": Case(("agent=ppo", "env=CartPole"), "CartPole-v1", 100_000, 500.0, 5, sb3=sb3_ppo_cartpole),
+    "a2c_cartpole": Case(
+        ("agent=a2c", "env=CartPole"), "CartPole-v1", 500_000, 475.0, 4, eval_freq=25_000, sb3=sb3_a2c_cartpole
+    ),
+    "ppo_lunarlander": Case(
+        ("agent=ppo", "env=LunarLander"), "LunarLander-v3", 1_000_000, 200.0, 4, eval_freq=50_000,
+        sb3=sb3_ppo_lunarlander, ci=False,
+    ),
+}  # fmt: skip
+"""The registry: ``bench/learning.py <name>`` runs a case. Other agents add their cases here."""
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def run_cardio(name: str, case: Case, seed: int) -> dict[str, Any]:
+    """Train one seed with cardio; evaluations every ``eval_freq`` and at the end, eval time not counted."""
+    overrides = [*case.overrides, f"seed={seed}", f"runner.total_steps={case.total_steps}", "logger=csv"]
+    overrides += [f"runner.eval_freq={case.eval_freq}", f"runner.eval_episodes={case.eval_episodes}"]
+    cfg = compose_train(overrides)
+    cfg.run_dir = str(ROOT / "outputs" / "bench" / f"{name}_seed{seed}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner = build_runner(cfg)
+    evals: list[list[float]] = []
+    eval_wall = 0.0
+    evaluate = runner.evaluate
+
+    def timed_evaluate(episodes: int | None = None) -> dict[str, float]:
+        nonlocal eval_wall
+        start = time.perf_counter()
+        metrics = evaluate(episodes)
+        eval_wall += time.perf_counter() - start
+        evals.append([runner.env_steps, metrics["eval/mean_reward"], metrics["eval/std_reward"]])
+        return metrics
+
+    runner.evaluate = timed_evaluate  # type: ignore[method-assign]
+    start = time.perf_counter()
+    runner.run()
+    wall = time.perf_counter() - start - eval_wall
+    if runner.logger is not None:
+        runner.logger.close()
+    return {"evals": evals, "final": evals[-1][1], "train_wall": wall}
+
+
+def evaluate_sb3(model: Any, env: gym.Env, episodes: int) -> tuple[float, float]:
+    """Mean and std of the env's own returns over ``episodes`` deterministic episodes."""
+    returns = []
+    for _ in range(episodes):
+        obs, _ = env.reset()
+        total, done = 0.0, False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def run_sb3(case: Case, seed: int) -> dict[str, Any]:
+    """Train one seed with SB3, evaluated on the same schedule and the same eval seed as cardio."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    assert case.sb3 is not None
+    model = case.sb3(seed)
+    eval_env = gym.make(case.env_id)
+    eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
+    evals: list[list[float]] = []
+    eval_wall = 0.0
+
+    def do_eval(step: int) -> None:
+        nonlocal eval_wall
+        start = time.perf_counter()
+        mean, std = evaluate_sb3(model, eval_env, case.eval_episodes)
+        eval_wall += time.perf_counter() - start
+        evals.append([step, mean, std])
+
+    class Every(BaseCallback):
+        next_eval = case.eval_freq
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next_eval:
+                do_eval(self.num_timesteps)
+                self.next_eval = (self.num_timesteps // case.eval_freq + 1) * case.eval_freq
+            return True
+
+    start = time.perf_counter()
+    model.learn(total_timesteps=case.total_steps, callback=Every())
+    wall = time.perf_counter() - start - eval_wall
+    if not evals or evals[-1][0] != model.num_timesteps:
+        do_eval(model.num_timesteps)
+    return {"evals": evals, "final": evals[-1][1], "train_wall": wall}
+
+
+# ------------------------------------------------------------------------------------------------ results
+def load_results() -> list[dict[str, Any]]:
+    if not RESULTS.exists():
+        return []
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+
+
+def append_result(record: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def plot_case(name: str, runs: list[dict[str, Any]]) -> Path | None:
+    """Mean eval return over seeds (line) and the min-max band, one colour per library."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for lib, colour in (("cardio", "tab:red"), ("sb3", "tab:blue")):
+        curves = [np.asarray(r["evals"]) for r in runs if r["lib"] == lib]
+        if not curves:
+            continue
+        steps = curves[0][:, 0]
+        common = min(len(c) for c in curves)
+        values = np.stack([c[:common, 1] for c in curves])
+        label = f"{'cardio' if lib == 'cardio' else 'SB3'} ({len(curves)} seeds)"
+        ax.plot(steps[:common], values.mean(0), color=colour, label=label)
+        ax.fill_between(steps[:common], values.min(0), values.max(0), color=colour, alpha=0.15)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return (deterministic)")
+    ax.set_title(name)
+    ax.legend(loc="lower right")
+    CURVES.mkdir(parents=True, exist_ok=True)
+    path = CURVES / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_table() -> str:
+    """``docs/learning.md`` from the JSONL: one section per case, one row per seed, and the curves."""
+    results = load_results()
+    lines = [
+        "# Learning benchmark: cardio next to Stable-Baselines3",
+        "",
+        "Written by `bench/learning.py` (see its docstring for the protocol). Final = mean return of the final",
+        "deterministic evaluation (10 episodes, separate env, the env's own returns). Time ratio = SB3 training",
+        "wall time / cardio training wall time for the same seed, shown only where the two ran back to back",
+        "(> 1: cardio is faster); the Speed section at the end times dedicated back-to-back pairs.",
+    ]
+    for name, case in CASES.items():
+        runs = [r for r in results if r["case"] == name]
+        if not runs:
+            why = "" if case.ci else f" (too long for a shared 2-core CPU: {case.total_steps:,} env steps per seed)"
+            lines += ["", f"## {name}", "", f"Not run yet{why}: `python bench/learning.py {name}`."]
+            continue
+        by_seed: dict[int, dict[str, dict[str, Any]]] = {}
+        back_to_back: set[int] = set()  # seeds whose SB3 run came right after their cardio run: only those are timed
+        for previous, r in zip([None, *results[:-1]], results, strict=True):
+            if r["case"] == name:
+                by_seed.setdefault(r["seed"], {})[r["lib"]] = r
+                pair = previous is not None and (previous["case"], previous.get("lib"), previous["seed"])
+                if r["lib"] == "sb3" and pair == (name, "cardio", r["seed"]):
+                    back_to_back.add(r["seed"])
+        lines += ["", f"## {name}", "", f"`{' '.join(case.overrides)}`, {case.total_steps:,} env steps.", ""]
+        lines += ["| seed | cardio final | SB3 final | time ratio SB3/cardio |", "|---|---|---|---|"]
+        ratios = []
+        for seed, libs in sorted(by_seed.items()):
+            c, s = libs.get("cardio"), libs.get("sb3")
+            ratio = "-"
+            if c and s and seed in back_to_back:
+                ratios.append(s["train_wall"] / c["train_wall"])
+                ratio = f"{ratios[-1]:.2f}"
+            cf = f"{c['final']:.1f}" if c else "-"
+            sf = f"{s['final']:.1f}" if s else "-"
+            lines.append(f"| {seed} | {cf} | {sf} | {ratio} |")
+        summary = []
+        for lib in ("cardio", "sb3"):
+            finals = [libs[lib]["final"] for libs in by_seed.values() if lib in libs]
+            if finals:
+                passed = sum(f >= case.threshold for f in finals)
+                summary.append(
+                    f"{'cardio' if lib == 'cardio' else 'SB3'}: {passed}/{len(finals)} seeds >= {case.threshold:g} "
+                    f"(IQM of finals {iqm(finals):.1f})"
+                )
+        if ratios:
+            summary.append(f"median time ratio SB3/cardio {statistics.median(ratios):.2f} over {len(ratios)} seeds")
+        lines += ["", "; ".join(summary) + ".", ""]
+        png = plot_case(name, runs)
+        if png is not None:
+            lines.append(f"![{name}](curves/{png.name})")
+    speed_runs = [r for r in results if r["case"].endswith("_speed")]
+    if speed_runs:
+        lines += ["", "## Speed (training only, back to back, final evaluation only)", ""]
+        lines += ["| case | seed | env steps | time ratio SB3/cardio |", "|---|---|---|---|"]
+        lines += [f"| {r['case']} | {r['seed']} | {r['steps']:,} | {r['sb3'] / r['cardio']:.2f} |" for r in speed_runs]
+        lines.append("")
+        for case_name in dict.fromkeys(r["case"] for r in speed_runs):
+            ratios = [r["sb3"] / r["cardio"] for r in speed_runs if r["case"] == case_name]
+            lines.append(
+                f"{case_name}: median time ratio SB3/cardio {statistics.median(ratios):.2f} over {len(ratios)} pairs."
+            )
+    text = "\n".join(lines) + "\n"
+    TABLE.write_text(text)
+    return text
+
+
+def speed(names: list[str], pairs: int, steps: int = 30_000) -> None:
+    """Training wall time only, cardio and SB3 back to back ``pairs`` times (seeds 0, 1...), final eval only."""
+    for name in names:
+        case = CASES[name]
+        short = Case(case.overrides, case.env_id, steps, case.threshold, eval_freq=10**9, eval_episodes=1, sb3=case.sb3)
+        ratios = []
+        for seed in range(pairs):
+            cardio, sb3 = run_cardio(f"{name}_speed", short, seed)["train_wall"], run_sb3(short, seed)["train_wall"]
+            ratios.append(sb3 / cardio)
+            append_result({"case": f"{name}_speed", "seed": seed, "steps": steps, "cardio": cardio, "sb3": sb3})
+            print(f"{name} speed pair {seed}: time ratio SB3/cardio {ratios[-1]:.2f}", flush=True)
+        median = statistics.median(ratios)
+        print(f"{name}: median time ratio SB3/cardio {median:.2f} over {pairs} pairs of {steps} steps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", help=f"case names, from {sorted(CASES)} (default: all CI cases)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the case's seeds")
+    parser.add_argument("--no-sb3", action="store_true", help="cardio only")
+    parser.add_argument("--table", action="store_true", help="only rebuild the table and curves")
+    parser.add_argument("--speed", type=int, default=0, metavar="PAIRS", help="only time PAIRS interleaved runs")
+    args = parser.parse_args()
+    unknown = set(args.cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s) {sorted(unknown)}; choose from {sorted(CASES)}")
+    torch.set_num_threads(1)
+    if args.speed:
+        speed(args.cases or ["ppo_cartpole"], args.speed)
+    elif not args.table:
+        names = args.cases or [n for n, c in CASES.items() if c.ci]
+        done = {(r["case"], r.get("lib"), r["seed"]) for r in load_results()}
+        for name in names:
+            case = CASES[name]
+            for seed in args.seeds if args.seeds is not None else case.seeds:
+                libs = ["cardio"] + (["sb3"] if case.sb3 is not None and not args.no_sb3 else [])
+                for lib in libs:
+                    if (name, lib, seed) in done:
+                        continue
+                    result = run_cardio(name, case, seed) if lib == "cardio" else run_sb3(case, seed)
+                    append_result({"case": name, "lib": lib, "seed": seed, **result})
+                    print(f"{name} {lib} seed {seed}: final {result['final']:.1f}", flush=True)
+    print(write_table())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The actor-critic network PPO and A2C share: a policy (torso + head) and a value function (torso + linear).
+
+Matches SB3's ``ActorCriticPolicy`` defaults: separate torsos for actor and critic (a shared one with
+``share_torso``, e.g. for a Nature-CNN), tanh MLPs, orthogonal init with gain sqrt(2) for torsos, 0.01 for the
+policy head and 1 for the value head. Box actions are sampled unbounded and clipped to the space only for the
+env: the unclipped sample is kept as the ``raw_action`` extra so its log-probability stays exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from cardio.agents.heads import policy_head
+from cardio.agents.networks import ACTIVATIONS, make_torso, orthogonal_init, to_tensor
+
+
+class ActorCritic(nn.Module):
+    """Policy and value networks for a Discrete or Box action space.
+
+    Args:
+        observation_space: Box (MLP torso, or Nature-CNN for ``[C, H, W]`` uint8) or Discrete observations.
+        action_space: Discrete (categorical head) or Box (diagonal Gaussian head).
+        hidden_sizes: MLP torso widths, for actor and critic alike.
+        activation: activation name, one of ``ACTIVATIONS``.
+        ortho_init: SB3's orthogonal initialisation (otherwise torch's default).
+        log_std_init: initial log standard deviation of a Gaussian head.
+        share_torso: actor and critic read the same torso (its gradients come from both losses).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        hidden_sizes: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        share_torso: bool = False,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"agent.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        act_cls = ACTIVATIONS[activation]
+        self.pi_torso = make_torso(observation_space, hidden_sizes, act_cls)
+        self.vf_torso = self.pi_torso if share_torso else make_torso(observation_space, hidden_sizes, act_cls)
+        self.pi_head = policy_head(self.pi_torso.features_dim, action_space, log_std_init)
+        self.vf_head = nn.Linear(self.vf_torso.features_dim, 1)
+        if ortho_init:
+            for module, gain in ((self.pi_torso, math.sqrt(2)), (self.vf_torso, math.sqrt(2))):
+                orthogonal_init(module, gain)
+            orthogonal_init(self.pi_head, 0.01)
+            orthogonal_init(self.vf_head, 1.0)
+        self.box = action_space if isinstance(action_space, gym.spaces.Box) else None
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """``V(obs)``, shape ``[B]``."""
+        return self.vf_head(self.vf_torso(obs)).squeeze(-1)
+
+    def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log_prob [B], entropy [B], value [B])`` of the current networks for stored actions."""
+        dist = self.pi_head(self.pi_torso(obs))
+        if self.box is not None:
+            action = action.flatten(1)
+        return dist.log_prob(action), dist.entropy(), self.value(obs)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, explore: bool, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
+        """Sampled (``explore``) or modal actions ``[N, ...]`` and the extras on-policy updates need:
+        ``log_prob [N]``, ``value [N]`` and, for Box actions, the unclipped sample ``raw_action``."""
+        obs_t = to_tensor(obs, device)
+        dist = self.pi_head(self.pi_torso(obs_t))
+        action = dist.sample() if explore else dist.mode()
+        extras: dict[str, Any] = {}
+        if explore:
+            extras = {"log_prob": dist.log_prob(action).cpu().numpy(), "value": self.value(obs_t).cpu().numpy()}
+        if self.box is None:
+            return action.cpu().numpy(), extras
+        raw = action.cpu().numpy().reshape(len(obs), *self.box.shape)
+        if explore:
+            extras["raw_action"] = raw
+        return np.clip(raw, self.box.low, self.box.high).astype(self.box.dtype), extras

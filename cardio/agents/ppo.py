@@ -1,0 +1,217 @@
+"""PPO: proximal policy optimisation with the clipped surrogate objective, for Discrete and Box actions.
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv:1707.06347); advantages by GAE
+(:func:`cardio.returns.gae`, truncated episodes bootstrapped from their true final observation). Defaults are
+SB3's PPO defaults; the rl-zoo values per env live in ``configs/zoo/ppo_<Env>.yaml``. The rollout length
+(``n_steps``) belongs to the runner (``runner.schedule.n_steps``); epochs and minibatches are the agent's.
+
+Metrics returned by :meth:`PPO.update` (SB3's names): ``train/loss``, ``train/policy_gradient_loss``,
+``train/value_loss``, ``train/entropy_loss``, ``train/approx_kl``, ``train/clip_fraction``,
+``train/explained_variance``, ``train/learning_rate``, ``train/clip_range``, ``train/std`` (Box only).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cardio.agents.actor_critic import ActorCritic
+from cardio.agents.base import require_space
+from cardio.agents.networks import to_tensor
+from cardio.returns import explained_variance, gae
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
+
+    lr: float = 3e-4
+    """Adam learning rate (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    batch_size: int = 64
+    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
+    gamma: float = 0.99
+    """Discount per env step."""
+    gae_lambda: float = 0.95
+    """GAE lambda: 1 = Monte-Carlo returns, 0 = one-step TD."""
+    clip_range: float = 0.2
+    """Clip of the probability ratio, ``|ratio - 1| <= clip_range`` (the initial one under a linear schedule)."""
+    clip_range_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<clip>``)."""
+    clip_range_vf: float | None = None
+    """Clip of the value change around the rollout's values; ``None`` = no value clipping (SB3's default)."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip of each optimiser step."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
+    activation: str = "tanh"
+    """Activation of the MLPs: tanh, relu, elu or gelu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box actions)."""
+    share_torso: bool = False
+    """Actor and critic share one torso (SB3 does for CNNs)."""
+
+    def build(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> PPO:
+        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are Discrete or Box)."""
+        return PPO(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+
+
+SCHEDULES = ("constant", "linear")
+
+
+class PPO:
+    """PPO agent; see the module docstring for the paper and metric names."""
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: PPOConfig | None = None,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> None:
+        require_space("PPO", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
+        require_space("PPO", "observation", observation_space, (gym.spaces.Box, gym.spaces.Discrete), env_id)
+        self.config = c = config or PPOConfig()
+        for key in ("lr_schedule", "clip_range_schedule"):
+            if getattr(c, key) not in SCHEDULES:
+                raise ValueError(f"agent.{key} must be one of {SCHEDULES}, got {getattr(c, key)!r}")
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)  # minibatch shuffles
+        self.net = ActorCritic(
+            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
+        self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
+        self._warned_batch = False
+
+    def on_progress(self, env_steps: int, total_steps: int) -> None:
+        """Linear schedules are functions of the fraction of ``total_steps`` still to go."""
+        self.progress_remaining = max(1.0 - env_steps / max(total_steps, 1), 0.0)
+
+    def _scheduled(self, value: float, schedule: str) -> float:
+        return value * self.progress_remaining if schedule == "linear" else value
+
+    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
+        return self.net.act(obs, explore, self.device)
+
+    def update(self, rollout: dict[str, Any]) -> dict[str, float]:
+        """``n_epochs`` passes of shuffled minibatches over a ``[T, N]`` rollout."""
+        c, dev = self.config, self.device
+        T, N = rollout["reward"].shape
+        size = T * N
+        if size % c.batch_size and not self._warned_batch:  # legal, as in SB3, but each epoch ends on a runt
+            warnings.warn(
+                f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
+                f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
+                f"change runner.schedule.n_steps, env.num_envs or agent.batch_size",
+                stacklevel=2,
+            )
+            self._warned_batch = True
+        lr = self._scheduled(c.lr, c.lr_schedule)
+        clip = self._scheduled(c.clip_range, c.clip_range_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        # Advantages and value targets; truncated episodes bootstrap from V(true final obs).
+        with torch.no_grad():
+            next_value = self.net.value(to_tensor(rollout["next_obs"], dev).flatten(0, 1)).reshape(T, N)
+        advantages, returns = gae(
+            rollout["reward"], rollout["value"], next_value.cpu().numpy(),
+            rollout["terminated"], rollout["truncated"], c.gamma, c.gae_lambda,
+        )  # fmt: skip
+        action = rollout.get("raw_action", rollout["action"])
+        b_obs = to_tensor(rollout["obs"], dev).flatten(0, 1)  # [T*N, ...]
+        b_action = to_tensor(action, dev).flatten(0, 1)
+        b_log_prob = to_tensor(rollout["log_prob"], dev).reshape(size)
+        b_value = to_tensor(rollout["value"], dev).reshape(size)
+        b_adv = to_tensor(advantages, dev).reshape(size)
+        b_ret = to_tensor(returns, dev).reshape(size)
+
+        sums: dict[str, float] = {}
+        n_minibatches = 0
+        for _ in range(c.n_epochs):
+            for mb in torch.as_tensor(self.rng.permutation(size), device=dev).split(c.batch_size):
+                log_prob, entropy, value = self.net.evaluate(b_obs[mb], b_action[mb])
+                mb_adv = b_adv[mb]
+                if c.normalize_advantage and len(mb) > 1:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                # Clipped surrogate objective.
+                log_ratio = log_prob - b_log_prob[mb]
+                ratio = log_ratio.exp()
+                pg_loss = -torch.min(mb_adv * ratio, mb_adv * ratio.clamp(1 - clip, 1 + clip)).mean()
+                # Value loss, optionally clipped around the rollout's values.
+                if c.clip_range_vf is not None:
+                    value = b_value[mb] + (value - b_value[mb]).clamp(-c.clip_range_vf, c.clip_range_vf)
+                value_loss = F.mse_loss(value, b_ret[mb])
+                entropy_loss = -entropy.mean()
+                loss = pg_loss + c.ent_coef * entropy_loss + c.vf_coef * value_loss
+                # Clipped optimiser step.
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                self.optimizer.step()
+                # Diagnostics: approx. KL (Schulman's k3 estimator) and the share of clipped ratios.
+                with torch.no_grad():
+                    stats = {
+                        "train/loss": loss,
+                        "train/policy_gradient_loss": pg_loss,
+                        "train/value_loss": value_loss,
+                        "train/entropy_loss": entropy_loss,
+                        "train/approx_kl": ((ratio - 1) - log_ratio).mean(),
+                        "train/clip_fraction": ((ratio - 1).abs() > clip).float().mean(),
+                    }
+                for key, val in stats.items():
+                    sums[key] = sums.get(key, 0.0) + float(val.detach())
+                n_minibatches += 1
+
+        metrics = {key: val / n_minibatches for key, val in sums.items()}
+        metrics["train/explained_variance"] = explained_variance(rollout["value"], returns)
+        metrics["train/learning_rate"] = lr
+        metrics["train/clip_range"] = clip
+        log_std = getattr(self.net.pi_head, "log_std", None)
+        if log_std is not None:
+            metrics["train/std"] = log_std.exp().mean().item()
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "progress_remaining": self.progress_remaining,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.progress_remaining = state["progress_remaining"]
+        self.rng.bit_generator.state = state["rng"]
