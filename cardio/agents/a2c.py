@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
-from cardio.agents.base import require_space
+from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import to_tensor
 from cardio.returns import explained_variance, gae
 
 
 @dataclass
-class A2CConfig:
+class A2CConfig(AgentConfig["A2C"]):
     """A2C hyperparameters; the same keys, in the same order, as ``configs/agent/a2c.yaml``."""
 
     lr: float = 7e-4
@@ -64,17 +64,8 @@ class A2CConfig:
     share_torso: bool = False
     """Actor and critic share one torso (SB3 does for CNNs)."""
 
-    def build(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        device: str = "cpu",
-        seed: int | None = None,
-        env_id: str | None = None,
-    ) -> A2C:
-        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are Discrete or Box)."""
-        return A2C(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+    def agent_class(self) -> type[A2C]:
+        return A2C
 
 
 class A2C:

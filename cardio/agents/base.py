@@ -28,7 +28,7 @@ An agent is any object with these methods (a ``typing.Protocol``, no base class 
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import gymnasium as gym
 
@@ -70,3 +70,42 @@ def require_space(
             f"{agent} needs a {names} {role} space, but env {env_id or '<unknown>'!r} has {role} space {space}. "
             f"Pick an agent that supports {type(space).__name__} {role}s."
         )
+
+
+AgentT = TypeVar("AgentT")
+
+
+class AgentConfig(Generic[AgentT]):
+    """Base of every ``XConfig`` dataclass: the knobs live in the subclass, :meth:`build` is shared.
+
+    A subclass names its agent in :meth:`agent_class`; the agent's constructor takes
+    ``(observation_space, action_space, config, *, device, seed, env_id)``.
+    """
+
+    def agent_class(self) -> type[AgentT]:
+        """The agent class these knobs configure."""
+        raise NotImplementedError(f"{type(self).__name__} must name its agent in agent_class()")
+
+    def build(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        *,
+        device: str = "cpu",
+        seed: int | None = None,
+        env_id: str | None = None,
+    ) -> AgentT:
+        """The agent for the env's single-env spaces.
+
+        Args:
+            observation_space: the env's (single-env) observation space.
+            action_space: the env's (single-env) action space.
+            device: torch device of the agent's networks.
+            seed: seeds the agent's own generator (exploration, tie-breaks).
+            env_id: the env id, named in error messages.
+
+        Raises:
+            SpaceError: a space the agent cannot handle; the message names the agent, the env and the space.
+        """
+        agent_cls = cast(Any, self.agent_class())
+        return agent_cls(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)

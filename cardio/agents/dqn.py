@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cardio.agents.base import require_space
+from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 
 
 @dataclass
-class DQNConfig:
+class DQNConfig(AgentConfig["DQN"]):
     """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
 
     lr: float = 1e-4
@@ -47,17 +47,8 @@ class DQNConfig:
     double_q: bool = False
     """Double DQN: pick the next action with the online net, value it with the target net."""
 
-    def build(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        device: str = "cpu",
-        seed: int | None = None,
-        env_id: str | None = None,
-    ) -> DQN:
-        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are Discrete)."""
-        return DQN(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+    def agent_class(self) -> type[DQN]:
+        return DQN
 
 
 class DQN:

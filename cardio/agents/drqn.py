@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cardio.agents.base import require_space
+from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 
 
 @dataclass
-class DRQNConfig:
+class DRQNConfig(AgentConfig["DRQN"]):
     """DRQN hyperparameters; the same keys, in the same order, as ``configs/agent/drqn.yaml``."""
 
     lr: float = 1e-3
@@ -61,17 +61,8 @@ class DRQNConfig:
     double_q: bool = True
     """Double DQN target: pick the next action with the online network, value it with the target network."""
 
-    def build(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        device: str = "cpu",
-        seed: int | None = None,
-        env_id: str | None = None,
-    ) -> DRQN:
-        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are Discrete)."""
-        return DRQN(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+    def agent_class(self) -> type[DRQN]:
+        return DRQN
 
 
 class RecurrentQNet(nn.Module):

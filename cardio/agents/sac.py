@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardio.agents.base import require_space
+from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
 
 
 @dataclass
-class SACConfig:
+class SACConfig(AgentConfig["SAC"]):
     """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
 
     lr: float = 3e-4
@@ -45,17 +45,8 @@ class SACConfig:
     target_entropy: float | str = "auto"
     """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
 
-    def build(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        device: str = "cpu",
-        seed: int | None = None,
-        env_id: str | None = None,
-    ) -> SAC:
-        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are a Box)."""
-        return SAC(observation_space, action_space, self, device=device, seed=seed, env_id=env_id)
+    def agent_class(self) -> type[SAC]:
+        return SAC
 
 
 class Actor(nn.Module):

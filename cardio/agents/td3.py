@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardio.agents.base import require_space
+from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
 from cardio.agents.noise import make_action_noise
@@ -30,7 +30,7 @@ from cardio.agents.sac import q_values
 
 
 @dataclass
-class TD3Config:
+class TD3Config(AgentConfig["TD3"]):
     """TD3 hyperparameters; the same keys, in the same order, as ``configs/agent/td3.yaml``."""
 
     lr: float = 1e-3
@@ -54,17 +54,8 @@ class TD3Config:
     noise_std: float = 0.1
     """Std (``"normal"``) or kick scale (``"ou"``) of the exploration noise, in normalised action units."""
 
-    def build(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        *,
-        device: str = "cpu",
-        seed: int | None = None,
-        env_id: str | None = None,
-    ) -> TD3:
-        """The agent for these spaces (raises ``SpaceError`` naming the env unless actions are a Box)."""
-        return TD3(observation_space, action_space, self, device=device, seed=seed, env_id=env_id, name="TD3")
+    def agent_class(self) -> type[TD3]:
+        return TD3
 
 
 class TD3:
