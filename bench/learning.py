@@ -1,18 +1,21 @@
 """Multi-seed learning benchmark: cardio next to Stable-Baselines3 on the same hyperparameters and seeds.
 
-    nice -n 10 .venv/bin/python bench/learning.py ppo_cartpole [a2c_cartpole ...] [--seeds 0 1 2] [--no-sb3]
+    nice -n 10 .venv/bin/python bench/learning.py ppo_cartpole [sac_pendulum ...] [--seeds 0 1 2] [--no-sb3]
     .venv/bin/python bench/learning.py --table     # only rebuild docs/learning.md and the curves
 
 ``CASES`` is the registry: one named :class:`Case` per agent and env, holding the Hydra overrides for cardio
 (the rl-zoo file ``configs/zoo/<agent>_<Env>.yaml`` applies itself) and a builder for the SB3 model with the same
-numbers. For each seed, cardio then SB3 run in this process one after the other (interleaved, one torch thread
-each). Both are evaluated every ``eval_freq`` env steps on a separate env seeded ``seed + EVAL_SEED_OFFSET``
-(``n`` deterministic episodes, the env's own returns), and once more at the end. Timed: training only (the
-evaluations' wall time is subtracted); reported as the ratio SB3 / cardio (> 1: cardio is faster), never as
-absolute times, since these machines are shared.
+numbers (the off-policy builder reads them from the composed cardio config, so they cannot drift). For each seed,
+cardio then SB3 run in this process one after the other (interleaved, one torch thread each). Both are evaluated
+every ``eval_freq`` env steps on a separate env seeded ``seed + EVAL_SEED_OFFSET`` (``n`` deterministic episodes,
+the env's own returns), and once more at the end. Timed: training only (the evaluations' wall time is
+subtracted); reported as the ratio SB3 / cardio (> 1: cardio is faster), never as absolute times, since these
+machines are shared.
 
-Each finished run appends one JSON line to ``docs/bench/learning.jsonl``; runs already there are skipped, so an
-interrupted bench resumes. The table goes to ``docs/learning.md``, the curves to ``docs/curves/<case>.png``.
+A case passes when ``min_pass`` of its seeds end at or above ``threshold``; a comparison case (DRQN vs DQN) passes
+when its mean final return beats its ``baseline`` case's by ``margin``. Each finished run appends one JSON line to
+``docs/bench/learning.jsonl``; runs already there are skipped, so an interrupted bench resumes. The table goes to
+``docs/learning.md``, the curves to ``docs/curves/<case>.png``.
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cardio.build import build_runner  # noqa: E402
+from cardio.envs import make_single_env  # noqa: E402
 from cardio.runner import EVAL_SEED_OFFSET, iqm  # noqa: E402
 from tests.conftest import compose_train  # noqa: E402
 
@@ -49,7 +54,7 @@ def linear(initial: float) -> Callable[[float], float]:
     return lambda progress_remaining: progress_remaining * initial
 
 
-def sb3_ppo_cartpole(seed: int) -> Any:
+def sb3_ppo_cartpole(seed: int, _cfg: DictConfig) -> Any:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -60,14 +65,14 @@ def sb3_ppo_cartpole(seed: int) -> Any:
     )  # fmt: skip
 
 
-def sb3_a2c_cartpole(seed: int) -> Any:
+def sb3_a2c_cartpole(seed: int, _cfg: DictConfig) -> Any:
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_vec_env
 
     return A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), ent_coef=0.0, seed=seed, device="cpu")
 
 
-def sb3_ppo_lunarlander(seed: int) -> Any:
+def sb3_ppo_lunarlander(seed: int, _cfg: DictConfig) -> Any:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -77,18 +82,53 @@ def sb3_ppo_lunarlander(seed: int) -> Any:
     )  # fmt: skip
 
 
+def sb3_off_policy(seed: int, cfg: DictConfig) -> Any:
+    """SB3's SAC, TD3, DDPG or DQN with the numbers of the composed cardio config (agent, buffer, schedule), on
+    one copy of the same env (wrappers included)."""
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    algo = cfg.agent._target_.rsplit(".", 1)[1].removesuffix("Config")
+    a, s = cfg.agent, cfg.runner.schedule
+    env = make_single_env(cfg.env.id, dict(cfg.env.kwargs), list(cfg.env.wrappers))
+    kwargs: dict[str, Any] = dict(
+        learning_rate=a.lr, gamma=a.gamma, buffer_size=cfg.buffer.capacity, learning_starts=s.learning_starts,
+        batch_size=s.batch_size, train_freq=s.train_freq, gradient_steps=s.gradient_steps, seed=seed,
+        policy_kwargs={"net_arch": list(a.hidden_sizes)}, device="cpu", verbose=0,
+    )  # fmt: skip
+    if algo == "SAC":
+        kwargs |= dict(tau=a.tau, ent_coef=a.ent_coef, target_entropy=a.target_entropy)
+    elif algo in ("TD3", "DDPG"):
+        if a.noise_type != "normal":
+            raise SystemExit(f"{algo}: only noise_type=normal is mapped to SB3, got {a.noise_type!r}")
+        dim = int(np.prod(env.action_space.shape or (1,)))
+        kwargs |= dict(tau=a.tau, action_noise=NormalActionNoise(np.zeros(dim), a.noise_std * np.ones(dim)))
+        if algo == "TD3":
+            kwargs |= dict(
+                policy_delay=a.policy_delay, target_policy_noise=a.target_policy_noise,
+                target_noise_clip=a.target_noise_clip,
+            )  # fmt: skip
+    elif algo == "DQN":
+        kwargs |= dict(
+            target_update_interval=a.target_update_interval, exploration_fraction=a.exploration_fraction,
+            exploration_initial_eps=a.exploration_initial_eps, exploration_final_eps=a.exploration_final_eps,
+            max_grad_norm=a.max_grad_norm,
+        )  # fmt: skip
+    else:
+        raise SystemExit(f"SB3 has no {algo}")
+    return getattr(sb3, algo)("MlpPolicy", env, **kwargs)
+
+
 @dataclass(frozen=True)
 class Case:
     """One agent on one env with pinned hyperparameters, run over several seeds."""
 
     overrides: tuple[str, ...]
     """Hydra overrides on top of ``train.yaml``; the zoo file for the agent/env pair applies itself."""
-    env_id: str
-    """Gymnasium id of the env (the SB3 side's eval env)."""
     total_steps: int
     """Env steps per run (the same for cardio and SB3)."""
-    threshold: float
-    """Final ``eval/mean_reward`` a seed must reach."""
+    threshold: float | None = None
+    """Final ``eval/mean_reward`` a seed must reach (``None``: compared against ``baseline``, or no criterion)."""
     min_pass: int = 5
     """Seeds out of ``seeds`` that must reach ``threshold``."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -97,31 +137,47 @@ class Case:
     """Env steps between evaluations (the curve's resolution)."""
     eval_episodes: int = 10
     """Deterministic episodes per evaluation."""
-    sb3: Callable[[int], Any] | None = None
-    """``seed -> SB3 model`` with the same hyperparameters (``None``: cardio only)."""
+    sb3: Callable[[int, DictConfig], Any] | None = None
+    """``(seed, composed cardio config) -> SB3 model`` with the same hyperparameters (``None``: cardio only)."""
+    baseline: str | None = None
+    """Case whose mean final return this one must beat by ``margin`` (its curve is drawn alongside)."""
+    margin: float = 0.0
+    """How much better than ``baseline`` counts as clearly better."""
     ci: bool = True
-    """Feasible on a 2-core CPU in minutes per seed (LunarLander is not)."""
+    """Feasible on a 2-core CPU in minutes per seed (the LunarLander cases are not)."""
 
 
 CASES: dict[str, Case] = {
-    "ppo_cartpole": Case(("agent=ppo", "env=CartPole"), "CartPole-v1", 100_000, 500.0, 5, sb3=sb3_ppo_cartpole),
-    "a2c_cartpole": Case(
-        ("agent=a2c", "env=CartPole"), "CartPole-v1", 500_000, 475.0, 4, eval_freq=25_000, sb3=sb3_a2c_cartpole
-    ),
+    "ppo_cartpole": Case(("agent=ppo", "env=CartPole"), 100_000, 500.0, 5, sb3=sb3_ppo_cartpole),
+    "a2c_cartpole": Case(("agent=a2c", "env=CartPole"), 500_000, 475.0, 4, eval_freq=25_000, sb3=sb3_a2c_cartpole),
+    "sac_pendulum": Case(("agent=sac", "env=Pendulum"), 20_000, -200.0, 4, eval_freq=2_000, sb3=sb3_off_policy),
+    "td3_pendulum": Case(("agent=td3", "env=Pendulum"), 20_000, -200.0, 4, eval_freq=2_000, sb3=sb3_off_policy),
+    "ddpg_pendulum": Case(("agent=ddpg", "env=Pendulum"), 20_000, -250.0, 4, eval_freq=2_000, sb3=sb3_off_policy),
+    "dqn_cartpole_novel": Case(("agent=dqn", "env=CartPoleNoVel"), 50_000, eval_freq=5_000, sb3=sb3_off_policy),
+    "drqn_cartpole_novel": Case(
+        ("agent=drqn", "env=CartPoleNoVel"), 50_000, eval_freq=5_000, baseline="dqn_cartpole_novel", margin=50.0,
+    ),  # SB3 has no DRQN: the comparison is with DQN on the same budget
     "ppo_lunarlander": Case(
-        ("agent=ppo", "env=LunarLander"), "LunarLander-v3", 1_000_000, 200.0, 4, eval_freq=50_000,
-        sb3=sb3_ppo_lunarlander, ci=False,
+        ("agent=ppo", "env=LunarLander"), 1_000_000, 200.0, 4, eval_freq=50_000, sb3=sb3_ppo_lunarlander, ci=False,
+    ),
+    "sac_lunarlandercontinuous": Case(
+        ("agent=sac", "env=LunarLanderContinuous"), 500_000, 200.0, 4, eval_freq=25_000, sb3=sb3_off_policy, ci=False,
     ),
 }  # fmt: skip
 """The registry: ``bench/learning.py <name>`` runs a case. Other agents add their cases here."""
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def run_cardio(name: str, case: Case, seed: int) -> dict[str, Any]:
-    """Train one seed with cardio; evaluations every ``eval_freq`` and at the end, eval time not counted."""
+def case_config(case: Case, seed: int) -> DictConfig:
+    """The composed cardio config of one seed of ``case`` (the SB3 builders read their numbers from it too)."""
     overrides = [*case.overrides, f"seed={seed}", f"runner.total_steps={case.total_steps}", "logger=csv"]
     overrides += [f"runner.eval_freq={case.eval_freq}", f"runner.eval_episodes={case.eval_episodes}"]
-    cfg = compose_train(overrides)
+    return compose_train(overrides)
+
+
+def run_cardio(name: str, case: Case, seed: int) -> dict[str, Any]:
+    """Train one seed with cardio; evaluations every ``eval_freq`` and at the end, eval time not counted."""
+    cfg = case_config(case, seed)
     cfg.run_dir = str(ROOT / "outputs" / "bench" / f"{name}_seed{seed}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -167,8 +223,9 @@ def run_sb3(case: Case, seed: int) -> dict[str, Any]:
     from stable_baselines3.common.callbacks import BaseCallback
 
     assert case.sb3 is not None
-    model = case.sb3(seed)
-    eval_env = gym.make(case.env_id)
+    cfg = case_config(case, seed)
+    model = case.sb3(seed, cfg)
+    eval_env = make_single_env(cfg.env.id, dict(cfg.env.kwargs), list(cfg.env.wrappers))
     eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
     evals: list[list[float]] = []
     eval_wall = 0.0
@@ -210,24 +267,31 @@ def append_result(record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def plot_case(name: str, runs: list[dict[str, Any]]) -> Path | None:
-    """Mean eval return over seeds (line) and the min-max band, one colour per library."""
+def plot_case(name: str, results: list[dict[str, Any]]) -> Path | None:
+    """Mean eval return over seeds (line) and the min-max band, one colour per library; a comparison case also
+    draws its baseline case (cardio and SB3)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    case = CASES[name]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for lib, colour in (("cardio", "tab:red"), ("sb3", "tab:blue")):
-        curves = [np.asarray(r["evals"]) for r in runs if r["lib"] == lib]
+    lines = [(name, "cardio", "tab:red", "cardio"), (name, "sb3", "tab:blue", "SB3")]
+    if case.baseline is not None:
+        lines += [(case.baseline, "cardio", "tab:orange", f"cardio {case.baseline}")]
+        lines += [(case.baseline, "sb3", "tab:cyan", f"SB3 {case.baseline}")]
+    for case_name, lib, colour, tag in lines:
+        curves = [np.asarray(r["evals"]) for r in results if r["case"] == case_name and r["lib"] == lib]
         if not curves:
             continue
         steps = curves[0][:, 0]
         common = min(len(c) for c in curves)
         values = np.stack([c[:common, 1] for c in curves])
-        label = f"{'cardio' if lib == 'cardio' else 'SB3'} ({len(curves)} seeds)"
-        ax.plot(steps[:common], values.mean(0), color=colour, label=label)
+        ax.plot(steps[:common], values.mean(0), color=colour, label=f"{tag} ({len(curves)} seeds)")
         ax.fill_between(steps[:common], values.min(0), values.max(0), color=colour, alpha=0.15)
+    if case.threshold is not None:
+        ax.axhline(case.threshold, color="grey", ls="--", lw=0.8)
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return (deterministic)")
     ax.set_title(name)
@@ -238,6 +302,32 @@ def plot_case(name: str, runs: list[dict[str, Any]]) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def final_returns(name: str, lib: str, results: list[dict[str, Any]]) -> list[float]:
+    return [r["final"] for r in results if r["case"] == name and r["lib"] == lib]
+
+
+def verdict(name: str, lib: str, results: list[dict[str, Any]]) -> str:
+    """One library's result on a case against the case's criterion, e.g. ``cardio: 4/5 seeds >= -200 (...)``."""
+    case, finals = CASES[name], final_returns(name, lib, results)
+    tag = "cardio" if lib == "cardio" else "SB3"
+    stats = f"mean of finals {np.mean(finals):.1f}, IQM {iqm(finals):.1f}"
+    if case.threshold is not None:
+        passed = sum(f >= case.threshold for f in finals)
+        needed = f"{case.min_pass}/{len(case.seeds)}"
+        ok = "met" if passed >= case.min_pass else "not met" if len(finals) >= len(case.seeds) else "incomplete"
+        return f"{tag}: {passed}/{len(finals)} seeds >= {case.threshold:g} (needs {needed}: {ok}; {stats})"
+    if case.baseline is not None:
+        base = final_returns(case.baseline, lib, results)
+        if not base:
+            return f"{tag}: {stats}"
+        ok = "met" if np.mean(finals) > np.mean(base) + case.margin else "not met"
+        return (
+            f"{tag}: {stats} vs {case.baseline} {np.mean(base):.1f} over {len(base)} seeds "
+            f"(needs > baseline + {case.margin:g}: {ok})"
+        )
+    return f"{tag}: {stats}"
 
 
 def write_table() -> str:
@@ -265,7 +355,8 @@ def write_table() -> str:
                 pair = previous is not None and (previous["case"], previous.get("lib"), previous["seed"])
                 if r["lib"] == "sb3" and pair == (name, "cardio", r["seed"]):
                     back_to_back.add(r["seed"])
-        lines += ["", f"## {name}", "", f"`{' '.join(case.overrides)}`, {case.total_steps:,} env steps.", ""]
+        sb3 = "" if case.sb3 is not None else " SB3 has no counterpart."
+        lines += ["", f"## {name}", "", f"`{' '.join(case.overrides)}`, {case.total_steps:,} env steps.{sb3}", ""]
         lines += ["| seed | cardio final | SB3 final | time ratio SB3/cardio |", "|---|---|---|---|"]
         ratios = []
         for seed, libs in sorted(by_seed.items()):
@@ -277,19 +368,11 @@ def write_table() -> str:
             cf = f"{c['final']:.1f}" if c else "-"
             sf = f"{s['final']:.1f}" if s else "-"
             lines.append(f"| {seed} | {cf} | {sf} | {ratio} |")
-        summary = []
-        for lib in ("cardio", "sb3"):
-            finals = [libs[lib]["final"] for libs in by_seed.values() if lib in libs]
-            if finals:
-                passed = sum(f >= case.threshold for f in finals)
-                summary.append(
-                    f"{'cardio' if lib == 'cardio' else 'SB3'}: {passed}/{len(finals)} seeds >= {case.threshold:g} "
-                    f"(IQM of finals {iqm(finals):.1f})"
-                )
+        summary = [verdict(name, lib, results) for lib in ("cardio", "sb3") if final_returns(name, lib, results)]
         if ratios:
             summary.append(f"median time ratio SB3/cardio {statistics.median(ratios):.2f} over {len(ratios)} seeds")
         lines += ["", "; ".join(summary) + ".", ""]
-        png = plot_case(name, runs)
+        png = plot_case(name, results)
         if png is not None:
             lines.append(f"![{name}](curves/{png.name})")
     speed_runs = [r for r in results if r["case"].endswith("_speed")]
@@ -312,7 +395,7 @@ def speed(names: list[str], pairs: int, steps: int = 30_000) -> None:
     """Training wall time only, cardio and SB3 back to back ``pairs`` times (seeds 0, 1...), final eval only."""
     for name in names:
         case = CASES[name]
-        short = Case(case.overrides, case.env_id, steps, case.threshold, eval_freq=10**9, eval_episodes=1, sb3=case.sb3)
+        short = replace(case, total_steps=steps, eval_freq=10**9, eval_episodes=1)
         ratios = []
         for seed in range(pairs):
             cardio, sb3 = run_cardio(f"{name}_speed", short, seed)["train_wall"], run_sb3(short, seed)["train_wall"]

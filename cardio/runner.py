@@ -231,12 +231,18 @@ class Runner:
 
         return act
 
-    def _end_state_rows(self, transition: dict[str, Any], valid: np.ndarray, evaluation: bool = False) -> None:
-        """Re-initialise the state rows of envs whose episode ended, and of NEXT_STEP reset rows (``~valid``:
-        the agent just acted on a stale final obs), so every episode starts from ``initial_state``."""
-        state = self.eval_state if evaluation else self.policy_state
+    def _end_episodes(self, transition: dict[str, Any], valid: np.ndarray, evaluation: bool = False) -> None:
+        """Envs whose episode ended, and NEXT_STEP reset rows (``~valid``: the agent just acted on a stale final
+        obs), start the next one fresh: the agent's ``on_episode_end`` hook hears of them (training envs only) and
+        their recurrent state rows go back to ``initial_state``."""
         fresh_rows = ~valid | transition["terminated"] | transition["truncated"]  # [N]
-        if state is None or not fresh_rows.any():
+        if not fresh_rows.any():
+            return
+        on_episode_end = getattr(self.agent, "on_episode_end", None)
+        if on_episode_end is not None and not evaluation:
+            on_episode_end(fresh_rows)
+        state = self.eval_state if evaluation else self.policy_state
+        if state is None:
             return
         fresh = self.agent.initial_state(len(fresh_rows))  # type: ignore[attr-defined]
         state = tree_map(lambda s, f: np.where(fresh_rows.reshape(-1, *[1] * (np.ndim(s) - 1)), f, s), state, fresh)
@@ -273,7 +279,7 @@ class Runner:
             self._progress()
             policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._policy(True)
             transition, valid = self.gatherer.step(policy)
-            self._end_state_rows(transition, valid)
+            self._end_episodes(transition, valid)
             self.buffer.add(transition, valid)
             collected += int(valid.sum())
         if self.env_steps <= s.learning_starts:
@@ -296,7 +302,7 @@ class Runner:
         while bool(np.any(self.buffer.size < rows)):
             self._progress()
             transition, valid = self.gatherer.step(self._policy(True))
-            self._end_state_rows(transition, valid)
+            self._end_episodes(transition, valid)
             # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
             self.buffer.add(transition, valid & (self.buffer.size < rows))
         self._learn(self.buffer.as_rollout())
@@ -322,7 +328,7 @@ class Runner:
         done_count = np.zeros(n, dtype=np.int64)
         while bool(np.any(done_count < quota)):
             transition, valid = g.step(self._policy(False, evaluation=True))
-            self._end_state_rows(transition, valid, evaluation=True)
+            self._end_episodes(transition, valid, evaluation=True)
             for i, episode_return, length in g.finished:
                 if done_count[i] < quota[i]:
                     returns.append(episode_return)

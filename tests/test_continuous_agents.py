@@ -18,7 +18,7 @@ from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bo
 from cardio.agents.noise import GaussianNoise, OrnsteinUhlenbeckNoise, epsilon_greedy, make_action_noise
 from cardio.agents.sac import SACConfig
 from cardio.agents.td3 import TD3Config
-from cardio.buffers import SequenceBuffer
+from cardio.buffers import CircularBuffer, SequenceBuffer
 from cardio.build import build_agent, build_env, build_runner
 from cardio.envs import make_env
 from cardio.envs.wrappers import MaskVelocity
@@ -158,6 +158,23 @@ def test_off_policy_agents_run_on_four_envs_counting_env_steps(agent: str, tmp_p
     # 8 env steps per runner.step() (2 vector steps x 4 envs); updates start once past 32 env steps
     assert runner.env_steps == 96 and runner.updates == (96 - 32) // 8
     assert np.isfinite(runner.last_eval["eval/mean_reward"])
+
+
+@pytest.mark.parametrize("config", [TD3Config(hidden_sizes=(16,)), DDPGConfig(hidden_sizes=(16,))], ids=["TD3", "DDPG"])
+def test_ou_noise_restarts_when_an_episode_ends(config) -> None:
+    """Pendulum truncates at 200 steps: the OU process has drifted by then, and the runner's episode-end hook
+    must put it back at mu before the next episode's first action."""
+    config.noise_type = "ou"
+    env = make_env("Pendulum-v1", num_envs=2)
+    agent = config.build(env.single_observation_space, env.single_action_space, seed=0, env_id="Pendulum-v1")
+    schedule = OffPolicySchedule(learning_starts=2, batch_size=2, train_freq=1, gradient_steps=1)
+    runner = Runner(env, agent, CircularBuffer(512, num_envs=2), schedule, total_steps=500, seed=0)
+    drift = []
+    while runner.env_steps < 2 * 200:  # 2 envs: the episodes end on vector step 200
+        runner.step()
+        drift.append(np.abs(agent.noise.x).max(initial=0.0))
+    assert min(drift[50:-1]) > 0.0  # running: mid-episode the process is away from mu
+    np.testing.assert_array_equal(agent.noise.x, 0.0)  # restarted at the episode end, both envs
 
 
 # ------------------------------------------------------------------------------------------- DRQN and masking

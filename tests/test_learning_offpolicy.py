@@ -1,7 +1,7 @@
 """Slow learning tests (make test-slow) for the continuous-control and recurrent agents: one seed each, short.
 
 The 5-seed acceptance figures (SAC/TD3 >= -200 and DDPG >= -250 on Pendulum-v1 at 2e4 steps in 4 of 5 seeds,
-DRQN vs DQN on CartPoleNoVel) come from ``bench/learning_offpolicy.py`` and live in ``docs/learning_offpolicy.md``.
+DRQN vs DQN on CartPoleNoVel) come from ``bench/learning.py`` and live in ``docs/learning.md``.
 """
 
 from __future__ import annotations

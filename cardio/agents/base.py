@@ -16,6 +16,10 @@ An agent is any object with these methods (a ``typing.Protocol``, no base class 
 ``on_progress(env_steps, total_steps)`` (optional)
     Called by the runner before every vector step, so schedules (epsilon, learning rate, target syncs) are
     functions of env steps, as in SB3.
+``on_episode_end(ended)`` (optional)
+    Called by the runner after every training vector step in which some env's episode ended, with the ``[N]``
+    bool mask of those envs (NEXT_STEP reset rows included), so per-episode exploration processes (OU noise)
+    restart. Not called for the eval envs, whose policy is deterministic.
 ``initial_state(num_envs) -> state`` (optional: recurrent agents such as DRQN)
     A fresh policy state for ``num_envs`` envs: an array or pytree with leading dim ``[N, ...]``. When present,
     the runner keeps one state for the training envs and one for the eval envs and calls

@@ -72,8 +72,8 @@ class OrnsteinUhlenbeckNoise:
     """Temporally correlated noise ``x += theta * (mu - x) * dt + sigma * sqrt(dt) * N(0, 1)``, one process per env.
 
     Lillicrap et al. 2016 (DDPG) used it for physical control; Fujimoto et al. 2018 found plain Gaussian noise as
-    good. The process runs on across episodes unless :meth:`reset` is called (cardio's agents do not see episode
-    ends, so it does; SB3 resets it per episode).
+    good. The process runs on until :meth:`reset`: TD3 and DDPG reset the rows of envs whose episode ended from
+    their ``on_episode_end`` hook, so no episode inherits the previous one's drift (SB3 also resets per episode).
 
     Args:
         action_dim: A.
@@ -108,6 +108,8 @@ class OrnsteinUhlenbeckNoise:
 
     def reset(self, rows: np.ndarray | None = None) -> None:
         """Restart the processes of ``rows`` (a bool or index array; ``None`` = all) at ``mu``."""
+        if len(self.x) == 0:  # never drawn yet (e.g. warm-up steps with random actions): nothing to restart
+            return
         if rows is None:
             self.x[:] = self.mu
         else:

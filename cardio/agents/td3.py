@@ -99,6 +99,11 @@ class TD3:
         env_action = to_env_bounds(torch.as_tensor(action), self.low.cpu(), self.high.cpu()).numpy()
         return env_action.astype(np.float32).reshape(len(obs), *self.action_shape), {}
 
+    def on_episode_end(self, ended: np.ndarray) -> None:
+        """Restart the exploration noise of envs whose episode ended (``[N]`` bool; matters for OU noise)."""
+        if self.noise is not None:
+            self.noise.reset(ended)
+
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One critic step on a ``[B, ...]`` batch; every ``policy_delay``-th call also an actor step and the soft
         target updates."""

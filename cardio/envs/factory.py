@@ -28,6 +28,21 @@ def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Cal
     return lambda env: target(env, **kwargs)
 
 
+def make_single_env(
+    id: str,
+    kwargs: dict[str, Any] | None = None,
+    wrappers: Sequence[str | Callable[..., gym.Env] | dict[str, Any]] = (),
+) -> gym.Env:
+    """One copy of the env exactly as :func:`make_env` builds each: ``gym.make``, an innermost
+    ``RecordEpisodeStatistics`` (key ``ENV_EPISODE_KEY``) that sees the raw rewards, then ``wrappers`` innermost
+    first. For code outside cardio's gatherer that needs the same env (benchmarks against other libraries)."""
+    env = gym.make(id, **(kwargs or {}))
+    env = gym.wrappers.RecordEpisodeStatistics(env, stats_key=ENV_EPISODE_KEY)  # the env's own returns
+    for wrap in [_resolve_wrapper(w) for w in wrappers]:
+        env = wrap(env)
+    return env
+
+
 def make_env(
     id: str,
     num_envs: int = 1,
@@ -62,14 +77,10 @@ def make_env(
     if id not in gym.registry:
         close = [k for k in gym.registry if k.lower().startswith(id.split("-")[0].lower())][:5]
         raise ValueError(f"unknown gymnasium env id {id!r} (env.id); similar registered ids: {close or 'none'}")
-    wrapper_fns = [_resolve_wrapper(w) for w in wrappers]
+    [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not inside a worker process
 
     def make_one() -> gym.Env:
-        env = gym.make(id, **(kwargs or {}))
-        env = gym.wrappers.RecordEpisodeStatistics(env, stats_key=ENV_EPISODE_KEY)  # the env's own returns
-        for wrap in wrapper_fns:
-            env = wrap(env)
-        return env
+        return make_single_env(id, kwargs, wrappers)
 
     vector_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
     env = vector_cls([make_one] * num_envs, autoreset_mode=AUTORESET_MODES[autoreset])
