@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import to_tensor
+from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
 
@@ -68,8 +69,10 @@ class A2CConfig(AgentConfig["A2C"]):
         return A2C
 
 
-class A2C:
+class A2C(Checkpointable):
     """A2C agent; see the module docstring for the paper and metric names."""
+
+    checkpointed = ("net", "optimizer", "progress_remaining")
 
     def __init__(
         self,
@@ -153,15 +156,3 @@ class A2C:
         if log_std is not None:
             metrics["train/std"] = log_std.exp().mean().item()
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "progress_remaining": self.progress_remaining,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.progress_remaining = state["progress_remaining"]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
+from cardio.agents.state import Checkpointable
 
 
 @dataclass
@@ -51,8 +52,10 @@ class DQNConfig(AgentConfig["DQN"]):
         return DQN
 
 
-class DQN:
+class DQN(Checkpointable):
     """Deep Q-Network agent; see the module docstring for the paper and metric names."""
+
+    checkpointed = ("q_net", "target_net", "optimizer", "epsilon", "target_syncs", "rng")
 
     def __init__(
         self,
@@ -138,21 +141,3 @@ class DQN:
         if "weight" in batch:
             metrics["td_error"] = (td_target - q).detach().abs().cpu().numpy()
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "q_net": self.q_net.state_dict(),
-            "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "epsilon": self.epsilon,
-            "target_syncs": self.target_syncs,
-            "rng": self.rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_net.load_state_dict(state["q_net"])
-        self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epsilon = state["epsilon"]
-        self.target_syncs = state["target_syncs"]
-        self.rng.bit_generator.state = state["rng"]

@@ -32,6 +32,7 @@ from torch import nn
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
+from cardio.agents.state import Checkpointable
 
 
 @dataclass
@@ -85,8 +86,10 @@ class RecurrentQNet(nn.Module):
         return q.reshape(b, s, -1)
 
 
-class DRQN:
+class DRQN(Checkpointable):
     """Recurrent Q-learning agent; see the module docstring for the papers, the target and the metric names."""
+
+    checkpointed = ("q_net", "target_net", "optimizer", "epsilon", "target_syncs", "rng")
 
     def __init__(
         self,
@@ -187,21 +190,3 @@ class DRQN:
             "train/grad_norm": grad_norm.item(),
             "rollout/exploration_rate": self.epsilon,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "q_net": self.q_net.state_dict(),
-            "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "epsilon": self.epsilon,
-            "target_syncs": self.target_syncs,
-            "rng": self.rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_net.load_state_dict(state["q_net"])
-        self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epsilon = state["epsilon"]
-        self.target_syncs = state["target_syncs"]
-        self.rng.bit_generator.state = state["rng"]

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.networks import to_tensor
+from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
 
@@ -75,8 +76,10 @@ class PPOConfig(AgentConfig["PPO"]):
 SCHEDULES = ("constant", "linear")
 
 
-class PPO:
+class PPO(Checkpointable):
     """PPO agent; see the module docstring for the paper and metric names."""
+
+    checkpointed = ("net", "optimizer", "progress_remaining", "rng")
 
     def __init__(
         self,
@@ -192,17 +195,3 @@ class PPO:
         if log_std is not None:
             metrics["train/std"] = log_std.exp().mean().item()
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "net": self.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "progress_remaining": self.progress_remaining,
-            "rng": self.rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.progress_remaining = state["progress_remaining"]
-        self.rng.bit_generator.state = state["rng"]

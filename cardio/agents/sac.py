@@ -24,6 +24,7 @@ from torch import nn
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
+from cardio.agents.state import Checkpointable
 
 
 @dataclass
@@ -67,8 +68,18 @@ def q_values(critics: nn.ModuleList, obs: torch.Tensor, action: torch.Tensor) ->
     return torch.stack([q(pair).squeeze(1) for q in critics])
 
 
-class SAC:
+class SAC(Checkpointable):
     """Soft actor-critic agent; see the module docstring for the paper and metric names."""
+
+    checkpointed = (
+        "actor",
+        "critics",
+        "target_critics",
+        "actor_optimizer",
+        "critic_optimizer",
+        "log_alpha",
+        "alpha_optimizer",
+    )
 
     def __init__(
         self,
@@ -159,25 +170,3 @@ class SAC:
         if "weight" in batch:
             metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "critics": self.critics.state_dict(),
-            "target_critics": self.target_critics.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict() if self.alpha_optimizer is not None else None,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critics.load_state_dict(state["critics"])
-        self.target_critics.load_state_dict(state["target_critics"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        if self.alpha_optimizer is not None:
-            self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])

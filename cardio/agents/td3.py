@@ -27,6 +27,7 @@ from cardio.agents.heads import from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
 from cardio.agents.noise import make_action_noise
 from cardio.agents.sac import q_values
+from cardio.agents.state import Checkpointable
 
 
 @dataclass
@@ -58,8 +59,19 @@ class TD3Config(AgentConfig["TD3"]):
         return TD3
 
 
-class TD3:
+class TD3(Checkpointable):
     """TD3 agent (and DDPG, with ``n_critics=1, policy_delay=1, target_policy_noise=0``); see the module docstring."""
+
+    checkpointed = (
+        "actor",
+        "critics",
+        "target_actor",
+        "target_critics",
+        "actor_optimizer",
+        "critic_optimizer",
+        "updates",
+        "rng",
+    )
 
     def __init__(
         self,
@@ -143,25 +155,3 @@ class TD3:
         if "weight" in batch:
             metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()
         return metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "critics": self.critics.state_dict(),
-            "target_actor": self.target_actor.state_dict(),
-            "target_critics": self.target_critics.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "updates": self.updates,
-            "rng": self.rng.bit_generator.state,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critics.load_state_dict(state["critics"])
-        self.target_actor.load_state_dict(state["target_actor"])
-        self.target_critics.load_state_dict(state["target_critics"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.updates = state["updates"]
-        self.rng.bit_generator.state = state["rng"]
