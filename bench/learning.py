@@ -278,7 +278,8 @@ def plot_case(name: str, results: list[dict[str, Any]]) -> Path | None:
     case = CASES[name]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     lines = [(name, "cardio", "tab:red", "cardio"), (name, "sb3", "tab:blue", "SB3")]
-    if case.baseline is not None:
+    if case.baseline is not None:  # name every curve: two agents share the plot
+        lines = [(n, lib, colour, f"{tag} {n}") for n, lib, colour, tag in lines]
         lines += [(case.baseline, "cardio", "tab:orange", f"cardio {case.baseline}")]
         lines += [(case.baseline, "sb3", "tab:cyan", f"SB3 {case.baseline}")]
     for case_name, lib, colour, tag in lines:
@@ -295,7 +296,7 @@ def plot_case(name: str, results: list[dict[str, Any]]) -> Path | None:
     ax.set_xlabel("env steps")
     ax.set_ylabel("eval return (deterministic)")
     ax.set_title(name)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best", fontsize=8)
     CURVES.mkdir(parents=True, exist_ok=True)
     path = CURVES / f"{name}.png"
     fig.tight_layout()
