@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from cardio.agents.base import SpaceError
 from cardio.build import build_agent, build_env, build_runner
@@ -82,3 +82,21 @@ def test_every_experiment_smoke_runs(experiment: str, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         metrics = build_runner(cfg).run()
     assert "eval/mean_reward" in metrics
+
+
+def picks_only(experiment: str) -> dict[str, str] | None:
+    """``{"agent": .., "env": ..}`` of an experiment file that only overrides config groups; ``None`` for one that
+    pins numbers of its own (a sweep result)."""
+    raw = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / f"{experiment}.yaml")
+    if set(raw) != {"defaults"}:
+        return None
+    return {key.removeprefix("override /"): value for item in raw.defaults for key, value in item.items()}
+
+
+@pytest.mark.parametrize("experiment", [e for e in options("experiment") if picks_only(e) is not None])
+def test_agent_env_experiments_equal_their_overrides(experiment: str) -> None:
+    """An experiment that only picks the agent and env gets the zoo numbers exactly as `agent=.. env=..` does."""
+    picks = picks_only(experiment)
+    assert picks is not None and sorted(picks) == ["agent", "env"]
+    overrides = [f"{group}={choice}" for group, choice in picks.items()]
+    assert compose_train([f"experiment={experiment}"]) == compose_train(overrides)
