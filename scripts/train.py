@@ -9,6 +9,8 @@ Ctrl-C or SIGTERM writes a checkpoint, closes the sinks and exits with 130 (143 
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +19,23 @@ from omegaconf import DictConfig, OmegaConf
 from cardio import checkpoint
 from cardio.build import build_runner, save_config
 from cardio.loggers import print_config_tree
+
+
+_default_format = warnings.formatwarning
+
+
+def format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """cardio's warnings about the config (e.g. ``runner.total_steps`` not a multiple of a rollout) are raised in
+    objects Hydra instantiates, so Python's default format would point into Hydra's internals: print those as the
+    message alone, which names the config key. Warnings from anywhere else keep their file and line."""
+    if f"{Path('hydra', '_internal')}" in filename:
+        return f"{category.__name__}: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = format_warning
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
