@@ -20,7 +20,6 @@ from cardio import checkpoint
 from cardio.build import build_runner, save_config
 from cardio.loggers import print_config_tree
 
-
 _default_format = warnings.formatwarning
 
 
