@@ -61,7 +61,7 @@ def test_make_multirun_passes_dash_m() -> None:
 def test_train_script_runs_end_to_end(tmp_path: Path) -> None:
     overrides = [
         f"hydra.run.dir={tmp_path}",
-        "runner.total_steps=512",
+        "runner.total_steps=500",  # not a multiple of train_freq: the warning must read cleanly
         "runner.schedule.learning_starts=64",
         "runner.schedule.train_freq=64",
         "runner.schedule.gradient_steps=8",
@@ -78,3 +78,5 @@ def test_train_script_runs_end_to_end(tmp_path: Path) -> None:
     assert "rollout/ep_rew_mean" in header and "eval/mean_reward" in header and len(rows) >= 2
     assert "lr: 0.0023" in (tmp_path / "config.yaml").read_text()  # the zoo numbers were applied
     assert "agent" in out.stdout and "runner" in out.stdout  # the config tree was printed
+    assert "UserWarning: runner.total_steps=500 is not a multiple" in out.stderr
+    assert "_internal" not in out.stderr  # not attributed to a line inside Hydra
