@@ -35,3 +35,18 @@ def test_td3_pendulum_swings_up_within_1e4_steps(tmp_path: Path) -> None:
     # zoo numbers with a shorter random warm-up (2e3 instead of 1e4 env steps), so 8e3 steps of learning
     overrides = ["agent=td3", "env=Pendulum", "runner.total_steps=10000", "runner.schedule.learning_starts=2000"]
     assert final_return(overrides, tmp_path) > -400 > RANDOM_PENDULUM
+
+
+@pytest.mark.slow
+def test_ddpg_pendulum_swings_up_within_1e4_steps(tmp_path: Path) -> None:
+    # the TD3 test's shortened warm-up, with DDPG's single critic, no policy delay and no target smoothing
+    overrides = ["agent=ddpg", "env=Pendulum", "runner.total_steps=10000", "runner.schedule.learning_starts=2000"]
+    assert final_return(overrides, tmp_path) > -400 > RANDOM_PENDULUM
+
+
+@pytest.mark.slow
+def test_drqn_beats_dqn_on_cartpole_without_velocities(tmp_path: Path) -> None:
+    # zoo budgets (5e4 env steps each), seed 0: the bench's 5-seed means are 152 (DRQN) and 39 (DQN)
+    drqn = final_return(["agent=drqn", "env=CartPoleNoVel"], tmp_path / "drqn")
+    dqn = final_return(["agent=dqn", "env=CartPoleNoVel"], tmp_path / "dqn")
+    assert drqn > dqn + 30, (drqn, dqn)
