@@ -354,13 +354,17 @@ def write_table() -> str:
             lines += ["", f"## {name}", "", *note, f"Not run yet{why}: `python bench/learning.py {name}`."]
             continue
         by_seed: dict[int, dict[str, dict[str, Any]]] = {}
-        back_to_back: set[int] = set()  # seeds whose SB3 run came right after their cardio run: only those are timed
-        for previous, r in zip([None, *results[:-1]], results, strict=True):
-            if r["case"] == name:
-                by_seed.setdefault(r["seed"], {})[r["lib"]] = r
-                pair = previous is not None and (previous["case"], previous.get("lib"), previous["seed"])
-                if r["lib"] == "sb3" and pair == (name, "cardio", r["seed"]):
-                    back_to_back.add(r["seed"])
+        # Only seeds whose SB3 run came right after their cardio run (in this case's rows: other benches may have
+        # appended lines in between from other processes) are timed.
+        back_to_back: set[int] = set()
+        for previous, r in zip([None, *runs[:-1]], runs, strict=True):
+            by_seed.setdefault(r["seed"], {})[r["lib"]] = r
+            if (
+                r["lib"] == "sb3"
+                and previous is not None
+                and (previous["lib"], previous["seed"]) == ("cardio", r["seed"])
+            ):
+                back_to_back.add(r["seed"])
         sb3 = "" if case.sb3 is not None else " SB3 has no counterpart."
         lines += ["", f"## {name}", "", f"`{' '.join(case.overrides)}`, {case.total_steps:,} env steps.{sb3}", ""]
         lines += note
