@@ -77,10 +77,10 @@ def make_env(
     if id not in gym.registry:
         close = [k for k in gym.registry if k.lower().startswith(id.split("-")[0].lower())][:5]
         raise ValueError(f"unknown gymnasium env id {id!r} (env.id); similar registered ids: {close or 'none'}")
-    [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not inside a worker process
+    wrapper_fns = [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not in a worker process
 
     def make_one() -> gym.Env:
-        return make_single_env(id, kwargs, wrappers)
+        return make_single_env(id, kwargs, wrapper_fns)
 
     vector_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
     env = vector_cls([make_one] * num_envs, autoreset_mode=AUTORESET_MODES[autoreset])
