@@ -82,6 +82,11 @@ def sb3_ppo_lunarlander(seed: int, _cfg: DictConfig) -> Any:
     )  # fmt: skip
 
 
+def single_env(cfg: DictConfig) -> gym.Env:
+    """One copy of the composed config's env, wrappers included: the SB3 side's training and eval env."""
+    return make_single_env(cfg.env.id, dict(cfg.env.kwargs), list(cfg.env.wrappers))
+
+
 def sb3_off_policy(seed: int, cfg: DictConfig) -> Any:
     """SB3's SAC, TD3, DDPG or DQN with the numbers of the composed cardio config (agent, buffer, schedule), on
     one copy of the same env (wrappers included)."""
@@ -90,7 +95,7 @@ def sb3_off_policy(seed: int, cfg: DictConfig) -> Any:
 
     algo = cfg.agent._target_.rsplit(".", 1)[1].removesuffix("Config")
     a, s = cfg.agent, cfg.runner.schedule
-    env = make_single_env(cfg.env.id, dict(cfg.env.kwargs), list(cfg.env.wrappers))
+    env = single_env(cfg)
     kwargs: dict[str, Any] = dict(
         learning_rate=a.lr, gamma=a.gamma, buffer_size=cfg.buffer.capacity, learning_starts=s.learning_starts,
         batch_size=s.batch_size, train_freq=s.train_freq, gradient_steps=s.gradient_steps, seed=seed,
@@ -231,7 +236,7 @@ def run_sb3(case: Case, seed: int) -> dict[str, Any]:
     assert case.sb3 is not None
     cfg = case_config(case, seed)
     model = case.sb3(seed, cfg)
-    eval_env = make_single_env(cfg.env.id, dict(cfg.env.kwargs), list(cfg.env.wrappers))
+    eval_env = single_env(cfg)
     eval_env.reset(seed=seed + EVAL_SEED_OFFSET)
     evals: list[list[float]] = []
     eval_wall = 0.0
