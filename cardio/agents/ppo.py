@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
 from cardio.agents.networks import to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
@@ -59,7 +60,9 @@ class PPOConfig(AgentConfig["PPO"]):
     max_grad_norm: float = 0.5
     """Gradient-norm clip of each optimiser step."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
+    """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
+    vf_hidden_sizes: tuple[int, ...] | None = None
+    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], vf: [...]}``); ``None``: as the actor's."""
     activation: str = "tanh"
     """Activation of the MLPs: tanh, relu, elu or gelu."""
     ortho_init: bool = True
@@ -68,6 +71,10 @@ class PPOConfig(AgentConfig["PPO"]):
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
     share_torso: bool = False
     """Actor and critic share one torso (SB3 does for CNNs)."""
+    use_sde: bool = False
+    """gSDE exploration for Box actions (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed."""
+    sde_sample_freq: int = -1
+    """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
 
     def agent_class(self) -> type[PPO]:
         return PPO
@@ -100,8 +107,11 @@ class PPO(Checkpointable):
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # minibatch shuffles
         self.net = ActorCritic(
-            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso
-        ).to(self.device)
+            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso,
+            c.vf_hidden_sizes, c.use_sde,
+        ).to(self.device)  # fmt: skip
+        head = self.net.pi_head
+        self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
         self._warned_batch = False
@@ -115,6 +125,8 @@ class PPO(Checkpointable):
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
+        if explore and self.sde is not None:
+            self.sde.before_act(len(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
@@ -190,6 +202,8 @@ class PPO(Checkpointable):
         metrics = {key: val / n_minibatches for key, val in sums.items()}
         metrics["train/explained_variance"] = explained_variance(rollout["value"], returns)
         metrics["train/learning_rate"] = lr
+        if self.sde is not None:  # the next rollout explores with fresh gSDE matrices
+            self.sde.new_rollout()
         metrics["train/clip_range"] = clip
         log_std = getattr(self.net.pi_head, "log_std", None)
         if log_std is not None:
