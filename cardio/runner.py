@@ -4,8 +4,9 @@ Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
 ``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
 
-Off-policy ``step()``: collect ``train_freq`` vector steps into the replay buffer (uniform-random actions
-until ``learning_starts`` env steps), then, once past ``learning_starts``, run ``gradient_steps`` updates on
+Off-policy ``step()``: collect ``train_freq`` vector steps (or, with ``train_freq_unit="episode"``, until
+``train_freq`` episodes have ended) into the replay buffer (uniform-random actions until ``learning_starts`` env
+steps), then, once past ``learning_starts`` and once the buffer holds a batch, run ``gradient_steps`` updates on
 sampled batches. On-policy ``step()``: clear the rollout buffer, fill it with ``n_steps`` transitions per env,
 hand the whole ``[T, N]`` rollout to ``agent.update``.
 """
@@ -18,7 +19,7 @@ import random
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ import torch
 from cardio import checkpoint
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.envs.normalize import Normalizer
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree, tree_index, tree_map
@@ -43,13 +45,17 @@ class OffPolicySchedule:
     """When to collect and when to learn (SB3 units)."""
 
     learning_starts: int = 100
-    """Env steps of uniform-random actions before the first update."""
+    """Env steps of uniform-random actions before the first update; the first update also waits until the buffer
+    holds ``batch_size`` transitions, so 0 (rl-zoo's value for some envs) is legal."""
     train_freq: int = 4
-    """Vector steps collected between update phases (N env steps each)."""
+    """Vector steps (N env steps each) collected between update phases, or episodes with ``train_freq_unit``."""
     gradient_steps: int = 1
     """Updates per phase; -1 = as many as env steps collected in the phase."""
     batch_size: int = 32
     """Transitions per update."""
+    train_freq_unit: str = "step"
+    """``step``: ``train_freq`` counts vector steps; ``episode``: a phase lasts until ``train_freq`` episodes have
+    ended, over all envs together (SB3's ``train_freq=(1, "episode")``)."""
 
 
 @dataclass
@@ -98,6 +104,9 @@ class Runner:
         callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
         checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
+        normalize: VecNormalize-style observation and reward normalisation (``cardio/envs/normalize.py``): a
+            :class:`~cardio.envs.normalize.Normalizer`, its keyword arguments as a dict, ``True`` for the
+            defaults, or ``None`` (off).
     """
 
     def __init__(
@@ -117,8 +126,12 @@ class Runner:
         callbacks: Sequence[Any] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_freq: int = 0,
+        normalize: Normalizer | Mapping[str, Any] | bool | None = None,
     ) -> None:
         self.agent = agent
+        if isinstance(normalize, Mapping):
+            normalize = Normalizer(**normalize)
+        self.normalizer: Normalizer | None = Normalizer() if normalize is True else (normalize or None)
         self.buffer = buffer
         self.schedule = schedule
         self.total_steps = int(total_steps)
@@ -155,12 +168,11 @@ class Runner:
                 raise ScheduleError(
                     f"runner.schedule.batch_size={s.batch_size} exceeds buffer.capacity={self.buffer.capacity}"
                 )
-            if s.learning_starts < s.batch_size:
+            if s.train_freq_unit not in ("step", "episode"):
                 raise ScheduleError(
-                    f"runner.schedule.learning_starts={s.learning_starts} is below batch_size={s.batch_size}: "
-                    f"the first update would sample more than is stored; set learning_starts >= {s.batch_size}"
+                    f"runner.schedule.train_freq_unit must be 'step' or 'episode', got {s.train_freq_unit!r}"
                 )
-            chunk = s.train_freq * self.num_envs
+            chunk = s.train_freq * self.num_envs if s.train_freq_unit == "step" else self.num_envs
         elif isinstance(s, OnPolicySchedule):
             expected = s.n_steps * self.num_envs
             if self.buffer.capacity != expected:
@@ -202,6 +214,8 @@ class Runner:
         """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
         self.buffer.clear()
+        if self.normalizer is not None:  # the statistics stay (the agent learnt on them); running returns restart
+            self.normalizer.returns = None
         self.reset_counters()
         self.reset_policy_state()
 
@@ -220,11 +234,15 @@ class Runner:
 
     def _policy(self, explore: bool, evaluation: bool = False) -> Any:
         """``obs -> (action, extras)``; a stateful agent gets its state and hands back ``extras["next_state"]``."""
+        norm = self.normalizer
         if self.policy_state is None:
-            return lambda obs: self.agent.act(obs, explore=explore)
+            if norm is None:
+                return lambda obs: self.agent.act(obs, explore=explore)
+            return lambda obs: self.agent.act(norm.normalize_obs(obs), explore=explore)
 
         def act(obs: Tree) -> tuple[Any, dict[str, Any]]:
             state = self.eval_state if evaluation else self.policy_state
+            obs = obs if norm is None else norm.normalize_obs(obs)
             action, extras = self.agent.act(obs, explore=explore, state=state)  # type: ignore[call-arg]
             setattr(self, "eval_state" if evaluation else "policy_state", extras.pop("next_state"))
             return action, extras
@@ -273,16 +291,34 @@ class Runner:
         else:
             self._on_policy_step()
 
+    def _collect(self, policy: Any) -> tuple[dict[str, Any], np.ndarray]:
+        """One training vector step; the normaliser's statistics take in the observations acted on (before the
+        agent sees them, as VecNormalize) and the step's discounted returns."""
+        norm = self.normalizer
+        if norm is not None:
+            if self.gatherer.obs is None:
+                self.gatherer.reset()
+            norm.update_obs(self.gatherer.obs, ~self.gatherer.pending)  # NEXT_STEP reset rows hold a stale obs
+        transition, valid = self.gatherer.step(policy)
+        if norm is not None:
+            norm.update_returns(transition["reward"], transition["terminated"] | transition["truncated"], valid)
+        self._end_episodes(transition, valid)
+        return transition, valid
+
     def _off_policy_step(self, s: OffPolicySchedule) -> None:
-        collected = 0
-        for _ in range(s.train_freq):
+        collected = episodes = steps = 0
+        # gSDE agents may explore with their own policy during warm-up (use_sde_at_warmup)
+        warm_up_randomly = not getattr(self.agent, "act_at_warmup", False)
+        while (steps < s.train_freq) if s.train_freq_unit == "step" else (episodes < s.train_freq):
             self._progress()
-            policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._policy(True)
-            transition, valid = self.gatherer.step(policy)
-            self._end_episodes(transition, valid)
-            self.buffer.add(transition, valid)
+            warm = self.env_steps < s.learning_starts and warm_up_randomly
+            transition, valid = self._collect(self.gatherer.random_policy if warm else self._policy(True))
+            self.buffer.add(transition, valid)  # raw: a normaliser applies at sample time (cardio/envs/normalize.py)
             collected += int(valid.sum())
-        if self.env_steps <= s.learning_starts:
+            episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
+            steps += 1
+        # SB3 samples with replacement from fewer than a batch; cardio waits until a batch is stored
+        if self.env_steps <= s.learning_starts or len(self.buffer) < s.batch_size:
             return
         n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
         if n_updates == 0:
@@ -290,19 +326,24 @@ class Runner:
         if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
             for _ in range(n_updates):
                 batch, indices = self.buffer.sample(s.batch_size)
-                self._learn(batch, indices)
+                self._learn(self._normalized(batch), indices)
         else:  # one gather for the whole phase
             batches, indices = self.buffer.sample(s.batch_size, num_batches=n_updates)
             for j in range(n_updates):
-                self._learn(tree_index(batches, j), indices[j])
+                self._learn(self._normalized(tree_index(batches, j)), indices[j])
+
+    def _normalized(self, batch: Any) -> Any:
+        """A sampled batch as the agent must see it: observations and rewards normalised with today's statistics."""
+        return batch if self.normalizer is None else self.normalizer.normalize_batch(batch)
 
     def _on_policy_step(self) -> None:
         self.buffer.clear()
         rows = self.buffer.slots_per_env
         while bool(np.any(self.buffer.size < rows)):
             self._progress()
-            transition, valid = self.gatherer.step(self._policy(True))
-            self._end_episodes(transition, valid)
+            transition, valid = self._collect(self._policy(True))
+            # what the agent saw: normalised with this step's statistics, like the stored log_prob and value
+            transition = self._normalized(transition)
             # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
             self.buffer.add(transition, valid & (self.buffer.size < rows))
         self._learn(self.buffer.as_rollout())
@@ -504,6 +545,7 @@ class Runner:
                 "torch": torch.get_rng_state(),
             },
             "logger": None if self.logger is None else self.logger.state_dict(),
+            "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
         }
 
     def _check_state(self, state: dict[str, Any], path: str | Path | None = None) -> None:
@@ -515,6 +557,12 @@ class Runner:
             )
         checkpoint.check_meta(state.get("meta", {}), self.meta(), path)
         checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
+        if (state.get("normalizer") is None) != (self.normalizer is None):
+            raise checkpoint.CheckpointError(
+                f"checkpoint and runner disagree on runner.normalize (checkpoint: "
+                f"{'on' if state.get('normalizer') is not None else 'off'}, runner: "
+                f"{'on' if self.normalizer is not None else 'off'})"
+            )
         if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
             raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
         for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng"):
@@ -557,6 +605,8 @@ class Runner:
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
+        if self.normalizer is not None and state.get("normalizer") is not None:
+            self.normalizer.load_state_dict(state["normalizer"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
         torch.set_rng_state(state["rng"]["torch"])
