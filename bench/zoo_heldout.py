@@ -132,7 +132,7 @@ def run_cardio(pair: Pair, entry: dict[str, Any], seed: int) -> dict[str, Any]:
     overrides = [
         f"agent={pair.algo}", f"env={pair.env_config}", f"zoo={pair.algo}/{pair.env_id}", f"seed={seed}",
         "runner.eval_freq=0", f"runner.eval_episodes={EVAL_EPISODES}", "runner.checkpoint_dir=null",
-        "logger.sinks={}",
+        f"run_dir={ROOT / 'outputs' / 'bench' / 'zoo_heldout'}", "logger=csv",
     ]  # fmt: skip
     if pair.budget is not None:
         overrides.append(f"runner.total_steps={pair.budget}")
