@@ -6,7 +6,7 @@
 
 cardio runs ``agent=<algo> env=<Env>`` with the generated ``configs/zoo/<algo>/<EnvId>.yaml`` (named explicitly
 with ``zoo=...``, so the run does not depend on the automatic selection). SB3 is built here from the rl-zoo entry
-itself (read by ``scripts/zoo_source.py``), the way rl-zoo's own training script would: ``lin_<x>`` as a linear
+itself (read by ``scripts/import_zoo.py``), the way rl-zoo's own training script would: ``lin_<x>`` as a linear
 schedule, ``normalize`` as ``VecNormalize`` with the agent's gamma, ``policy_kwargs`` with its activation class,
 ``noise_type`` as action noise. Both sides evaluate once at the end, 10 deterministic episodes on a separate env
 seeded ``seed + EVAL_SEED_OFFSET`` (frozen normalisation statistics), the env's own returns. Each finished run
@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.zoo_source import load_algo, parse_expression  # noqa: E402
+from scripts.import_zoo import load_algo, parse_expression  # noqa: E402
 
 RESULTS = ROOT / "docs" / "bench" / "zoo_heldout.jsonl"
 EVAL_EPISODES = 10

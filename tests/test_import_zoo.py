@@ -10,8 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from cardio.build import build_agent, build_buffer, build_env
-from scripts.import_zoo import Refused, env_name, run_import, translate
-from scripts.zoo_source import load_text, parse_expression
+from scripts.import_zoo import Refused, env_name, load_text, parse_expression, run_import, translate
 from tests.conftest import CONFIG_DIR, compose_train
 
 SNIPPET = textwrap.dedent(
@@ -86,9 +85,9 @@ def test_untranslatable_keys_refuse_the_entry_naming_each() -> None:
         translate("ppo", entry)
     assert "frame_stack: no cardio counterpart for PPO" in str(refused.value)
     assert "env_wrapper: no cardio counterpart for PPO" in str(refused.value)
-    with pytest.raises(Refused, match="policy_kwargs: .*use_expln=True has no cardio counterpart"):
+    with pytest.raises(Refused, match=r"policy_kwargs: .*use_expln=True has no cardio counterpart"):
         translate("sac", {"policy_kwargs": "dict(use_expln=True)"})
-    with pytest.raises(Refused, match="train_freq: .*'fortnight'"):
+    with pytest.raises(Refused, match=r"train_freq: .*'fortnight'"):
         translate("dqn", {"train_freq": [1, "fortnight"]})
     with pytest.raises(Refused, match="target_update_interval: no cardio counterpart for SAC"):
         translate("sac", {"target_update_interval": 1})

@@ -68,7 +68,7 @@ def test_running_mean_std_merges_batches_like_one_big_batch() -> None:
 
 
 def test_statistics_are_shared_by_the_training_copies() -> None:
-    runner, agent = runner_with(OffPolicySchedule(learning_starts=0, train_freq=1, gradient_steps=0, batch_size=4))
+    runner, _ = runner_with(OffPolicySchedule(learning_starts=0, train_freq=1, gradient_steps=0, batch_size=4))
     for _ in range(20):
         runner.step()
     norm = runner.normalizer
@@ -146,5 +146,5 @@ def test_statistics_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     assert saved["ret_rms"]["count"] == loaded["ret_rms"]["count"] > 1
     np.testing.assert_array_equal(saved["returns"], loaded["returns"])
     plain, _ = runner_with(OffPolicySchedule(learning_starts=0, train_freq=8, batch_size=4), normalize=False)
-    with pytest.raises(CheckpointError, match="disagree on runner.normalize"):
+    with pytest.raises(CheckpointError, match=r"disagree on runner\.normalize"):
         plain.load(path)

@@ -51,7 +51,7 @@ def test_linear_learning_rate_follows_env_steps(name: str) -> None:
     constant = build(name, lr=1e-3)
     constant.on_progress(500, 1000)
     assert learning_rates(constant) == {1e-3}
-    with pytest.raises(ValueError, match="agent.lr_schedule must be one of .* got 'cosine'"):
+    with pytest.raises(ValueError, match=r"agent\.lr_schedule must be one of .* got 'cosine'"):
         build(name, lr_schedule="cosine")
 
 
@@ -61,7 +61,7 @@ def test_activation_is_used_and_checked(name: str) -> None:
     nets = [getattr(agent, n) for n in ("q_net", "actor", "critics") if hasattr(agent, n)]
     layers = [type(m) for net in nets for m in net.modules()]
     assert nn.Tanh in layers and nn.ReLU not in layers
-    with pytest.raises(ValueError, match="agent.activation must be one of .* got 'swish'"):
+    with pytest.raises(ValueError, match=r"agent\.activation must be one of .* got 'swish'"):
         build(name, activation="swish")
 
 

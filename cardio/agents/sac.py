@@ -130,7 +130,9 @@ class SAC(Checkpointable):
         act_cls = activation_class(c.activation)
         self.actor = Actor(obs_dim, c.hidden_sizes, action_dim, act_cls, c.use_sde, c.log_std_init).to(dev)
         qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(dev)
+        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(
+            dev
+        )
         sde_head = self.actor.head.sde
         self.sde = None if sde_head is None else NoiseResampler(sde_head, c.sde_sample_freq)
         self.act_at_warmup = c.use_sde and c.use_sde_at_warmup  # the runner asks: own policy before learning_starts

@@ -112,7 +112,9 @@ class TD3(Checkpointable):
         act_cls = activation_class(c.activation)
         self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim, act_cls), nn.Tanh()).to(dev)
         qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(dev)
+        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(
+            dev
+        )
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr)
