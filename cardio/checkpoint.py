@@ -32,6 +32,8 @@ import gymnasium as gym
 import torch
 from gymnasium.utils import EzPickle
 
+from cardio.errors import UserError
+
 FORMAT_VERSION = 1
 """Bumped when the layout of a runner checkpoint changes; older files are refused with a clear error."""
 
@@ -39,7 +41,7 @@ CHECKPOINT_NAME = "last.ckpt"
 """File name the runner writes in its ``checkpoint_dir`` (periodically, at the end, and on SIGINT/SIGTERM)."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not match what loads it."""
 
 

@@ -30,6 +30,7 @@ import torch
 from cardio import checkpoint
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree, tree_index, tree_map
@@ -68,7 +69,7 @@ class Callback(Protocol):
     def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     """Runner options that cannot work together; the message names the keys and their values."""
 
 
