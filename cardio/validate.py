@@ -235,7 +235,9 @@ def _signature(obj: Any) -> tuple[dict[str, Any], set[str], bool]:
     """``(type hints, accepted keyword names, takes **kwargs beyond them)`` of a class or function."""
     hints: dict[str, Any] = {}
     accepted: set[str] = set()
-    funcs = [c.__init__ for c in obj.__mro__ if "__init__" in vars(c) and c is not object] if isinstance(obj, type) else [obj]
+    # a class: its own __init__, then its parents' while each passes **kwargs on (PrioritizedBuffer's options)
+    mro = obj.__mro__ if isinstance(obj, type) else ()
+    funcs = [vars(c)["__init__"] for c in mro if "__init__" in vars(c) and c is not object] if mro else [obj]
     open_ended = True
     for fn in funcs:
         try:

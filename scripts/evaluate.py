@@ -22,8 +22,10 @@ from rich.table import Table
 from cardio import checkpoint
 from cardio.build import build_env, build_runner
 from cardio.cli import make_style
+from cardio.errors import report_user_errors
 from cardio.loggers import Logger
 from cardio.runner import Runner
+from cardio.validate import validate
 
 
 def record_video(runner: Runner, cfg: Any, out_dir: Path, episodes: int) -> list[Path]:
@@ -74,11 +76,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if not config_path.is_file():
         parser.error(f"{args.run} has no config.yaml; pass a run dir written by scripts/train.py")
     cfg = OmegaConf.load(config_path)
-    assert isinstance(cfg, DictConfig), f"{config_path} is not a mapping"
-    ckpt = checkpoint.resolve(args.checkpoint if args.checkpoint is not None else args.run)
-    runner = build_runner(cfg, logger=Logger())  # no sinks: evaluation writes eval.json only
-    runner.load(ckpt)
-    metrics = runner.evaluate(args.episodes)
+    if not isinstance(cfg, DictConfig):
+        parser.error(f"{config_path} is not a mapping; pass a run dir written by scripts/train.py")
+    with report_user_errors():
+        validate(cfg, check_env=False)  # the spaces are checked when the agent is built
+        ckpt = checkpoint.resolve(args.checkpoint if args.checkpoint is not None else args.run)
+        runner = build_runner(cfg, logger=Logger())  # no sinks: evaluation writes eval.json only
+        runner.load(ckpt)
+        metrics = runner.evaluate(args.episodes)
     result = {"checkpoint": str(ckpt), "env_steps": runner.env_steps, "episodes": args.episodes, **metrics}
     (args.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
 

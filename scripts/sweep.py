@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from cardio.errors import report_user_errors
 from cardio.sweep.driver import Sweep, compose_train, run_sweep
 from cardio.sweep.settings import CONFIG_DIR, find_sweep_file, load_settings, split_overrides
 
@@ -20,13 +21,14 @@ def main(argv: list[str] | None = None) -> float:
     if any(w in ("-h", "--help") for w in words):
         print(__doc__)
         return float("nan")
-    name, sweep_words, train_overrides = split_overrides(words)
-    choices = compose_train(CONFIG_DIR, train_overrides, hydra_node=True).hydra.runtime.choices
-    path = find_sweep_file(name, str(choices.get("agent")), str(choices.get("env")))
-    settings = load_settings(path, sweep_words)
-    study = run_sweep(Sweep(settings, [*settings.overrides, *train_overrides]))  # the command line wins
-    complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None]
-    return float(study.best_value) if complete else float("nan")
+    with report_user_errors():
+        name, sweep_words, train_overrides = split_overrides(words)
+        choices = compose_train(CONFIG_DIR, train_overrides, hydra_node=True).hydra.runtime.choices
+        path = find_sweep_file(name, str(choices.get("agent")), str(choices.get("env")))
+        settings = load_settings(path, sweep_words)
+        study = run_sweep(Sweep(settings, [*settings.overrides, *train_overrides]))  # the command line wins
+        complete = [t for t in study.get_trials(deepcopy=False) if t.value is not None]
+        return float(study.best_value) if complete else float("nan")
 
 
 if __name__ == "__main__":

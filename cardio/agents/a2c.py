@@ -39,7 +39,6 @@ class A2CConfig(AgentConfig["A2C"]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
     """Action spaces it takes."""
 
-
     lr: float = 7e-4
     """Learning rate (the initial one under a linear schedule)."""
     lr_schedule: str = "constant"

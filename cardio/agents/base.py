@@ -105,7 +105,9 @@ def space_refusal(
         )
     else:
         way_out = f"no cardio agent takes {kind} actions; wrap the env to expose Discrete or Box actions"
-    return f"{agent} needs a {names} {role} space, but env {env_id or '<unknown>'!r} has {role} space {space}; {way_out}"
+    return (
+        f"{agent} needs a {names} {role} space, but env {env_id or '<unknown>'!r} has {role} space {space}; {way_out}"
+    )
 
 
 def require_space(

@@ -27,7 +27,6 @@ class DDPGConfig:
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
     """Action spaces it takes."""
 
-
     lr: float = 1e-3
     """Adam learning rate of actor and critic."""
     gamma: float = 0.99

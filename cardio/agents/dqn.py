@@ -36,7 +36,6 @@ class DQNConfig(AgentConfig["DQN"]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
     """Action spaces it takes."""
 
-
     lr: float = 1e-4
     """Adam learning rate."""
     gamma: float = 0.99

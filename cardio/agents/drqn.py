@@ -46,7 +46,6 @@ class DRQNConfig(AgentConfig["DRQN"]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
     """Action spaces it takes."""
 
-
     lr: float = 1e-3
     """Adam learning rate."""
     gamma: float = 0.99

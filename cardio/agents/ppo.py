@@ -39,7 +39,6 @@ class PPOConfig(AgentConfig["PPO"]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
     """Action spaces it takes."""
 
-
     lr: float = 3e-4
     """Adam learning rate (the initial one under a linear schedule)."""
     lr_schedule: str = "constant"

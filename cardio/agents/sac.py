@@ -38,7 +38,6 @@ class SACConfig(AgentConfig["SAC"]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
     """Action spaces it takes."""
 
-
     lr: float = 3e-4
     """Adam learning rate of actor, critics and entropy coefficient."""
     gamma: float = 0.99

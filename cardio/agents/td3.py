@@ -41,7 +41,6 @@ class TD3Config(AgentConfig["TD3"]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
     """Action spaces it takes."""
 
-
     lr: float = 1e-3
     """Adam learning rate of actor and critics."""
     gamma: float = 0.99
