@@ -32,7 +32,7 @@ import gymnasium as gym
 import torch
 from gymnasium.utils import EzPickle
 
-from cardio.errors import UserError
+from cardio.errors import DiskFullError, UserError, is_disk_full
 
 FORMAT_VERSION = 1
 """Bumped when the layout of a runner checkpoint changes; older files are refused with a clear error."""
@@ -76,6 +76,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     Args:
         path: target file; parent directories are created.
         write: writes the whole content to the binary file it is given.
+
+    Raises:
+        DiskFullError: the disk or quota filled up while writing (the previous file is intact).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +90,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            assert isinstance(exc, OSError)
+            raise DiskFullError(path, exc) from exc
         raise
     return path
 
