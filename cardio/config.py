@@ -5,7 +5,7 @@
 list says ``zoo: auto``; a defaults list can only see group choices, not ``env.id``, so composing is two passes:
 compose, read ``(zoo_name, env.id)``, and when ``configs/zoo/<zoo_name>/<id>.yaml`` exists compose again with
 ``zoo=<zoo_name>/<id>`` added. The zoo sits before ``experiment`` in the defaults list, so the precedence is
-agent/env defaults < zoo < experiment < command line. ``~zoo`` or ``zoo=null`` turns the overlay off;
+agent/env defaults < zoo < experiment < command line. ``zoo=none`` or ``~zoo`` turns the overlay off;
 ``zoo=<algo>/<id>`` forces one. The composed config records the overlay applied under the top-level key
 ``zoo`` (``null`` when none). ``scripts/train.py`` (inside ``hydra.main``), the sweep driver and the tests all
 compose through :func:`apply_zoo`.
@@ -36,6 +36,9 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 AUTO_ZOO = "auto"
 """The ``zoo`` group choice that means: the overlay of ``(agent zoo_name, env.id)`` if one is shipped."""
+
+NO_ZOO = "none"
+"""The ``zoo`` group choice that turns the overlay off (as ``~zoo`` does)."""
 
 ZOO_KEY = "zoo"
 """Top-level key of a composed config naming the zoo overlay applied (``<algo>/<EnvId>``), or ``null``."""
@@ -91,7 +94,7 @@ def apply_zoo(
         overrides: the overrides it was composed with (the command line's).
         recompose: composes ``train.yaml`` with a list of overrides (``hydra.compose`` or the compose API).
     """
-    applied = choice
+    applied = None if choice == NO_ZOO else choice
     if choice == AUTO_ZOO:
         applied = zoo_option(cfg)
         if applied is not None:
@@ -183,6 +186,12 @@ class ClaimRunDir(Callback):
         claimed = claim_dir(str(node.dir))
         with read_write(node), open_dict(node):
             node.dir = str(claimed)
+        if mode == "sweep":  # each job's config is composed again from the hydra overrides: name the claimed dir
+            overrides = config.hydra.overrides
+            kept = [o for o in overrides.hydra if not str(o).startswith("hydra.sweep.dir=")]
+            quoted = str(claimed).replace("\\", "\\\\").replace("'", "\\'")
+            with read_write(overrides), open_dict(overrides):
+                overrides.hydra = [*kept, f"hydra.sweep.dir='{quoted}'"]
 
 
 # ------------------------------------------------------------------------------------------------ command lines
@@ -196,7 +205,7 @@ def _hydra_error(exc: Exception) -> ConfigError:
 
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, value = str(exc.missing_cfg_file).rpartition("/")
-        options = ", ".join(o for o in exc.options if not o.startswith("_") and (o != AUTO_ZOO or group != ZOO_KEY))
+        options = ", ".join(o for o in exc.options if not o.startswith("_"))
         return ConfigError(f"{group}={value}: no such option in configs/{group}/; choose one of: {options}")
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("Config search path", "provider=", "See https"))]
@@ -261,6 +270,10 @@ def check_command_line(argv: Sequence[str], config_dir: str | Path = CONFIG_DIR)
                 cfg = compose_train(config_dir, job)
             except (HydraException, OmegaConfBaseException) as exc:
                 raise _hydra_error(exc) from exc
+            except ValueError as exc:  # Hydra's defaults list refuses `group=null` this way
+                raise ConfigError(
+                    f"{' '.join(job)}: {exc}; to drop a config group write ~<group> (e.g. ~zoo, or zoo=none)"
+                ) from exc
             finally:
                 GlobalHydra.instance().clear()
             validate(cfg)

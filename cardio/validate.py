@@ -191,7 +191,7 @@ def _set(cfg: DictConfig, path: list[str], value: Any) -> None:
         return
     current = parent[path[-1]]
     current = OmegaConf.to_container(current) if OmegaConf.is_config(current) else current
-    if current != value or type(current) is not type(value):
+    if repr(current) != repr(value):  # repr: 100.0 == 100, but the config must say 100
         parent[path[-1]] = value
 
 
