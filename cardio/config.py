@@ -12,8 +12,9 @@ compose through :func:`apply_zoo`.
 
 **Run dirs.** ``hydra.run.dir`` names a run by its time, agent and env id (``${cardio.env_name:${env.id}}``:
 ``my_pkg.envs:Maze-v0`` -> ``Maze-v0``). :class:`ClaimRunDir`, a Hydra callback, makes the run dir (and a
-multirun's sweep dir) unique: it creates the directory with ``os.mkdir``, which fails if it exists, and on a
-clash tries ``<name>_1``, ``<name>_2``... so processes started in the same second never share a dir.
+multirun's sweep dir) unique: it claims the directory by creating ``<dir>/.hydra`` (``.multirun`` for a sweep dir)
+with ``os.mkdir``, which fails if it exists, and on a clash tries ``<name>_1``, ``<name>_2``... so processes
+started in the same second never share a dir.
 """
 
 from __future__ import annotations
@@ -152,16 +153,27 @@ if not OmegaConf.has_resolver("cardio.env_name"):
     OmegaConf.register_new_resolver("cardio.env_name", env_name)
 
 
-def claim_dir(path: str | os.PathLike[str]) -> Path:
-    """Create ``path`` (or ``<path>_1``, ``<path>_2``... if taken) with ``os.mkdir``, which fails when the directory
-    exists, so of processes claiming the same name each gets its own directory. Returns the one created."""
+def claim_dir(path: str | os.PathLike[str], marker: str = ".hydra") -> Path:
+    """Claim ``path`` (or ``<path>_1``, ``<path>_2``... if taken) so that of processes claiming the same name each
+    gets its own directory; returns the one claimed.
+
+    A directory is claimed by creating ``<dir>/<marker>`` with ``os.mkdir``, which fails when it exists, so exactly
+    one process wins it; the directory itself may be new or exist empty (``hydra.run.dir=$(mktemp -d)``).
+
+    Args:
+        path: the directory wanted.
+        marker: the subdirectory that marks a claim (``.hydra``: Hydra writes its record there anyway).
+    """
     base = Path(path)
     base.parent.mkdir(parents=True, exist_ok=True)
     for k in range(10_000):
         candidate = base if k == 0 else base.with_name(f"{base.name}_{k}")
         try:
-            os.mkdir(candidate)
-        except FileExistsError:
+            candidate.mkdir(exist_ok=True)
+            if any(p.name != marker for p in candidate.iterdir()):
+                continue  # another run's files
+            os.mkdir(candidate / marker)
+        except (FileExistsError, NotADirectoryError):  # taken, or a file of that name
             continue
         return candidate
     raise ConfigError(f"hydra.run.dir={base}: 10000 run dirs of that name exist already; choose another name")
@@ -183,7 +195,8 @@ class ClaimRunDir(Callback):
 
         HydraConfig.instance().set_config(config)  # the dir may use ${hydra:...}; run_job sets it the same way
         node = config.hydra[mode]
-        claimed = claim_dir(str(node.dir))
+        marker = str(config.hydra.output_subdir or ".hydra") if mode == "run" else ".multirun"
+        claimed = claim_dir(str(node.dir), marker)
         with read_write(node), open_dict(node):
             node.dir = str(claimed)
         if mode == "sweep":  # each job's config is composed again from the hydra overrides: name the claimed dir

@@ -144,7 +144,7 @@ def test_full_disk_while_logging_names_the_file(tmp_path: Path, monkeypatch: pyt
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(CSVSink, "write", full)
-    with pytest.raises(DiskFullError, match="progress.csv: No space left on device"):
+    with pytest.raises(DiskFullError, match=r"progress\.csv: No space left on device"):
         logger.log({"train/loss": 2.0}, step=2)
 
     def broken(self: CSVSink, metrics: object, step: int) -> None:  # any other failure: warned, skipped

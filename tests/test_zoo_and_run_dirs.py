@@ -177,6 +177,9 @@ def test_claim_dir_gives_each_claimant_its_own_dir(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert sorted(p.name for p in claimed) == ["run", *[f"run_{k}" for k in range(1, 8)]]
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an existing empty dir (`hydra.run.dir=$(mktemp -d)`) is claimed once, then it is taken
+    assert claim_dir(empty) == empty and claim_dir(empty) == tmp_path / "empty_1"
 
 
 def test_four_runs_started_at_once_get_four_intact_run_dirs(tmp_path: Path) -> None:
