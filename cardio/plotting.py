@@ -1,8 +1,9 @@
 """Learning curves and aggregate scores from run dirs (``scripts/plot.py``, ``make plot runs=...``).
 
-A run dir is any directory holding a ``progress.csv`` written by cardio (a multirun dir is searched for them).
-Runs are grouped by what they train: agent, env and the multirun overrides other than the seed (Hydra's job
-subdir ``<num>_<overrides>`` already leaves the seed out), so the seeds of one configuration form one curve.
+A run dir is any directory holding a ``progress.csv`` written by cardio (a multirun or sweep dir is searched for
+them). Runs are grouped by their resolved ``config.yaml``: runs whose configs are equal once the seed and other
+per-run keys (:data:`PER_RUN_KEYS`, paths inside the run dir) are set aside are the seeds of one configuration and
+form one curve, labelled by the keys that differ between the groups (``agent.lr=0.001 (n=2)``).
 
 Curves: each seed's metric is interpolated onto a common grid of env steps (no extrapolation past a seed's
 last point); the line is the mean over seeds and the band a 95 % percentile bootstrap of that mean (seeds
@@ -13,11 +14,11 @@ resampled with replacement). Aggregate score: the interquartile mean (IQM) of th
 from __future__ import annotations
 
 import glob
-import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,65 +27,145 @@ STEP_COLUMN = "time/total_timesteps"
 """x axis of SB3's progress.csv (env steps); cardio's files use their ``step`` column, present on every row."""
 
 
+PER_RUN_KEYS = ("seed", "run_dir", "resume", "torch_threads", "logger")
+"""Config keys (and whole subtrees) that never make a different experiment: the seed, where the run writes, what
+it resumed from, CPU threads, and which sinks logged it. Any other value naming the run's own dir (e.g.
+``runner.checkpoint_dir``) is left out too, whatever its key."""
+
+ABSENT = "<absent>"
+"""The value of a key one run's config has and another's lacks."""
+
+
 @dataclass
 class Run:
-    """One run dir's metrics."""
+    """One run dir's metrics and the config it ran with."""
 
     path: Path
     """The run dir."""
-    label: str
-    """Group label: agent, env and non-seed overrides; seeds of one configuration share it."""
     data: pd.DataFrame
     """``progress.csv`` as read by pandas (one row per log call, NaN where a call lacked a metric)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The run's ``config.yaml`` flattened to dotted keys, per-run keys (:data:`PER_RUN_KEYS`) left out."""
+    label: str = ""
+    """Group label, set by :func:`group_runs`: the keys in which its group's config differs from the others."""
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run dirs under ``paths``: each path (glob patterns allowed) is a run dir or a dir searched for them.
+    """Run dirs under ``paths``: each path is a run dir or a dir searched for them, or a shell-style glob
+    (``outputs/multirun/*/*``) whose matching dirs are; files a glob matches (``multirun.yaml``) are skipped.
 
     Raises:
-        FileNotFoundError: a path matches nothing, or holds no ``progress.csv``.
+        FileNotFoundError: a path or glob matches nothing, or holds no ``progress.csv``.
     """
     found: list[Path] = []
     for raw in paths:
-        matches = [Path(p) for p in sorted(glob.glob(str(raw)))] or [Path(raw)]
+        pattern = any(c in str(raw) for c in "*?[")
+        matches = [Path(p) for p in sorted(glob.glob(str(raw)))] if pattern else [Path(raw)]
+        before = len(found)
         for path in matches:
             if (path / "progress.csv").is_file():
                 found.append(path)
             elif path.is_dir():
                 found += sorted(p.parent for p in path.rglob("progress.csv"))
-            else:
+            elif not pattern:
                 raise FileNotFoundError(f"{raw}: no such run dir")
+        if pattern and len(found) == before:
+            raise FileNotFoundError(f"{raw}: matches no run dir (no progress.csv in any match)")
     if not found:
         raise FileNotFoundError(f"no progress.csv under {list(map(str, paths))}; pass run dirs of scripts/train.py")
     return list(dict.fromkeys(found))
 
 
-def run_label(path: Path) -> str:
-    """``DQN CartPole-v1`` plus the multirun overrides from the job subdir name (``3_agent.lr=0.001``)."""
-    parts = []
-    config = path / "config.yaml"
-    if config.is_file():
-        import yaml
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"agent.lr": 0.001, ...}``; lists stay values (``agent.hidden_sizes: [64, 64]``)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
-        cfg = yaml.safe_load(config.read_text()) or {}
-        target = str(cfg.get("agent", {}).get("_target_", ""))
-        agent = target.rsplit(".", 1)[-1].removesuffix("Config")
-        parts += [p for p in (agent, str(cfg.get("env", {}).get("id", ""))) if p]
-    job = re.match(r"^\d+_(.+)$", path.name)
-    if job:
-        parts.append(job.group(1))
-    return " ".join(parts) or path.name
+
+def run_config(path: Path) -> dict[str, Any]:
+    """The run's resolved ``config.yaml`` flattened, without what differs per run and not per experiment.
+
+    A run dir without ``config.yaml`` (not written by cardio) gets ``{"run": <dir name>}``: its own group.
+    """
+    import yaml
+
+    config = path / "config.yaml"
+    if not config.is_file():
+        warnings.warn(f"{path} has no config.yaml: plotted as its own curve", stacklevel=2)
+        return {"run": path.name}
+    flat = flatten(yaml.safe_load(config.read_text()) or {})
+    own_dirs = {str(path), str(path.resolve()), str(flat.get("run_dir"))}
+
+    def per_run(key: str, value: Any) -> bool:
+        if key.split(".", 1)[0] in PER_RUN_KEYS:
+            return True
+        # a path inside this run's own dir (checkpoint_dir, a sink's log dir) differs between seeds by design
+        return isinstance(value, str) and any(value == d or value.startswith(d + "/") for d in own_dirs)
+
+    return {k: v for k, v in flat.items() if not per_run(k, v)}
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     """Find and read every run under ``paths``."""
-    return [Run(p, run_label(p), pd.read_csv(p / "progress.csv")) for p in find_runs(paths)]
+    return [Run(p, pd.read_csv(p / "progress.csv"), run_config(p)) for p in find_runs(paths)]
 
 
-def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """Runs by label, in first-seen order."""
+def _short(value: Any) -> str:
+    """``0.001``, ``[64, 64]``, ``DQNConfig`` for a ``_target_`` path."""
+    if isinstance(value, str) and "." in value and value.rsplit(".", 1)[-1][:1].isupper():
+        return value.rsplit(".", 1)[-1]  # cardio.agents.dqn.DQNConfig -> DQNConfig
+    return str(value)
+
+
+def describe(config: dict[str, Any], varying: Sequence[str]) -> str:
+    """``agent.lr=0.001 agent.gamma=0.9``: a config told by its ``varying`` keys.
+
+    Where a node's ``_target_`` itself varies (another agent, another schedule), the node is named once by its
+    class (``agent=PPOConfig``) instead of listing every key the two classes do not share.
+    """
+    swapped = [k[: -len("._target_")] for k in varying if k.endswith("._target_")]
+    parts: list[str] = []
+    for key in varying:
+        node = next((n for n in swapped if key.startswith(n + ".")), None)
+        part = (
+            f"{node}={_short(config.get(node + '._target_', ABSENT))}" if node else f"{key}={config.get(key, ABSENT)}"
+        )
+        if part not in parts:
+            parts.append(part)
+    return " ".join(parts)
+
+
+def default_label(config: dict[str, Any]) -> str:
+    """``DQN CartPole-v1``: the label of runs that all share one config."""
+    agent = _short(config.get("agent._target_", "")).removesuffix("Config")
+    return " ".join(str(p) for p in (agent, config.get("env.id", "")) if p) or str(config.get("run", "runs"))
+
+
+def group_runs(runs: Sequence[Run], ignore: Sequence[str] = ()) -> dict[str, list[Run]]:
+    """Runs whose configs are equal (per-run keys aside) form one group: the seeds of one configuration.
+
+    Each group's label lists the keys whose value is not the same in every run (``agent.lr=0.001``), so two
+    configurations never share a curve and the legend says what separates them. Sets each run's ``label``.
+
+    Args:
+        runs: from :func:`load_runs`.
+        ignore: more keys (or subtrees, ``runner.log_interval``) whose differences do not split groups.
+    """
+
+    def kept(config: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in config.items() if not any(k == i or k.startswith(i + ".") for i in ignore)}
+
+    configs = [kept(r.config) for r in runs]
+    keys = list(dict.fromkeys(k for c in configs for k in c))  # first-seen order: config.yaml's order
+    # lists are unhashable and 1 == 1.0 == True in Python: compare values by their repr
+    varying = [k for k in keys if len({repr(c.get(k, ABSENT)) for c in configs}) > 1]
     groups: dict[str, list[Run]] = {}
-    for run in runs:
+    for run, config in zip(runs, configs, strict=True):
+        run.label = describe(config, varying) if varying else default_label(config)
         groups.setdefault(run.label, []).append(run)
     return groups
 

@@ -1,6 +1,7 @@
 """Learning curves and aggregate scores: ``make plot runs=outputs/multirun/2026-11-24/10-00-00``.
 
-Takes run dirs, multirun dirs or glob patterns; seeds of one configuration are grouped (cardio/plotting.py).
+Takes run dirs, multirun dirs or glob patterns. Runs are grouped by their resolved ``config.yaml``: the seeds of one
+configuration make one curve, labelled by the keys that differ between curves (``agent.lr=0.001 (n=2)``).
 Writes ``<out>/curve_<metric>.png`` (mean and 95 % bootstrap band over seeds, x = env steps) and
 ``<out>/aggregate_<metric>.png`` (IQM of final scores with a 95 % bootstrap CI), and prints the scores.
 ``overlay=path/to/monitor.csv`` draws another library's run (SB3 monitor or progress CSV) on the same axes.
