@@ -89,14 +89,15 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def run_config(path: Path) -> dict[str, Any]:
     """The run's resolved ``config.yaml`` flattened, without what differs per run and not per experiment.
 
-    A run dir without ``config.yaml`` (not written by cardio) gets ``{"run": <dir name>}``: its own group.
+    A run dir without ``config.yaml`` (not written by cardio) gets ``{"run": <its path>}``: a group of its own,
+    never merged with another run on a guess.
     """
     import yaml
 
     config = path / "config.yaml"
     if not config.is_file():
         warnings.warn(f"{path} has no config.yaml: plotted as its own curve", stacklevel=2)
-        return {"run": path.name}
+        return {"run": str(path)}
     flat = flatten(yaml.safe_load(config.read_text()) or {})
     own_dirs = {str(path), str(path.resolve()), str(flat.get("run_dir"))}
 
