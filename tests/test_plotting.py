@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,12 @@ def test_a_label_names_a_swapped_class_once_not_every_key_it_brings() -> None:
     assert plotting.describe(dqn, varying) == "agent=DQNConfig"
     assert plotting.describe(ppo, varying) == "agent=PPOConfig"
     assert plotting.describe(dqn, ["agent.lr", "env.id"]) == "agent.lr=0.001 env.id=A"
+
+
+def test_runs_without_config_yaml_are_never_merged(multirun: Path, tmp_path: Path) -> None:
+    for job in ("0", "2"):  # two real runs of different configs, their config.yaml lost
+        shutil.copytree(multirun / job, tmp_path / "lost" / job)
+        (tmp_path / "lost" / job / "config.yaml").unlink()
+    with pytest.warns(UserWarning, match="has no config.yaml"):
+        groups = plotting.group_runs(plotting.load_runs([tmp_path / "lost"]))
+    assert sorted(len(v) for v in groups.values()) == [1, 1]
