@@ -122,13 +122,16 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def describe(config: dict[str, Any], varying: Sequence[str]) -> str:
+def describe(config: dict[str, Any], varying: Sequence[str], collapse: bool = True) -> str:
     """``agent.lr=0.001 agent.gamma=0.9``: a config told by its ``varying`` keys.
 
-    Where a node's ``_target_`` itself varies (another agent, another schedule), the node is named once by its
-    class (``agent=PPOConfig``) instead of listing every key the two classes do not share.
+    Args:
+        config: a run's flattened config.
+        varying: the keys to show.
+        collapse: where a node's ``_target_`` itself varies (another agent, another schedule), name the node
+            once by its class (``agent=PPOConfig``) instead of listing every key the two classes do not share.
     """
-    swapped = [k[: -len("._target_")] for k in varying if k.endswith("._target_")]
+    swapped = [k[: -len("._target_")] for k in varying if collapse and k.endswith("._target_")]
     parts: list[str] = []
     for key in varying:
         node = next((n for n in swapped if key.startswith(n + ".")), None)
@@ -146,6 +149,29 @@ def default_label(config: dict[str, Any]) -> str:
     return " ".join(str(p) for p in (agent, config.get("env.id", "")) if p) or str(config.get("run", "runs"))
 
 
+def _labels(runs: Sequence[Run], ignore: Sequence[str] = (), keep: Sequence[str] = ()) -> list[str] | None:
+    """Each run's config told by the keys that vary between runs (``ignore``d keys aside, ``keep`` never
+    ignored); ``None`` when nothing varies."""
+
+    def kept(config: dict[str, Any]) -> dict[str, Any]:
+        def dropped(k: str) -> bool:
+            return k not in keep and any(k == i or k.startswith(i + ".") for i in ignore)
+
+        return {k: v for k, v in config.items() if not dropped(k)}
+
+    configs = [kept(r.config) for r in runs]
+    keys = list(dict.fromkeys(k for c in configs for k in c))  # first-seen order: config.yaml's order
+    # lists are unhashable and 1 == 1.0 == True in Python: compare values by their repr
+    varying = [k for k in keys if len({repr(c.get(k, ABSENT)) for c in configs}) > 1]
+    if not varying:
+        return None
+    labels = [describe(c, varying) for c in configs]
+    distinct = {tuple(repr(c.get(k, ABSENT)) for k in varying) for c in configs}
+    if len(set(labels)) < len(distinct):  # naming a swapped class hid a difference: list every key instead
+        labels = [describe(c, varying, collapse=False) for c in configs]
+    return labels
+
+
 def group_runs(runs: Sequence[Run], ignore: Sequence[str] = ()) -> dict[str, list[Run]]:
     """Runs whose configs are equal (per-run keys aside) form one group: the seeds of one configuration.
 
@@ -157,16 +183,10 @@ def group_runs(runs: Sequence[Run], ignore: Sequence[str] = ()) -> dict[str, lis
         ignore: more keys (or subtrees, ``runner.log_interval``) whose differences do not split groups.
     """
 
-    def kept(config: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in config.items() if not any(k == i or k.startswith(i + ".") for i in ignore)}
-
-    configs = [kept(r.config) for r in runs]
-    keys = list(dict.fromkeys(k for c in configs for k in c))  # first-seen order: config.yaml's order
-    # lists are unhashable and 1 == 1.0 == True in Python: compare values by their repr
-    varying = [k for k in keys if len({repr(c.get(k, ABSENT)) for c in configs}) > 1]
+    labels = _labels(runs, ignore)
     groups: dict[str, list[Run]] = {}
-    for run, config in zip(runs, configs, strict=True):
-        run.label = describe(config, varying) if varying else default_label(config)
+    for i, run in enumerate(runs):
+        run.label = labels[i] if labels is not None else default_label(run.config)
         groups.setdefault(run.label, []).append(run)
     return groups
 

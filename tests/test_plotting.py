@@ -181,3 +181,10 @@ def test_runs_without_config_yaml_are_never_merged(multirun: Path, tmp_path: Pat
     with pytest.warns(UserWarning, match="has no config.yaml"):
         groups = plotting.group_runs(plotting.load_runs([tmp_path / "lost"]))
     assert sorted(len(v) for v in groups.values()) == [1, 1]
+
+
+def test_configs_of_one_class_that_differ_are_not_merged_under_the_class_name(multirun: Path) -> None:
+    runs = plotting.load_runs([multirun / "0", multirun / "2"])  # DQN lr=1e-3 and DQN lr=1e-4
+    ppo = plotting.Run(runs[0].path, runs[0].data, {**runs[0].config, "agent._target_": "x.PPOConfig"})
+    labels = sorted(plotting.group_runs([*runs, ppo]))
+    assert len(labels) == 3 and all("agent.lr=" in label for label in labels), labels
