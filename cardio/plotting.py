@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cardio import aggregate
+
 STEP_COLUMN = "time/total_timesteps"
 """x axis of SB3's progress.csv (env steps); cardio's files use their ``step`` column, present on every row."""
 
@@ -165,11 +167,23 @@ def _labels(runs: Sequence[Run], ignore: Sequence[str] = (), keep: Sequence[str]
     varying = [k for k in keys if len({repr(c.get(k, ABSENT)) for c in configs}) > 1]
     if not varying:
         return None
+    if "env.id" in varying:  # keys fixed by the env (its rl-zoo numbers) are told by naming the env alone
+        varying = [k for k in varying if k == "env.id" or not _fixed_by(configs, "env.id", k)]
     labels = [describe(c, varying) for c in configs]
     distinct = {tuple(repr(c.get(k, ABSENT)) for k in varying) for c in configs}
     if len(set(labels)) < len(distinct):  # naming a swapped class hid a difference: list every key instead
         labels = [describe(c, varying, collapse=False) for c in configs]
     return labels
+
+
+def _fixed_by(configs: Sequence[dict[str, Any]], key: str, other: str) -> bool:
+    """Whether each value of ``key`` comes with a single value of ``other`` (``other`` is a function of it)."""
+    seen: dict[str, str] = {}
+    for c in configs:
+        k, v = repr(c.get(key, ABSENT)), repr(c.get(other, ABSENT))
+        if seen.setdefault(k, v) != v:
+            return False
+    return True
 
 
 def group_runs(runs: Sequence[Run], ignore: Sequence[str] = ()) -> dict[str, list[Run]]:
@@ -357,6 +371,190 @@ def plot_aggregate(scores: dict[str, tuple[float, float, float]], metric: str, o
     ax.set_xlabel(f"IQM of final {metric} (95 % bootstrap CI)")
     ax.set_title("Aggregate score over runs")
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- across envs
+def random_score(env_id: str, episodes: int = 30, seed: int = 0) -> float:
+    """Mean return of uniformly random actions on ``gymnasium.make(env_id)`` (no wrappers), ``episodes`` episodes
+    from ``seed``: the 0 of a normalised score."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    returns = []
+    for k in range(episodes):
+        env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
+def reference_scores(
+    env_ids: Sequence[str], given: dict[str, tuple[float, float]] | None = None
+) -> dict[str, tuple[float, float]]:
+    """``env id -> (low, high)`` that normalise its scores to 0 (random) .. 1 (reference).
+
+    ``given`` wins (``make plot norm=CartPole-v1:22:500``); otherwise ``low`` is :func:`random_score` and
+    ``high`` the env's registered ``reward_threshold`` (gymnasium's "solved" score: 475 for CartPole-v1).
+
+    Raises:
+        ValueError: an env without ``reward_threshold`` and no ``norm`` for it (the message says what to pass).
+    """
+    import gymnasium as gym
+
+    given = given or {}
+    out = {}
+    for env_id in env_ids:
+        if env_id in given:
+            out[env_id] = given[env_id]
+            continue
+        high = gym.spec(env_id).reward_threshold
+        if high is None:
+            raise ValueError(
+                f"{env_id} registers no reward_threshold to normalise its scores by: pass norm={env_id}:LOW:HIGH "
+                "(e.g. a random policy's return and a reference return)"
+            )
+        out[env_id] = (random_score(env_id), float(high))
+    return out
+
+
+def method_labels(runs: Sequence[Run], by: Sequence[str] | None = None) -> list[str]:
+    """Which method each run is, apart from its env: the ``by`` keys' values, or by default the keys that
+    vary within some env (keys fixed per env, such as the rl-zoo numbers of each env, are the env's, not the
+    method's; the agent class always counts)."""
+    if by:
+        return [" ".join(f"{k}={_short(r.config.get(k, ABSENT))}" for k in by) for r in runs]
+    configs = [r.config for r in runs]
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    per_env = [k for k in keys if _fixed_by(configs, "env.id", k)]
+    labels = _labels(runs, ignore=["env", *per_env], keep=["agent._target_"])
+    if labels is None:
+        agent = {_short(r.config.get("agent._target_", "")).removesuffix("Config") for r in runs}
+        return [" ".join(sorted(agent)) or "runs"] * len(runs)
+    return labels
+
+
+def score_matrices(
+    runs: Sequence[Run],
+    metric: str,
+    norm: dict[str, tuple[float, float]] | None = None,
+    by: Sequence[str] | None = None,
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, tuple[float, float]]]:
+    """``(method -> [runs, envs] normalised final scores, env ids, env -> (low, high))``.
+
+    Raises:
+        ValueError: a method lacks an env, or has different run counts on two envs (the stratified bootstrap
+            and the pooled IQM need every method on every env with the same number of runs).
+    """
+    labels = method_labels(runs, by)
+    envs = list(dict.fromkeys(str(r.config.get("env.id", ABSENT)) for r in runs))
+    table: dict[str, dict[str, list[float]]] = {}
+    for run, label in zip(runs, labels, strict=True):
+        env = str(run.config.get("env.id", ABSENT))
+        table.setdefault(label, {}).setdefault(env, []).append(final_score(run, metric))
+    for label, per_env in table.items():
+        counts = {env: len(per_env.get(env, [])) for env in envs}
+        if len(set(counts.values())) != 1:
+            raise ValueError(
+                f"method {label!r} has runs per env {counts}: an aggregate across envs needs every method on every "
+                "env with the same number of runs (add or drop runs, or pick the method keys with by=...)"
+            )
+    refs = reference_scores(envs, norm)
+    matrices = {
+        label: np.stack([aggregate.normalise(np.asarray(per_env[env]), *refs[env]) for env in envs], axis=1)
+        for label, per_env in table.items()
+    }
+    return matrices, envs, refs
+
+
+def aggregate_across_envs(
+    matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Per method: ``{"IQM": (point, low, high), "optimality gap": ..., "mean": ...}``; and for every ordered
+    pair of methods ``"P(X > Y)"`` under the key ``"X vs Y"``."""
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for label, scores in matrices.items():
+        out[label] = {}
+        for name, stat in (
+            ("IQM", aggregate.iqm),
+            ("optimality gap", aggregate.optimality_gap),
+            ("mean", aggregate.mean),
+        ):
+            point, low, high = aggregate.interval(stat, scores, reps=reps, seed=seed)
+            out[label][name] = (float(point), float(low), float(high))
+    labels = list(matrices)
+    for i, x in enumerate(labels):
+        for y in labels[i + 1 :]:
+            point, low, high = aggregate.interval(
+                aggregate.probability_of_improvement, matrices[x], matrices[y], reps=reps, seed=seed
+            )
+            out[f"{x} vs {y}"] = {"P(X > Y)": (float(point), float(low), float(high))}
+    return out
+
+
+def plot_across_envs(
+    matrices: dict[str, np.ndarray],
+    results: dict[str, dict[str, tuple[float, float, float]]],
+    envs: Sequence[str],
+    metric: str,
+    out: str | Path,
+    reps: int = 2000,
+) -> Path:
+    """One PNG: IQM and optimality gap per method with 95 % stratified-bootstrap CIs, the performance profiles
+    with bands, and (two methods or more) the probability of improvement of each pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(matrices)
+    pairs = [k for k in results if "P(X > Y)" in results[k]]
+    panels = 4 if pairs else 3
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 1.6 + 0.45 * max(len(labels), len(pairs))), dpi=120)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[:2], ("IQM", "optimality gap"), strict=True):
+        for i, label in enumerate(labels):
+            mid, lo, hi = results[label][name]
+            ax.plot([lo, hi], [i, i], linewidth=8, alpha=0.4, color=colours[i % len(colours)], solid_capstyle="butt")
+            ax.plot([mid], [i], "k|", markersize=14)
+        ax.set_yticks(range(len(labels)), labels if name == "IQM" else [""] * len(labels))
+        ax.set_xlabel(f"{name} (normalised)")
+        ax.grid(axis="x", alpha=0.3)
+    ax = axes[2]
+    top = max(1.0, max(float(m.max()) for m in matrices.values()))
+    taus = np.linspace(min(0.0, min(float(m.min()) for m in matrices.values())), top, 101)
+    for i, (label, scores) in enumerate(matrices.items()):
+        profile, band_lo, band_hi = aggregate.interval(
+            lambda s: aggregate.performance_profile(s, taus), scores, reps=reps
+        )
+        ax.plot(taus, profile, color=colours[i % len(colours)], label=label)
+        ax.fill_between(taus, band_lo, band_hi, color=colours[i % len(colours)], alpha=0.2, linewidth=0)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("fraction of runs > tau")
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    if pairs:
+        ax = axes[3]
+        for i, pair in enumerate(pairs):
+            mid, lo, hi = results[pair]["P(X > Y)"]
+            ax.plot([lo, hi], [i, i], linewidth=8, alpha=0.4, solid_capstyle="butt")
+            ax.plot([mid], [i], "k|", markersize=14)
+        ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(pairs)), [p.replace(" vs ", "\nvs ") for p in pairs], fontsize=7)
+        ax.set_xlabel("P(X > Y)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"final {metric} over {len(envs)} envs ({', '.join(envs)}): 95 % stratified bootstrap CIs", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -188,3 +188,72 @@ def test_configs_of_one_class_that_differ_are_not_merged_under_the_class_name(mu
     ppo = plotting.Run(runs[0].path, runs[0].data, {**runs[0].config, "agent._target_": "x.PPOConfig"})
     labels = sorted(plotting.group_runs([*runs, ppo]))
     assert len(labels) == 3 and all("agent.lr=" in label for label in labels), labels
+
+
+def test_runs_take_comma_lists_and_globs(multirun: Path, tmp_path: Path) -> None:
+    from scripts.plot import main
+
+    scores = main([f"runs={multirun}/0,{multirun}/2", f"out={tmp_path / 'a'}"])  # `make plot runs=a,b`
+    assert list(scores) == ["agent.lr=0.001", "agent.lr=0.0001"]
+    scores = main([f"runs={multirun}/[01]", f"out={tmp_path / 'b'}"])  # a glob over the two seeds of one config
+    assert list(scores) == ["DQN CartPole-v1"]
+    with pytest.raises(FileNotFoundError, match=r"\[45\]: matches no run dir"):
+        main([f"runs={multirun}/[45]", f"out={tmp_path / 'c'}"])
+
+
+@pytest.fixture(scope="module")
+def two_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real multirun of two configurations on two envs, two seeds each (8 jobs), final evaluation only."""
+    sweep_dir = tmp_path_factory.mktemp("envs") / "multirun"
+    short = [w for w in TINY if not w.startswith(("runner.total_steps", "runner.eval_freq", "runner.eval_episodes"))]
+    command = [sys.executable, "scripts/train.py", "-m", "agent.lr=1e-3,1e-4", "env=CartPole,Acrobot", "seed=0,1"]
+    command += [*short, "runner.total_steps=300", "runner.eval_freq=0", "runner.eval_episodes=1"]
+    subprocess.run([*command, f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    return sweep_dir
+
+
+def test_the_aggregate_across_envs_scores_normalised_final_evals(two_envs: Path, tmp_path: Path) -> None:
+    from scripts.plot import main
+
+    norm = {"CartPole-v1": (20.0, 500.0), "Acrobot-v1": (-500.0, -100.0)}
+    words = [f"norm={env}:{low}:{high}" for env, (low, high) in norm.items()]
+    main([f"runs={two_envs}/*", "aggregate=true", "reps=200", f"out={tmp_path}", *words])
+    record = json.loads((tmp_path / "envs_eval_mean_reward.json").read_text())
+    assert record["envs"] == ["CartPole-v1", "Acrobot-v1"]
+    # the score matrix is each job's final eval (final.json) normalised by hand: [seed, env] per method
+    expected: dict[str, list[list[float]]] = {}
+    for path in sorted(two_envs.glob("*/final.json"), key=lambda p: int(p.parent.name)):
+        job = json.loads(path.read_text())
+        over = dict(o.split("=", 1) for o in job["overrides"])
+        env = {"CartPole": "CartPole-v1", "Acrobot": "Acrobot-v1"}[over["env"]]
+        low, high = norm[env]
+        rows = expected.setdefault(f"agent.lr={float(over['agent.lr'])}", [[0.0, 0.0], [0.0, 0.0]])
+        rows[int(over["seed"])][record["envs"].index(env)] = (job["value"] - low) / (high - low)
+    assert record["scores"].keys() == expected.keys()
+    for label, matrix in expected.items():
+        np.testing.assert_allclose(record["scores"][label], matrix)
+        iqm, low, high = record["results"][label]["IQM"]
+        assert iqm == pytest.approx(np.mean(sorted(np.ravel(matrix))[1:3])) and low <= iqm <= high
+    (pair,) = [k for k in record["results"] if " vs " in k]
+    x, y = (np.array(expected[m]) for m in pair.split(" vs "))
+    wins = np.mean(
+        [(x[:, None, t] > y[None, :, t]).mean() + 0.5 * (x[:, None, t] == y[None, :, t]).mean() for t in (0, 1)]
+    )
+    assert record["results"][pair]["P(X > Y)"][0] == pytest.approx(wins)
+    image = np.asarray(Image.open(tmp_path / "envs_eval_mean_reward.png").convert("L"))
+    assert image.shape[1] > 1000 and image.std() > 10
+
+
+def test_the_aggregate_refuses_a_method_missing_an_env(two_envs: Path, tmp_path: Path) -> None:
+    runs = plotting.load_runs([two_envs])
+    kept = [r for r in runs if not (r.config["agent.lr"] == 1e-4 and r.config["env.id"] == "Acrobot-v1")]
+    with pytest.raises(
+        ValueError, match=r"method 'agent.lr=0.0001' has runs per env \{'CartPole-v1': 2, 'Acrobot-v1': 0\}"
+    ):
+        plotting.score_matrices(kept, "eval/mean_reward", {"CartPole-v1": (0, 1), "Acrobot-v1": (0, 1)})
+    # by default the 0 of a score is a random policy's return (CartPole-v1: about 22) and the 1 the env's
+    # registered reward_threshold
+    (low, high) = plotting.reference_scores(["CartPole-v1"])["CartPole-v1"]
+    assert 15 < low < 30 and high == 475.0
+    with pytest.raises(ValueError, match=r"Pendulum-v1 registers no reward_threshold.*norm=Pendulum-v1:LOW:HIGH"):
+        plotting.reference_scores(["Pendulum-v1"])
