@@ -234,6 +234,9 @@ class Objective:
             except optuna.TrialPruned as exc:
                 status, reason = "PRUNED", str(exc)
                 raise
+            except FloatingPointError as exc:  # a non-finite guard stopped the run: diverged, pruned like a NaN loss
+                status, reason = "PRUNED", f"diverged: {exc}"
+                raise
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 raise
