@@ -4,11 +4,10 @@ Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
 ``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
 
-Off-policy ``step()``: collect ``train_freq`` vector steps (or, with ``train_freq_unit="episode"``, until
-``train_freq`` episodes have ended) into the replay buffer (uniform-random actions until ``learning_starts`` env
-steps), then, once past ``learning_starts`` and once the buffer holds a batch, run ``gradient_steps`` updates on
-sampled batches. On-policy ``step()``: clear the rollout buffer, fill it with ``n_steps`` transitions per env,
-hand the whole ``[T, N]`` rollout to ``agent.update``.
+The runner keeps the loop, evaluation and persistence. When to collect and when to learn is its schedule's
+business (``cardio/schedules/``: off-policy, on-policy), which calls back :meth:`Runner.collect` and
+:meth:`Runner.learn`. torch is imported only when something already uses it (a torch agent): a JAX run never
+pays for it.
 """
 
 from __future__ import annotations
@@ -16,54 +15,31 @@ from __future__ import annotations
 import copy
 import math
 import random
+import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from cardio import checkpoint
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
 from cardio.envs.normalize import Normalizer
+from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
-from cardio.pytree import Tree, tree_index, tree_map
+from cardio.pytree import Tree, tree_map
+from cardio.schedules import OffPolicySchedule, OnPolicySchedule, Schedule
+
+__all__ = ["EVAL_SEED_OFFSET", "Callback", "OffPolicySchedule", "OnPolicySchedule", "Runner", "ScheduleError", "iqm"]
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
-
-
-@dataclass
-class OffPolicySchedule:
-    """When to collect and when to learn (SB3 units)."""
-
-    learning_starts: int = 100
-    """Env steps of uniform-random actions before the first update; the first update also waits until the buffer
-    holds ``batch_size`` transitions, so 0 (rl-zoo's value for some envs) is legal."""
-    train_freq: int = 4
-    """Vector steps (N env steps each) collected between update phases, or episodes with ``train_freq_unit``."""
-    gradient_steps: int = 1
-    """Updates per phase; -1 = as many as env steps collected in the phase."""
-    batch_size: int = 32
-    """Transitions per update."""
-    train_freq_unit: str = "step"
-    """``step``: ``train_freq`` counts vector steps; ``episode``: a phase lasts until ``train_freq`` episodes have
-    ended, over all envs together (SB3's ``train_freq=(1, "episode")``)."""
-
-
-@dataclass
-class OnPolicySchedule:
-    """Rollout length for on-policy agents (epochs and minibatches are the agent's)."""
-
-    n_steps: int = 2048
-    """Vector steps per rollout: the rollout buffer holds ``n_steps x num_envs`` transitions."""
 
 
 class Callback(Protocol):
@@ -74,8 +50,26 @@ class Callback(Protocol):
     def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     """Runner options that cannot work together; the message names the keys and their values."""
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Python's, numpy's and (when a torch agent has loaded it) torch's global RNG states."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
+    if "torch" in sys.modules:  # never import torch for this: a JAX run must not pay for it
+        state["torch"] = sys.modules["torch"].get_rng_state()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`global_rng_state`; torch's only when the checkpoint holds it."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if state.get("torch") is not None:
+        import torch
+
+        torch.set_rng_state(state["torch"])
 
 
 def iqm(values: Sequence[float]) -> float:
@@ -92,7 +86,8 @@ class Runner:
         env: training env (a vector env, or a plain env treated as one env).
         agent: anything meeting the :class:`~cardio.agents.base.Agent` contract.
         buffer: replay buffer (off-policy) or rollout buffer of ``n_steps * num_envs`` (on-policy).
-        schedule: :class:`OffPolicySchedule` or :class:`OnPolicySchedule`.
+        schedule: when to collect and learn: :class:`~cardio.schedules.OffPolicySchedule`,
+            :class:`~cardio.schedules.OnPolicySchedule` or any :class:`~cardio.schedules.Schedule`.
         total_steps: env steps :meth:`run` trains for.
         eval_env: separate env for :meth:`evaluate` (``None``: no evaluation).
         logger: metrics sink fan-out (``None``: metrics are only returned).
@@ -106,7 +101,7 @@ class Runner:
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
         normalize: VecNormalize-style observation and reward normalisation (``cardio/envs/normalize.py``): a
             :class:`~cardio.envs.normalize.Normalizer`, its keyword arguments as a dict, ``True`` for the
-            defaults, or ``None`` (off).
+            defaults, or ``None`` (off). Schedules store what :meth:`normalized` gives them.
     """
 
     def __init__(
@@ -114,7 +109,7 @@ class Runner:
         env: gym.Env | gym.vector.VectorEnv,
         agent: Agent,
         buffer: CircularBuffer,
-        schedule: OffPolicySchedule | OnPolicySchedule,
+        schedule: Schedule,
         total_steps: int = 100_000,
         eval_env: gym.Env | gym.vector.VectorEnv | None = None,
         logger: Logger | None = None,
@@ -160,29 +155,11 @@ class Runner:
             raise ScheduleError(
                 f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
             )
-        s = self.schedule
-        if isinstance(s, OffPolicySchedule):
-            if s.train_freq <= 0 or s.batch_size <= 0:
-                raise ScheduleError(f"runner.schedule needs train_freq>0 and batch_size>0, got {s}")
-            if s.batch_size > self.buffer.capacity:
-                raise ScheduleError(
-                    f"runner.schedule.batch_size={s.batch_size} exceeds buffer.capacity={self.buffer.capacity}"
-                )
-            if s.train_freq_unit not in ("step", "episode"):
-                raise ScheduleError(
-                    f"runner.schedule.train_freq_unit must be 'step' or 'episode', got {s.train_freq_unit!r}"
-                )
-            chunk = s.train_freq * self.num_envs if s.train_freq_unit == "step" else self.num_envs
-        elif isinstance(s, OnPolicySchedule):
-            expected = s.n_steps * self.num_envs
-            if self.buffer.capacity != expected:
-                raise ScheduleError(
-                    f"on-policy rollout buffer needs capacity n_steps*num_envs = {s.n_steps}*{self.num_envs} "
-                    f"= {expected}, got buffer.capacity={self.buffer.capacity}"
-                )
-            chunk = expected
-        else:
-            raise ScheduleError(f"runner.schedule must be OffPolicySchedule or OnPolicySchedule, got {s!r}")
+        if not isinstance(self.schedule, Schedule):
+            raise ScheduleError(
+                f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
+            )
+        chunk = self.schedule.check(self)
         if self.total_steps % chunk:
             actual = math.ceil(self.total_steps / chunk) * chunk
             warnings.warn(
@@ -234,7 +211,7 @@ class Runner:
 
     def _policy(self, explore: bool, evaluation: bool = False) -> Any:
         """``obs -> (action, extras)``; a stateful agent gets its state and hands back ``extras["next_state"]``."""
-        norm = self.normalizer
+        norm = self.normalizer  # the agent sees normalised observations, frozen statistics in evaluation
         if self.policy_state is None:
             if norm is None:
                 return lambda obs: self.agent.act(obs, explore=explore)
@@ -267,14 +244,44 @@ class Runner:
         setattr(self, "eval_state" if evaluation else "policy_state", state)
 
     # ---------------------------------------------------------------------------------------------- training
-    def _progress(self) -> None:
+    def _progress(self) -> None:  # called by collect() before every vector step
         # Schedules (epsilon, learning rate, target syncs, PER beta) are functions of env steps.
         for part in (self.agent, self.buffer):
             on_progress = getattr(part, "on_progress", None)
             if on_progress is not None:
                 on_progress(self.env_steps, self.total_steps)
 
-    def _learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
+    def collect(self, random: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+        """One vector step of the training envs for a schedule: schedules advance (``on_progress``), the policy
+        acts (uniform-random actions with ``random``, e.g. off-policy warm-up), episode ends reach the agent.
+        With a normaliser its statistics take in the observations about to be acted on (before the agent sees
+        them, as VecNormalize) and the step's discounted returns; the transition itself stays raw.
+
+        Returns:
+            ``(transition [N, ...], valid [N])`` from :meth:`Gatherer.step`; rows with ``valid=False`` are
+            NEXT_STEP reset rows, not transitions.
+        """
+        self._progress()
+        norm = self.normalizer
+        if norm is not None:
+            if self.gatherer.obs is None:
+                self.gatherer.reset()
+            norm.update_obs(self.gatherer.obs, ~self.gatherer.pending)  # NEXT_STEP reset rows hold a stale obs
+        policy = self.gatherer.random_policy if random else self._policy(True)
+        transition, valid = self.gatherer.step(policy)
+        if norm is not None:
+            norm.update_returns(transition["reward"], transition["terminated"] | transition["truncated"], valid)
+        self._end_episodes(transition, valid)
+        return transition, valid
+
+    def normalized(self, batch: Any) -> Any:
+        """A transition batch (or rollout) as the agent must see it: observations and rewards normalised with the
+        current statistics (``cardio/envs/normalize.py``); unchanged without a normaliser."""
+        return batch if self.normalizer is None else self.normalizer.normalize_batch(batch)
+
+    def learn(self, batch: Any, indices: np.ndarray | None = None) -> dict[str, Any]:
+        """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
+        metrics are accumulated for the next log and returned."""
         metrics = self.agent.update(batch)
         td_error = metrics.pop("td_error", None)
         if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
@@ -283,70 +290,12 @@ class Runner:
             self._train_sums[key] += float(value)
             self._train_counts[key] += 1
         self.updates += 1
+        return metrics
 
     def step(self) -> None:
-        """One rollout and the updates it earns."""
-        if isinstance(self.schedule, OffPolicySchedule):
-            self._off_policy_step(self.schedule)
-        else:
-            self._on_policy_step()
-
-    def _collect(self, policy: Any) -> tuple[dict[str, Any], np.ndarray]:
-        """One training vector step; the normaliser's statistics take in the observations acted on (before the
-        agent sees them, as VecNormalize) and the step's discounted returns."""
-        norm = self.normalizer
-        if norm is not None:
-            if self.gatherer.obs is None:
-                self.gatherer.reset()
-            norm.update_obs(self.gatherer.obs, ~self.gatherer.pending)  # NEXT_STEP reset rows hold a stale obs
-        transition, valid = self.gatherer.step(policy)
-        if norm is not None:
-            norm.update_returns(transition["reward"], transition["terminated"] | transition["truncated"], valid)
-        self._end_episodes(transition, valid)
-        return transition, valid
-
-    def _off_policy_step(self, s: OffPolicySchedule) -> None:
-        collected = episodes = steps = 0
-        # gSDE agents may explore with their own policy during warm-up (use_sde_at_warmup)
-        warm_up_randomly = not getattr(self.agent, "act_at_warmup", False)
-        while (steps < s.train_freq) if s.train_freq_unit == "step" else (episodes < s.train_freq):
-            self._progress()
-            warm = self.env_steps < s.learning_starts and warm_up_randomly
-            transition, valid = self._collect(self.gatherer.random_policy if warm else self._policy(True))
-            self.buffer.add(transition, valid)  # raw: a normaliser applies at sample time (cardio/envs/normalize.py)
-            collected += int(valid.sum())
-            episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
-            steps += 1
-        # SB3 samples with replacement from fewer than a batch; cardio waits until a batch is stored
-        if self.env_steps <= s.learning_starts or len(self.buffer) < s.batch_size:
-            return
-        n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
-        if n_updates == 0:
-            return
-        if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
-            for _ in range(n_updates):
-                batch, indices = self.buffer.sample(s.batch_size)
-                self._learn(self._normalized(batch), indices)
-        else:  # one gather for the whole phase
-            batches, indices = self.buffer.sample(s.batch_size, num_batches=n_updates)
-            for j in range(n_updates):
-                self._learn(self._normalized(tree_index(batches, j)), indices[j])
-
-    def _normalized(self, batch: Any) -> Any:
-        """A sampled batch as the agent must see it: observations and rewards normalised with today's statistics."""
-        return batch if self.normalizer is None else self.normalizer.normalize_batch(batch)
-
-    def _on_policy_step(self) -> None:
-        self.buffer.clear()
-        rows = self.buffer.slots_per_env
-        while bool(np.any(self.buffer.size < rows)):
-            self._progress()
-            transition, valid = self._collect(self._policy(True))
-            # what the agent saw: normalised with this step's statistics, like the stored log_prob and value
-            transition = self._normalized(transition)
-            # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
-            self.buffer.add(transition, valid & (self.buffer.size < rows))
-        self._learn(self.buffer.as_rollout())
+        """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
+        updates they earn; on-policy: one rollout and its update)."""
+        self.schedule.step(self)
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -539,11 +488,7 @@ class Runner:
             "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
             # recurrent agents: the hidden state the next act() continues from (None for stateless agents)
             "policy_state": {"train": self.policy_state, "eval": self.eval_state},
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": global_rng_state(),
             "logger": None if self.logger is None else self.logger.state_dict(),
             "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
         }
@@ -607,9 +552,7 @@ class Runner:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         if self.normalizer is not None and state.get("normalizer") is not None:
             self.normalizer.load_state_dict(state["normalizer"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_global_rng_state(state["rng"])
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""
