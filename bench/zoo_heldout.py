@@ -2,7 +2,7 @@
 
     nice -n 10 python bench/zoo_heldout.py --zoo <rl-zoo checkout> --lib sb3 [--pairs dqn_acrobot ...]
     nice -n 10 python bench/zoo_heldout.py --lib cardio [--pairs ...] [--seeds 0 1 2]
-    python bench/zoo_heldout.py --table     # rebuild the table in docs/zoo.md from the results file
+    python bench/zoo_heldout.py --table     # write the table into docs/zoo.md from the results file
 
 cardio runs ``agent=<algo> env=<Env>`` with the generated ``configs/zoo/<algo>/<EnvId>.yaml`` (named explicitly
 with ``zoo=...``, so the run does not depend on the automatic selection). SB3 is built here from the rl-zoo entry
@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.import_zoo import load_algo, parse_expression  # noqa: E402
+from scripts.import_zoo import HELDOUT_END, HELDOUT_START, load_algo, parse_expression  # noqa: E402
 
 RESULTS = ROOT / "docs" / "bench" / "zoo_heldout.jsonl"
 EVAL_EPISODES = 10
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only print the table")
     args = parser.parse_args()
     if args.table:
-        print(table(load_results()))
+        write_table(table(load_results()))
         return
     import torch
 
@@ -185,6 +185,15 @@ def main() -> None:
             with RESULTS.open("a") as f:
                 f.write(json.dumps(record) + "\n")
             print(f"{started} {name} {args.lib} seed {seed}: {record['final']:.1f} ({result['train_s']:.0f} s)")
+
+
+def write_table(rows: str) -> None:
+    """Put the table between docs/zoo.md's held-out markers (written by scripts/import_zoo.py), and print it."""
+    doc = ROOT / "docs" / "zoo.md"
+    text = doc.read_text()
+    start, end = text.index(HELDOUT_START), text.index(HELDOUT_END)
+    doc.write_text(text[: start + len(HELDOUT_START)] + "\n" + rows + "\n" + text[end:])
+    print(rows)
 
 
 def table(results: list[dict[str, Any]]) -> str:

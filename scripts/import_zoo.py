@@ -4,8 +4,8 @@
 
 Reads ``hyperparams/<algo>.yml`` of a local rl-zoo checkout (no network) for cardio's algorithms and writes, per
 entry, ``configs/zoo/<algo>/<EnvId>.yaml`` (applied automatically when ``agent=<algo>`` builds env ``<EnvId>``),
-the ``configs/env/<Name>.yaml`` it needs when cardio has none, and ``docs/zoo.md`` (the pairs with rl-zoo's
-published score from its ``benchmark.md``, and the import report). Every rl-zoo key is translated to cardio's key
+the ``configs/env/<Name>.yaml`` it needs when cardio has none, ``docs/zoo.md`` (the pairs with rl-zoo's
+published score from its ``benchmark.md``, and the import report) and ``docs/envs.md`` (every env config). Every rl-zoo key is translated to cardio's key
 and unit (table ``TRANSLATIONS`` below); an entry with a key that cannot be translated, or whose env gymnasium
 cannot build here, is refused as a whole, listed on stderr and in ``docs/zoo.md`` with the reasons, and nothing is
 written for it: never a silent drop. Keys rl-zoo leaves out take SB3's defaults, which are cardio's agent defaults;
@@ -498,7 +498,48 @@ def run_import(zoo_dir: Path, commit: str, algos: tuple[str, ...] = ALGOS, root:
                     env_ids_of[env_id] = name
                     report.files[root / "configs" / "env" / f"{name}.yaml"] = env_file(env_id)
     report.files[root / "docs" / "zoo.md"] = zoo_doc(report, zoo_dir, env_ids_of, root)
+    report.files[root / "docs" / "envs.md"] = envs_doc(report, zoo_dir, root)
     return report
+
+
+def envs_doc(report: Report, zoo_dir: Path, root: Path) -> str:
+    """``docs/envs.md``: every env config, what it builds, the extra it needs, its tuned agents and their
+    rl-zoo scores."""
+    scores = published_scores(zoo_dir)
+    written = {p.stem: text for p, text in report.files.items() if p.parent.name == "env"}
+    rows = []
+    for path in sorted((root / "configs" / "env").glob("*.yaml")):
+        if path.stem.startswith("_"):
+            continue
+        node = yaml.safe_load(written.get(path.stem, path.read_text()))
+        env_id = str(node.get("id"))
+        wrappers = ", ".join(str(w).rsplit(".", 1)[-1] for w in node.get("wrappers") or []) or "-"
+        extra = "mujoco" if is_mujoco(env_id) else "box2d" if "box2d" in str(_entry_point(env_id)) else "-"
+        tuned = sorted(algo for algo, _, built in report.imported if built == env_id)
+        zoo_ids = {algo: zoo for algo, zoo, built in report.imported if built == env_id}
+        score = "; ".join(f"{a}: {published(scores, a, zoo_ids[a])}" for a in tuned) or "-"
+        rows.append(f"| `env={path.stem}` | {env_id} | {wrappers} | {extra} | {', '.join(tuned) or '-'} | {score} |")
+    return "\n".join([
+        "# Env configs",
+        "",
+        "Each `configs/env/<Name>.yaml` builds `num_envs` copies of one gymnasium id through `cardio.envs.make_env`",
+        "(options shared in `_vector.yaml`: vectorisation, autoreset mode, per-copy `wrappers` given as dotted paths",
+        "or `{_target_: ..., kwargs}`). `agent=<algo> env=<Name>` applies `configs/zoo/<algo>/<id>.yaml` when the",
+        "table lists the agent (rl-zoo's tuned numbers, `docs/zoo.md`); rl-zoo's published score is one trained agent",
+        "of its `benchmark.md` (a score of another version of the env is named). Extras: `pip install cardio[mujoco]`",
+        "or `cardio[box2d]`. Written by `scripts/import_zoo.py` with `docs/zoo.md`.",
+        "",
+        "| option | env id | wrappers | extra | tuned agents | rl-zoo published score |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]) + "\n"
+
+
+def _entry_point(env_id: str) -> str:
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)
+    return "" if spec is None else str(spec.entry_point)
 
 
 def _atari_reason(algo: str, entry: dict[str, Any]) -> str:
