@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cardio import checkpoint
 from cardio.build import build_runner, save_config
+from cardio.finite import NonFiniteError
 from cardio.loggers import print_config_tree
 
 _default_format = warnings.formatwarning
@@ -63,6 +64,8 @@ def main(cfg: DictConfig) -> float:
     except checkpoint.Interrupted as stop:
         print(stop, file=sys.stderr)
         exit_code = stop.exit_code
+    except NonFiniteError as diverged:  # one line naming the value and the step; the last checkpoint is kept
+        print(f"error: {diverged}", file=sys.stderr)
     except KeyboardInterrupt:
         exit_code = 130
         raise

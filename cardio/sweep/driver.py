@@ -41,6 +41,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from cardio.build import build_logger, build_runner
+from cardio.finite import NonFiniteError
 from cardio.sweep.pruning import TrialReporter
 from cardio.sweep.settings import CONFIG_DIR, SweepConfig, SweepConfigError
 from cardio.sweep.space import Param, parse_space
@@ -200,7 +201,11 @@ class Objective:
             run_dir = self.sweep.trial_root / f"trial_{trial.number:04d}" / f"seed_{seed}"
             cfg = compose_train(self.sweep.config_dir, [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"])
             offset = i * int(cfg.runner.total_steps)
-            values.append(self._train(trial, cfg, offset))
+            try:
+                values.append(self._train(trial, cfg, offset))
+            except NonFiniteError as exc:  # the runner's own guard: diverged, so pruned like a NaN loss
+                trial.set_user_attr("pruned_reason", f"diverged: {exc}")
+                raise optuna.TrialPruned(str(exc)) from exc
             trial.set_user_attr(f"value_seed_{seed}", values[-1])
         value = float(np.mean(values))
         if not math.isfinite(value):
