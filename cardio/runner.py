@@ -293,7 +293,9 @@ class Runner:
     def _guard(self, bad: str | None) -> None:
         """Raise :class:`~cardio.finite.NonFiniteError` naming ``bad`` and the env step (``None``: all finite)."""
         if bad is not None:
-            raise finite.NonFiniteError(bad, self.env_steps, None if self.last_checkpoint is None else str(self.last_checkpoint))
+            raise finite.NonFiniteError(
+                bad, self.env_steps, None if self.last_checkpoint is None else str(self.last_checkpoint)
+            )
 
     def _guard_parameters(self) -> None:
         if self.check_finite:
