@@ -26,7 +26,17 @@ import optax
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import DQNConfig
-from cardio.agents.jax.networks import adam, apply, argmax_random_ties, mlp, mlp_init, new_key, to_jax, to_numpy
+from cardio.agents.jax.networks import (
+    adam,
+    apply,
+    argmax_random_ties,
+    global_norm,
+    mlp,
+    mlp_init,
+    new_key,
+    to_jax,
+    to_numpy,
+)
 from cardio.agents.noise import linear_epsilon
 
 
@@ -94,7 +104,7 @@ def update(
     (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     # Clipped optimiser step.
     params, opt_state = apply(tx, state.params, state.opt_state, grads, c.lr)
-    metrics = jnp.stack([loss, q.mean(), td_target.mean(), optax.global_norm(grads)])
+    metrics = jnp.stack([loss, q.mean(), td_target.mean(), global_norm(grads)])
     return state._replace(params=params, opt_state=opt_state), metrics, jnp.abs(td_target - q)
 
 

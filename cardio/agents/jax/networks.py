@@ -93,6 +93,11 @@ def apply(
     return jax.tree.map(lambda p, u: p - lr * u, params, updates), opt_state
 
 
+def global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves together (what the clip compares with ``max_grad_norm``)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def polyak(target: Any, online: Any, tau: float) -> Any:
     """Soft target update ``target <- tau * online + (1 - tau) * target`` (a hard copy is ``target = online``)."""
     return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
