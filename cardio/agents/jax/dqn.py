@@ -31,6 +31,7 @@ from cardio.agents.jax.networks import (
     apply,
     argmax_random_ties,
     global_norm,
+    jit_once,
     mlp,
     mlp_init,
     new_key,
@@ -135,8 +136,9 @@ class DQNJax:
         # The pure functions (vmapped over seeds by cardio.multiseed) and their jitted forms.
         self.act_fn = partial(act, num_actions=self.num_actions)
         self.update_fn = partial(update, tx=self.tx, config=c)
-        self._act = jax.jit(self.act_fn, static_argnames="explore")
-        self._update = jax.jit(self.update_fn)
+        static = (repr(c), self.num_actions, obs_dim)
+        self._act = jit_once(self.act_fn, ("dqn.act", *static), static_argnames="explore")
+        self._update = jit_once(self.update_fn, ("dqn.update", *static))
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         """Linear epsilon decay over env steps, and a hard target sync every ``target_update_interval``."""

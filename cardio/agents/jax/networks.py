@@ -30,6 +30,24 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 """Activation names accepted in configs (``activation: tanh``), the same set as the torch twins'."""
 
 
+_COMPILED: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def jit_once(fn: Callable[..., Any], key: tuple[Any, ...], **jit_kwargs: Any) -> Callable[..., Any]:
+    """``jax.jit(fn)``, shared by every agent whose ``key`` (the pure function's name and everything it closes
+    over: config, spaces) is the same, so a second agent of one configuration (a test, a sweep trial, the seeds
+    of a multi-seed run) reuses the compiled code instead of tracing and compiling again.
+
+    Args:
+        fn: the pure function with its static arguments bound (``functools.partial``).
+        key: hashable description of ``fn`` and what it binds, e.g. ``("dqn.update", repr(config))``.
+        jit_kwargs: passed to ``jax.jit`` (``static_argnames``...).
+    """
+    if key not in _COMPILED:
+        _COMPILED[key] = jax.jit(fn, **jit_kwargs)
+    return _COMPILED[key]
+
+
 def new_key(seed: int | None) -> jax.Array:
     """The agent's PRNG key: from ``seed``, or from fresh OS entropy when ``seed`` is ``None``."""
     if seed is None:

@@ -36,7 +36,7 @@ import optax
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import SCHEDULES, PPOConfig
-from cardio.agents.jax.networks import ACTIVATIONS, adam, apply, mlp, mlp_init, new_key, to_jax, to_numpy
+from cardio.agents.jax.networks import ACTIVATIONS, adam, apply, jit_once, mlp, mlp_init, new_key, to_jax, to_numpy
 from cardio.returns import explained_variance, gae
 
 
@@ -236,9 +236,10 @@ class PPOJax:
         self._warned_batch = False
         self.act_fn = partial(act, policy=self.policy)
         self.update_fn = partial(update, tx=self.tx, config=c, policy=self.policy)
-        self._act = jax.jit(self.act_fn, static_argnames="explore")
-        self._value = jax.jit(partial(value, self.policy))
-        self._update = jax.jit(self.update_fn)
+        static = (repr(c), self.policy, obs_dim, action_dim)
+        self._act = jit_once(self.act_fn, ("ppo.act", *static), static_argnames="explore")
+        self._value = jit_once(partial(value, self.policy), ("ppo.value", *static))
+        self._update = jit_once(self.update_fn, ("ppo.update", *static))
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         """Linear schedules are functions of the fraction of ``total_steps`` still to go."""

@@ -30,7 +30,7 @@ import optax
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import SACConfig
-from cardio.agents.jax.networks import adam, apply, mlp, mlp_init, new_key, polyak, to_jax, to_numpy
+from cardio.agents.jax.networks import adam, apply, jit_once, mlp, mlp_init, new_key, polyak, to_jax, to_numpy
 
 
 @dataclass
@@ -187,8 +187,9 @@ class SACJax:
         self.auto_alpha = auto_alpha
         self.act_fn = act
         self.update_fn = partial(update, tx=tx, config=c, auto_alpha=auto_alpha, target_entropy=target_entropy)
-        self._act = jax.jit(self.act_fn, static_argnames="explore")
-        self._update = jax.jit(self.update_fn)
+        static = (repr(c), obs_dim, action_dim)
+        self._act = jit_once(self.act_fn, ("sac.act", *static), static_argnames="explore")
+        self._update = jit_once(self.update_fn, ("sac.update", *static))
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
