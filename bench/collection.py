@@ -54,9 +54,7 @@ def bare_vector(num_envs: int, native: bool) -> Callable[[int], int]:
     if native:
         env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
     else:
-        env = gym.vector.SyncVectorEnv(
-            [lambda: gym.make(ENV_ID)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
-        )
+        env = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     env.reset(seed=0)
     env.action_space.seed(0)
 

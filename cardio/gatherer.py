@@ -124,7 +124,8 @@ class Gatherer:
         self.pending = np.zeros(self.num_envs, dtype=bool)
         self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
         # Episode lengths are counted, not summed: ``ep_length = _steps - _ep_start`` (vector steps taken, and
-        # each env's count at its episode's start, moved on by its reset rows), so a step adds one Python int.
+        # each env's count when its episode started; under NEXT_STEP one more, as the reset row does not count),
+        # so a step adds one Python int.
         self._steps = 0
         self._ep_start = np.zeros(self.num_envs, dtype=np.int64)
         self.finished: list[tuple[int, float, int]] = []  # (env, return, length) of episodes ended last step
@@ -137,7 +138,7 @@ class Gatherer:
 
     @property
     def ep_length(self) -> np.ndarray:
-        """``[N]`` valid steps so far in each env's current episode."""
+        """``[N]`` valid steps so far in each env's current episode (-1 while a NEXT_STEP reset row is due)."""
         return self._steps - self._ep_start
 
     @ep_length.setter
@@ -152,7 +153,8 @@ class Gatherer:
     @pending.setter
     def pending(self, value: np.ndarray) -> None:
         self._pending = value
-        self._any_pending = bool(value.any())  # most steps have none: the step skips the masking then
+        self._n_pending = int(np.count_nonzero(value))
+        self._any_pending = self._n_pending > 0  # most steps have none: the step skips the masking then
 
     def reset(self, seed: int | None = None) -> Tree:
         """Reset every env (seeded the first time with the gatherer's seed) and drop partial episodes."""
@@ -209,9 +211,8 @@ class Gatherer:
         self._steps += 1
         if self._any_pending:
             if self._sum_rewards:
-                self.ep_return += np.where(valid, reward, 0.0)
-            self._ep_start += self._pending  # a reset row is not part of the next episode
-            self.stats.env_steps += self.num_envs - int(np.count_nonzero(self._pending))
+                np.add(self.ep_return, reward, out=self.ep_return, where=valid)
+            self.stats.env_steps += self.num_envs - self._n_pending
         else:
             if self._sum_rewards:
                 self.ep_return += reward
@@ -233,13 +234,13 @@ class Gatherer:
             reported, own_return, own_length = own
             self.ep_return = np.where(reported, own_return, self.ep_return)
             self.ep_length = np.where(reported, own_length, self.ep_length)
-        ended = np.flatnonzero(done & valid).tolist()
+        ended = (done & valid).nonzero()[0].tolist()
         lengths = (self._steps - self._ep_start[ended]).tolist()
         finished = list(zip(ended, self.ep_return[ended].tolist(), lengths, strict=True))
         for _, episode_return, length in finished:
             self.stats.record(episode_return, length)
         self.ep_return[done] = 0.0
-        self._ep_start[done] = self._steps
+        self._ep_start[done] = self._steps + (self.mode == AutoresetMode.NEXT_STEP)  # skip the reset row
         return finished
 
     def random_policy(self, obs: Tree) -> tuple[Any, dict[str, Any]]:
