@@ -270,9 +270,7 @@ def work(sweep: Sweep, worker_index: int = 0) -> None:
 
 
 def _work_in_child(sweep: Sweep, worker_index: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    # torch's intra-op threads are set per trial by cardio.build (``torch_threads``), only when the agent uses it.
     work(sweep, worker_index)
 
 
