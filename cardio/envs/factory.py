@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
-from hydra.utils import get_method
 
 from cardio.envs.single import OneEnvVector
 
@@ -22,6 +21,8 @@ and length (``{"r", "l", "t"}``), before any user wrapper rescales or clips rewa
 
 def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Callable[[gym.Env], gym.Env]:
     """A wrapper given as a callable, a dotted path, or ``{"_target_": path, **kwargs}``."""
+    from hydra.utils import get_method  # only for dotted paths: importing hydra costs ~0.3 s of start-up
+
     if callable(spec):
         return spec
     if isinstance(spec, str):
