@@ -123,7 +123,7 @@ class PPO(Checkpointable):
                 # Clipped optimiser step.
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 # Diagnostics: approx. KL (Schulman's k3 estimator) and the share of clipped ratios.
                 with torch.no_grad():
