@@ -18,7 +18,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-
 _FLAG = {}
 for _value in (False, True):
     _FLAG[_value] = np.array([_value])
