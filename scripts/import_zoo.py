@@ -5,9 +5,9 @@
 Reads ``hyperparams/<algo>.yml`` of a local rl-zoo checkout (no network) for cardio's algorithms and writes, per
 entry, ``configs/zoo/<algo>/<EnvId>.yaml`` (applied automatically when ``agent=<algo>`` builds env ``<EnvId>``),
 the ``configs/env/<Name>.yaml`` it needs when cardio has none, ``docs/zoo.md`` (the pairs with rl-zoo's
-published score from its ``benchmark.md``, and the import report) and ``docs/envs.md`` (every env config). Every rl-zoo key is translated to cardio's key
-and unit (table ``TRANSLATIONS`` below); an entry with a key that cannot be translated, or whose env gymnasium
-cannot build here, is refused as a whole, listed on stderr and in ``docs/zoo.md`` with the reasons, and nothing is
+published score from its ``benchmark.md``, and the import report) and ``docs/envs.md`` (every env config).
+Every rl-zoo key is translated to cardio's key and unit (table ``TRANSLATIONS`` below); an entry with a key
+that cannot be translated, or whose env gymnasium cannot build here, is refused as a whole, listed on stderr and in ``docs/zoo.md`` with the reasons, and nothing is
 written for it: never a silent drop. Keys rl-zoo leaves out take SB3's defaults, which are cardio's agent defaults;
 the replay and schedule keys (where cardio's agent configs differ from SB3) are always written out.
 
@@ -502,6 +502,16 @@ def run_import(zoo_dir: Path, commit: str, algos: tuple[str, ...] = ALGOS, root:
     return report
 
 
+ENVS_INTRO = (
+    "Each `configs/env/<Name>.yaml` builds `num_envs` copies of one gymnasium id through `cardio.envs.make_env`\n"
+    "(options shared in `_vector.yaml`: vectorisation, autoreset mode, per-copy `wrappers` given as dotted paths\n"
+    "or `{_target_: ..., kwargs}`). `agent=<algo> env=<Name>` applies `configs/zoo/<algo>/<id>.yaml` when the\n"
+    "table lists the agent (rl-zoo's tuned numbers, `docs/zoo.md`); rl-zoo's published score is one trained\n"
+    "agent of its `benchmark.md` (a score of another version of the env is named). Extras:\n"
+    "`pip install cardio[mujoco]` or `cardio[box2d]`. Written by `scripts/import_zoo.py` with `docs/zoo.md`."
+)
+
+
 def envs_doc(report: Report, zoo_dir: Path, root: Path) -> str:
     """``docs/envs.md``: every env config, what it builds, the extra it needs, its tuned agents and their
     rl-zoo scores."""
@@ -519,20 +529,20 @@ def envs_doc(report: Report, zoo_dir: Path, root: Path) -> str:
         zoo_ids = {algo: zoo for algo, zoo, built in report.imported if built == env_id}
         score = "; ".join(f"{a}: {published(scores, a, zoo_ids[a])}" for a in tuned) or "-"
         rows.append(f"| `env={path.stem}` | {env_id} | {wrappers} | {extra} | {', '.join(tuned) or '-'} | {score} |")
-    return "\n".join([
-        "# Env configs",
-        "",
-        "Each `configs/env/<Name>.yaml` builds `num_envs` copies of one gymnasium id through `cardio.envs.make_env`",
-        "(options shared in `_vector.yaml`: vectorisation, autoreset mode, per-copy `wrappers` given as dotted paths",
-        "or `{_target_: ..., kwargs}`). `agent=<algo> env=<Name>` applies `configs/zoo/<algo>/<id>.yaml` when the",
-        "table lists the agent (rl-zoo's tuned numbers, `docs/zoo.md`); rl-zoo's published score is one trained agent",
-        "of its `benchmark.md` (a score of another version of the env is named). Extras: `pip install cardio[mujoco]`",
-        "or `cardio[box2d]`. Written by `scripts/import_zoo.py` with `docs/zoo.md`.",
-        "",
-        "| option | env id | wrappers | extra | tuned agents | rl-zoo published score |",
-        "|---|---|---|---|---|---|",
-        *rows,
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# Env configs",
+                "",
+                ENVS_INTRO,
+                "",
+                "| option | env id | wrappers | extra | tuned agents | rl-zoo published score |",
+                "|---|---|---|---|---|---|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
 
 
 def _entry_point(env_id: str) -> str:

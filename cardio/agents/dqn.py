@@ -12,15 +12,15 @@ Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean``
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import DQNConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.networks import (
     activation_class,
     argmax_random_ties,
@@ -34,44 +34,6 @@ from cardio.agents.networks import (
 )
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
-
-
-@dataclass
-class DQNConfig(AgentConfig["DQN"]):
-    """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
-
-    zoo_name: ClassVar[str] = "dqn"
-    """Tuned hyperparameters live in ``configs/zoo/dqn/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
-    """Action spaces it takes."""
-
-    lr: float = 1e-4
-    """Adam learning rate (the initial one under a linear schedule)."""
-    lr_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the Q-network's hidden layers."""
-    activation: str = "relu"
-    """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
-    target_update_interval: int = 10_000
-    """Env steps between hard copies of the online network into the target network."""
-    exploration_fraction: float = 0.1
-    """Fraction of ``total_steps`` over which epsilon decays linearly from initial to final."""
-    exploration_initial_eps: float = 1.0
-    """Epsilon at step 0."""
-    exploration_final_eps: float = 0.05
-    """Epsilon after the decay."""
-    max_grad_norm: float = 10.0
-    """Gradient-norm clip of each optimiser step."""
-    double_q: bool = False
-    """Double DQN: pick the next action with the online net, value it with the target net."""
-
-    def agent_class(self) -> type[DQN]:
-        return DQN
 
 
 class DQN(Checkpointable):
@@ -154,7 +116,7 @@ class DQN(Checkpointable):
         # Clipped optimiser step.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         metrics: dict[str, Any] = {

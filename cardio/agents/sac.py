@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import SACConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.heads import NoiseResampler, SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import (
     activation_class,
@@ -33,50 +33,6 @@ from cardio.agents.networks import (
     to_tensor,
 )
 from cardio.agents.state import Checkpointable
-
-
-@dataclass
-class SACConfig(AgentConfig["SAC"]):
-    """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
-
-    zoo_name: ClassVar[str] = "sac"
-    """Tuned hyperparameters live in ``configs/zoo/sac/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Action spaces it takes."""
-
-    lr: float = 3e-4
-    """Adam learning rate of actor, critics and entropy coefficient (the initial one under a linear schedule)."""
-    lr_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    tau: float = 0.005
-    """Polyak coefficient of the soft target-critic update made after every gradient step."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths of the actor torso, and of each critic unless ``qf_hidden_sizes``."""
-    qf_hidden_sizes: tuple[int, ...] | None = None
-    """Each critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], qf: [...]}``); ``None``: as the actor's."""
-    activation: str = "relu"
-    """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
-    n_critics: int = 2
-    """Q-networks whose minimum is used (clipped double Q)."""
-    ent_coef: float | str = "auto"
-    """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
-    target_entropy: float | str = "auto"
-    """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
-    use_sde: bool = False
-    """gSDE exploration (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed between draws."""
-    sde_sample_freq: int = -1
-    """Vector steps between fresh gSDE matrices within a collection phase; -1: only at each phase's start."""
-    use_sde_at_warmup: bool = False
-    """Explore with gSDE instead of uniform actions before ``learning_starts`` (read by the runner)."""
-    log_std_init: float = -3.0
-    """Initial log sigma of the gSDE noise matrix (unused without ``use_sde``, as in SB3)."""
-
-    def agent_class(self) -> type[SAC]:
-        return SAC
 
 
 class Actor(nn.Module):
