@@ -3,13 +3,14 @@
     python scripts/import_zoo.py <rl-zoo checkout> [--commit SHA] [--algos dqn ppo ...] [--check]
 
 Reads ``hyperparams/<algo>.yml`` of a local rl-zoo checkout (no network) for cardio's algorithms and writes, per
-entry, ``configs/zoo/<algo>/<EnvId>.yaml`` (applied automatically when ``agent=<algo>`` builds env ``<EnvId>``),
-the ``configs/env/<Name>.yaml`` it needs when cardio has none, ``docs/zoo.md`` (the pairs with rl-zoo's
-published score from its ``benchmark.md``, and the import report) and ``docs/envs.md`` (every env config).
-Every rl-zoo key is translated to cardio's key and unit (table ``TRANSLATIONS`` below); an entry with a key
-that cannot be translated, or whose env gymnasium cannot build here, is refused as a whole, listed on stderr and
-in ``docs/zoo.md`` with the reasons, and nothing is written for it: never a silent drop. Keys rl-zoo leaves out take SB3's defaults, which are cardio's agent defaults;
-the replay and schedule keys (where cardio's agent configs differ from SB3) are always written out.
+entry, ``configs/zoo/<algo>/<EnvId>.yaml`` (applied automatically when ``agent=<algo>`` builds env ``<EnvId>``), the
+``configs/env/<Name>.yaml`` it needs when cardio has none, ``docs/zoo.md`` (the pairs with rl-zoo's published score
+from its ``benchmark.md``, and the import report) and ``docs/envs.md`` (every env config). Every rl-zoo key is
+translated to cardio's key and unit (table ``TRANSLATIONS`` below); an entry with a key that cannot be translated,
+or whose env gymnasium cannot build here, is refused as a whole, listed on stderr and in ``docs/zoo.md`` with the
+reasons, and nothing is written for it: never a silent drop. Keys rl-zoo leaves out take SB3's defaults, which are
+cardio's agent defaults; the replay and schedule keys (where cardio's agent configs differ from SB3) are always
+written out.
 
 MuJoCo entries are tuned on ``-v4``; gymnasium's ``-v5`` fixes bugs of ``-v4`` and is the version cardio's env configs
 build, so each is also written for ``-v5`` (the docs say so). ``--check`` writes nothing and exits 1 when the files
