@@ -604,7 +604,23 @@ def zoo_doc(report: Report, zoo_dir: Path, env_names: dict[str, str], root: Path
         "",
         "## Held-out pairs: cardio beside SB3 on the same rl-zoo numbers",
         "",
+        "`bench/zoo_heldout.py`: for each pair, cardio runs `agent=<algo> env=<Name>` with the generated file and "
+        "SB3 (2.9.2) runs a model built from the very same rl-zoo entry (`lin_` schedules, `VecNormalize` with the "
+        "entry's gamma, `policy_kwargs`, gSDE, action noise), seeds 0, 1, 2. Score: the final evaluation, 10 "
+        "deterministic episodes on a separate env seeded `seed + 1000003` with the training statistics frozen, the "
+        "env's own returns; mean ± std over the seeds that finished (their count in brackets). rl-zoo's published "
+        "score (one agent) is in the pairs table below. PPO Hopper runs a reduced budget of 1e5 env steps (rl-zoo: "
+        "1e6), so it is compared with SB3 only. The time ratio (SB3 / cardio training time, median over seeds) was "
+        "measured on a 2-core machine shared by nine busy agents and is indicative at best.",
+        "",
         heldout,
+        "",
+        "## Not imported yet: Atari",
+        "",
+        "rl-zoo's `atari` blocks (DQN, PPO, A2C on every `*NoFrameskip-v4` game) are refused: they need `ale-py` "
+        "(not a cardio dependency yet), the Atari preprocessing (noop reset, frame skip, 84x84 grey, episodic life "
+        "and reward clipping in training only) and frame stacking as env wrappers, and a Nature-CNN Q-network for "
+        "DQN. The keys `env_wrapper` and `frame_stack` are therefore refused by name, not dropped.",
         "",
         "## Imported pairs",
         "",
