@@ -198,6 +198,7 @@ def write_table(rows: str) -> None:
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown rows: pair, steps, cardio mean +- std (seeds), SB3 likewise, time ratio SB3/cardio."""
+    results = list({(r["pair"], r["lib"], r["seed"]): r for r in results}.values())  # one run per seed
     lines = ["| agent | env | env steps | cardio (mean ± std, seeds) | SB3 (mean ± std, seeds) | time SB3/cardio |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name, pair in PAIRS.items():
