@@ -48,6 +48,8 @@ def test_every_agent_option_builds_for_some_env(agent: str) -> None:
             built.append(build_agent(cfg, build_env(cfg)))
         except SpaceError:
             continue
+        except ValueError as exc:  # a JAX twin refuses rl-zoo knobs it lacks (PPO Pendulum's gSDE) by name
+            assert "does not implement" in str(exc) and agent.endswith("_jax"), exc
     assert built, f"agent {agent} builds for neither CartPole nor Pendulum"
 
 
