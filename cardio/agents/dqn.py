@@ -2,7 +2,7 @@
 
 Mnih et al. 2015, "Human-level control through deep reinforcement learning" (Nature 518); double DQN:
 van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the rl-zoo values per env live in
-``configs/zoo/dqn_<Env>.yaml``. Replay, collection and the update schedule are the runner's business.
+``configs/zoo/dqn/<EnvId>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
 ``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class DQNConfig(AgentConfig["DQN"]):
     """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
+
+    zoo_name: ClassVar[str] = "dqn"
+    """Tuned hyperparameters live in ``configs/zoo/dqn/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    """Action spaces it takes."""
 
     lr: float = 1e-4
     """Adam learning rate."""
@@ -67,8 +74,8 @@ class DQN(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("DQN", "action", action_space, DQNConfig.action_spaces, env_id)
+        require_space("DQN", "observation", observation_space, DQNConfig.observation_spaces, env_id)
         self.config = c = config or DQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks

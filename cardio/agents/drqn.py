@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -38,6 +38,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class DRQNConfig(AgentConfig["DRQN"]):
     """DRQN hyperparameters; the same keys, in the same order, as ``configs/agent/drqn.yaml``."""
+
+    zoo_name: ClassVar[str] = "drqn"
+    """Tuned hyperparameters live in ``configs/zoo/drqn/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    """Action spaces it takes."""
 
     lr: float = 1e-3
     """Adam learning rate."""
@@ -101,8 +108,8 @@ class DRQN(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DRQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DRQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("DRQN", "action", action_space, DRQNConfig.action_spaces, env_id)
+        require_space("DRQN", "observation", observation_space, DRQNConfig.observation_spaces, env_id)
         self.config = c = config or DRQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
