@@ -11,10 +11,11 @@
       train.log      Python logging records of the run                   Hydra's job logging, or log_to
 
 A file added to every run dir (e.g. a weights file) belongs in a writer every caller shares (the Runner, the
-logger, or a function here), never in ``scripts/train.py`` alone. One writer per file, shared by every caller, so ``scripts/evaluate.py run=<dir>``, ``make plot`` and
-``resume=<dir>`` read a sweep trial exactly as they read a training run. ``scripts/train.py`` gets
-``final.json`` and ``train.log`` from Hydra (the multirun callback and Hydra's job logging); the sweep driver,
-which builds runs without Hydra's app, calls :func:`write_final` and :func:`log_to` itself.
+logger, or a function here), never in ``scripts/train.py`` alone. One writer per file, shared by every caller, so
+``scripts/evaluate.py run=<dir>``, ``make plot`` and ``resume=<dir>`` read a sweep trial exactly as they read a
+training run. ``scripts/train.py`` gets ``final.json`` and ``train.log`` from Hydra (the multirun callback and
+Hydra's job logging); the sweep driver, which builds runs without Hydra's app, calls :func:`write_final` and
+:func:`log_to` itself.
 """
 
 from __future__ import annotations

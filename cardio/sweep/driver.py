@@ -200,10 +200,9 @@ class Objective:
         values = []
         for i, seed in enumerate(self.settings.seeds):
             run_dir = self.sweep.trial_root / f"trial_{trial.number:04d}" / f"seed_{seed}"
-            run_overrides = [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"]
-            cfg = compose_train(self.sweep.config_dir, run_overrides)
+            cfg = compose_train(self.sweep.config_dir, [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"])
             offset = i * int(cfg.runner.total_steps)
-            values.append(self._train(trial, cfg, offset, run_overrides))
+            values.append(self._train(trial, cfg, offset))
             trial.set_user_attr(f"value_seed_{seed}", values[-1])
         value = float(np.mean(values))
         if not math.isfinite(value):
@@ -211,10 +210,11 @@ class Objective:
             raise optuna.TrialPruned(f"objective {value}")
         return value
 
-    def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int, overrides: list[str]) -> float:
+    def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int) -> float:
         """One seed of a trial in its own run dir, laid out as ``scripts/train.py`` lays out its own
         (:mod:`cardio.rundir`): ``config.yaml`` first, ``final.json`` however the run ends."""
         run_dir = Path(str(cfg.run_dir))
+        overrides = [*trial.user_attrs["overrides"], f"seed={cfg.seed}", f"run_dir='{run_dir}'"]
         save_config(cfg, run_dir)
         reporter = TrialReporter(trial, self.settings.metric, self.settings.objective, step_offset)
         status, reason = "FAILED", None
