@@ -1,10 +1,12 @@
 """Evaluate a trained run: ``make evaluate run=outputs/<date>/<run> episodes=20 video=true``.
 
-Rebuilds env, agent and runner from the run's saved ``config.yaml`` (through cardio/build.py), loads its
-checkpoint, runs deterministic episodes on the eval env, prints the ``eval/*`` metrics and writes them to
-``<run dir>/eval.json``. ``video=true`` also renders episodes (``render_mode=rgb_array``) to
-``<run dir>/videos/eval-episode-<k>.gif``; ``video_format=mp4`` (or ``gif,mp4``) writes H.264 MP4 instead of (or
-as well as) GIF, through imageio-ffmpeg.
+Rebuilds env, agent and runner from the run's saved ``config.yaml`` (through cardio/build.py), loads the agent's
+weights from ``<run dir>/weights.npz`` (plain arrays, read without unpickling anything: safe for files from
+others), runs deterministic episodes on the eval env, prints the ``eval/*`` metrics and writes them to
+``<run dir>/eval.json``. A full resume checkpoint (``last.ckpt``) is a pickle and is loaded only when asked for
+with ``checkpoint=<file> trust_pickle=true``: do that for your own files only (docs/checkpoints.md).
+``video=true`` also renders episodes (``render_mode=rgb_array``) to ``<run dir>/videos/eval-episode-<k>.gif``;
+``video_format=mp4`` (or ``gif,mp4``) writes H.264 MP4 instead of (or as well as) GIF, through imageio-ffmpeg.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cardio import checkpoint
+from cardio import checkpoint, weights
 from cardio.build import build_env, build_runner
 from cardio.cli import make_style
+from cardio.errors import report_user_errors
 from cardio.loggers import Logger
 from cardio.runner import Runner
+from cardio.validate import validate
 
 VIDEO_FORMATS = ("gif", "mp4")
 
@@ -102,7 +106,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="run dir written by scripts/train.py (holds config.yaml)")
     parser.add_argument("--episodes", type=int, default=10, help="deterministic eval episodes")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="checkpoint file (default <run>/last.ckpt)")
+    parser.add_argument("--weights", type=Path, default=None, help="weights file (default <run>/weights.npz)")
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="a full resume checkpoint instead (a pickle: needs trust_pickle)"
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        type=lambda s: s.lower() in ("1", "true", "yes"),
+        default=False,
+        help="allow --checkpoint: unpickling runs code from the file, so only for files you trust",
+    )
     parser.add_argument(
         "--video",
         type=lambda s: s.lower() in ("1", "true", "yes"),
@@ -112,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--video-episodes", type=int, default=1, help="episodes to render with video=true")
     parser.add_argument("--video-format", default="gif", help="comma list of gif, mp4 (mp4 needs imageio-ffmpeg)")
     raw = sys.argv[1:] if argv is None else argv
-    options = ["episodes", "checkpoint", "video", "video_episodes", "video_format"]
+    options = ["episodes", "weights", "checkpoint", "trust_pickle", "video", "video_episodes", "video_format"]
     args = parser.parse_args(make_style(raw, options, "run"))
     formats = [f for f in args.video_format.lower().split(",") if f]
     if not formats or set(formats) - set(VIDEO_FORMATS):
@@ -122,15 +135,38 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if not config_path.is_file():
         parser.error(f"{args.run} has no config.yaml; pass a run dir written by scripts/train.py")
     cfg = OmegaConf.load(config_path)
-    assert isinstance(cfg, DictConfig), f"{config_path} is not a mapping"
-    ckpt = checkpoint.resolve(args.checkpoint if args.checkpoint is not None else args.run)
-    runner = build_runner(cfg, logger=Logger())  # no sinks: evaluation writes eval.json only
-    runner.load(ckpt)
-    metrics = runner.evaluate(args.episodes)
-    result = {"checkpoint": str(ckpt), "env_steps": runner.env_steps, "episodes": args.episodes, **metrics}
+    if not isinstance(cfg, DictConfig):
+        parser.error(f"{config_path} is not a mapping; pass a run dir written by scripts/train.py")
+    if args.checkpoint is not None and not args.trust_pickle:
+        parser.error(
+            f"checkpoint={args.checkpoint} is a pickle, and unpickling runs code from the file; evaluate "
+            f"{args.run / weights.WEIGHTS_NAME} instead, or add trust_pickle=true if you wrote the file yourself"
+        )
+    with report_user_errors():
+        validate(cfg, check_env=False)  # the spaces are checked when the agent is built
+        runner = build_runner(cfg, logger=Logger())  # no sinks: evaluation writes eval.json only
+        if args.checkpoint is not None:  # trusted: the whole runner state, unpickled
+            source = checkpoint.resolve(args.checkpoint)
+            runner.load(source)
+            env_steps = runner.env_steps
+        else:
+            source = args.weights if args.weights is not None else args.run / weights.WEIGHTS_NAME
+            if not source.is_file():
+                parser.error(
+                    f"no weights file {source}; a run written before weights files existed has only last.ckpt "
+                    f"(a pickle): if you trust it, pass checkpoint={args.run / checkpoint.CHECKPOINT_NAME} "
+                    f"trust_pickle=true"
+                )
+            try:
+                weights.load_weights(runner.agent, source)
+                env_steps = int(weights.weights_meta(source).get("env_steps", -1))
+            except weights.WeightsError as exc:
+                parser.error(str(exc))
+        metrics = runner.evaluate(args.episodes)
+    result = {"checkpoint": str(source), "env_steps": env_steps, "episodes": args.episodes, **metrics}
     (args.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    table = Table(title=f"{args.run} @ {runner.env_steps:,} env steps", show_header=False, title_justify="left")
+    table = Table(title=f"{args.run} @ {env_steps:,} env steps", show_header=False, title_justify="left")
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4g}")
     Console().print(table)

@@ -13,6 +13,7 @@ from collections import Counter
 
 from optuna.trial import TrialState
 
+from cardio.errors import report_user_errors
 from cardio.sweep.driver import Sweep, compose_train, run_sweep
 from cardio.sweep.settings import CONFIG_DIR, find_sweep_file, load_settings, split_overrides
 
@@ -26,11 +27,12 @@ def main(argv: list[str] | None = None) -> float:
     if any(w in ("-h", "--help") for w in words):
         print(__doc__)
         return float("nan")
-    name, sweep_words, train_overrides = split_overrides(words)
-    choices = compose_train(CONFIG_DIR, train_overrides, hydra_node=True).hydra.runtime.choices
-    path = find_sweep_file(name, str(choices.get("agent")), str(choices.get("env")))
-    settings = load_settings(path, sweep_words)
-    study = run_sweep(Sweep(settings, [*settings.overrides, *train_overrides]))  # the command line wins
+    with report_user_errors():
+        name, sweep_words, train_overrides = split_overrides(words)
+        choices = compose_train(CONFIG_DIR, train_overrides, hydra_node=True).hydra.runtime.choices
+        path = find_sweep_file(name, str(choices.get("agent")), str(choices.get("env")))
+        settings = load_settings(path, sweep_words)
+        study = run_sweep(Sweep(settings, [*settings.overrides, *train_overrides]))  # the command line wins
     states = Counter(t.state for t in study.get_trials(deepcopy=False))
     if not states[TrialState.COMPLETE]:  # pruned trials carry values too, but no best trial: say so, no traceback
         sys.exit(

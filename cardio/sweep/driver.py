@@ -34,18 +34,19 @@ from typing import Any
 
 import numpy as np
 import optuna
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from cardio import config
 from cardio.build import build_logger, build_runner, save_config
+from cardio.finite import NonFiniteError
 from cardio.rundir import log_to, write_final
 from cardio.sweep.pruning import TrialReporter
 from cardio.sweep.settings import CONFIG_DIR, SweepConfig, SweepConfigError
 from cardio.sweep.space import Param, parse_space
+from cardio.validate import validate
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.RUNNING, TrialState.WAITING)
@@ -89,10 +90,9 @@ class Sweep:
 
 
 def compose_train(config_dir: str | Path, overrides: list[str], hydra_node: bool = False) -> DictConfig:
-    """``train.yaml`` composed with ``overrides``, as ``scripts/train.py`` would see it."""
-    GlobalHydra.instance().clear()  # whoever composed last (a test, a Hydra app) may have left it set
-    with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
-        return compose("train", overrides=overrides, return_hydra_config=hydra_node)
+    """``train.yaml`` composed with ``overrides`` and the zoo overlay of its env id, as ``scripts/train.py`` would
+    see it (:func:`cardio.config.compose_train`)."""
+    return config.compose_train(config_dir, overrides, hydra_node=hydra_node)
 
 
 # -------------------------------------------------------------------------------------------------- study
@@ -200,9 +200,14 @@ class Objective:
         values = []
         for i, seed in enumerate(self.settings.seeds):
             run_dir = self.sweep.trial_root / f"trial_{trial.number:04d}" / f"seed_{seed}"
-            cfg = compose_train(self.sweep.config_dir, [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"])
+            run_overrides = [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"]
+            cfg = validate(compose_train(self.sweep.config_dir, run_overrides))
             offset = i * int(cfg.runner.total_steps)
-            values.append(self._train(trial, cfg, offset))
+            try:
+                values.append(self._train(trial, cfg, offset, run_overrides))
+            except NonFiniteError as exc:  # the runner's own guard: diverged, so pruned like a NaN loss
+                trial.set_user_attr("pruned_reason", f"diverged: {exc}")
+                raise optuna.TrialPruned(str(exc)) from exc
             trial.set_user_attr(f"value_seed_{seed}", values[-1])
         value = float(np.mean(values))
         if not math.isfinite(value):
@@ -210,11 +215,10 @@ class Objective:
             raise optuna.TrialPruned(f"objective {value}")
         return value
 
-    def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int) -> float:
+    def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int, overrides: list[str]) -> float:
         """One seed of a trial in its own run dir, laid out as ``scripts/train.py`` lays out its own
         (:mod:`cardio.rundir`): ``config.yaml`` first, ``final.json`` however the run ends."""
         run_dir = Path(str(cfg.run_dir))
-        overrides = [*trial.user_attrs["overrides"], f"seed={cfg.seed}", f"run_dir='{run_dir}'"]
         save_config(cfg, run_dir)
         reporter = TrialReporter(trial, self.settings.metric, self.settings.objective, step_offset)
         status, reason = "FAILED", None
@@ -316,7 +320,7 @@ def run_workers(sweep: Sweep) -> None:
 # -------------------------------------------------------------------------------------------------- the sweep
 def check_space(sweep: Sweep) -> dict[str, str | None]:
     """Compose the base config once; every searched key must exist. Returns the config group choices."""
-    cfg = compose_train(sweep.config_dir, sweep.overrides, hydra_node=True)
+    cfg = validate(compose_train(sweep.config_dir, sweep.overrides, hydra_node=True))  # one line if the base is bad
     choices: dict[str, str | None] = dict(cfg.hydra.runtime.choices)
     for key in sweep.space:
         if key in choices:
