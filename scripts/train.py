@@ -23,6 +23,7 @@ from cardio import checkpoint
 from cardio.build import build_runner, save_config
 from cardio.config import apply_zoo, check_command_line, describe_zoo
 from cardio.errors import report_user_errors
+from cardio.finite import NonFiniteError
 from cardio.loggers import print_config_tree
 from cardio.validate import validate
 
@@ -95,6 +96,8 @@ def train(cfg: DictConfig) -> float:
     except checkpoint.Interrupted as stop:
         print(stop, file=sys.stderr)
         exit_code = stop.exit_code
+    except NonFiniteError as diverged:  # one line naming the value and the step; the last checkpoint is kept
+        print(f"error: {diverged}", file=sys.stderr)
     except KeyboardInterrupt:
         exit_code = 130
         raise

@@ -148,7 +148,7 @@ class A2C(Checkpointable):
         # Clipped optimiser step.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         metrics = {

@@ -13,48 +13,18 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import SACConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
 from cardio.agents.state import Checkpointable
-
-
-@dataclass
-class SACConfig(AgentConfig["SAC"]):
-    """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
-
-    zoo_name: ClassVar[str] = "sac"
-    """Tuned hyperparameters live in ``configs/zoo/sac/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Action spaces it takes."""
-
-    lr: float = 3e-4
-    """Adam learning rate of actor, critics and entropy coefficient."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    tau: float = 0.005
-    """Polyak coefficient of the soft target-critic update made after every gradient step."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths (ReLU) of the actor torso and of each critic."""
-    n_critics: int = 2
-    """Q-networks whose minimum is used (clipped double Q)."""
-    ent_coef: float | str = "auto"
-    """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
-    target_entropy: float | str = "auto"
-    """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
-
-    def agent_class(self) -> type[SAC]:
-        return SAC
 
 
 class Actor(nn.Module):
