@@ -125,9 +125,9 @@ def make_env(
     # process imports the module too, while gym.spec (the native path) needs the registered name
     name = check_env_id(id)
     if vectorization == "vector_entry_point":
-        env = make_native_vector_env(name, num_envs, kwargs, wrappers, autoreset)
-        _seed_action_spaces(env, seed)
-        return env
+        native = make_native_vector_env(name, num_envs, kwargs, wrappers, autoreset)
+        _seed_action_spaces(native, seed)
+        return native
     wrapper_fns = [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not in a worker process
 
     def make_one() -> gym.Env:
