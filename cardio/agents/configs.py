@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+import gymnasium as gym
+
 from cardio.agents.base import AgentConfig
 
 if TYPE_CHECKING:
@@ -25,6 +27,10 @@ class DQNConfig(AgentConfig["DQN"]):
 
     zoo_name: ClassVar[str] = "dqn"
     """Algorithm key of the rl-zoo files, ``configs/zoo/dqn/<EnvId>.yaml`` (the JAX twin shares it)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    """Action spaces it takes."""
 
     lr: float = 1e-4
     """Adam learning rate."""
@@ -57,6 +63,10 @@ class PPOConfig(AgentConfig["PPO"]):
 
     zoo_name: ClassVar[str] = "ppo"
     """Algorithm key of the rl-zoo files, ``configs/zoo/ppo/<EnvId>.yaml`` (the JAX twin shares it)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box, gym.spaces.Discrete)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """Action spaces it takes."""
 
     lr: float = 3e-4
     """Adam learning rate (the initial one under a linear schedule)."""
@@ -111,6 +121,10 @@ class SACConfig(AgentConfig["SAC"]):
 
     zoo_name: ClassVar[str] = "sac"
     """Algorithm key of the rl-zoo files, ``configs/zoo/sac/<EnvId>.yaml`` (the JAX twin shares it)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Action spaces it takes."""
 
     lr: float = 3e-4
     """Adam learning rate of actor, critics and entropy coefficient."""

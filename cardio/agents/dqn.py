@@ -2,7 +2,7 @@
 
 Mnih et al. 2015, "Human-level control through deep reinforcement learning" (Nature 518); double DQN:
 van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the rl-zoo values per env live in
-``configs/zoo/dqn_<Env>.yaml``. Replay, collection and the update schedule are the runner's business.
+``configs/zoo/dqn/<EnvId>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
 ``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import DQNConfig  # the knobs, shared with the JAX twin; re-exported here
-from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
+from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, syncs_due, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
 
@@ -40,8 +40,8 @@ class DQN(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("DQN", "action", action_space, DQNConfig.action_spaces, env_id)
+        require_space("DQN", "observation", observation_space, DQNConfig.observation_spaces, env_id)
         self.config = c = config or DQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
@@ -59,10 +59,9 @@ class DQN(Checkpointable):
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
-        due = env_steps // c.target_update_interval
-        if due > self.target_syncs:
+        sync, self.target_syncs = syncs_due(env_steps, c.target_update_interval, self.target_syncs)
+        if sync:  # (counted from the step counter, so a Runner.reset() restarts the syncs too)
             hard_update(self.target_net, self.q_net)
-            self.target_syncs = due
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""
