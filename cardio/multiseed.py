@@ -136,7 +136,9 @@ class SeedView:
         return action, extras
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
-        self.stack.agent.on_progress(env_steps, total_steps)  # the same env steps for every seed: idempotent
+        on_progress = getattr(self.stack.agent, "on_progress", None)
+        if on_progress is not None:  # the same env steps for every seed: calling it once per seed is idempotent
+            on_progress(env_steps, total_steps)
 
     def update(self, batch: Any) -> dict[str, Any]:
         raise MultiSeedError("a seed of a multi-seed run learns through MultiSeedRunner.step, not Runner.step")
