@@ -40,7 +40,13 @@ from cardio.errors import ConfigError
 GROUPS = ("env", "agent", "buffer", "runner", "logger")
 """Config groups every training config holds."""
 
-TOP_LEVEL: dict[str, Any] = {"seed": int | None, "device": str, "torch_threads": int, "resume": str | None}
+TOP_LEVEL: dict[str, Any] = {
+    "seed": int | None,
+    "seeds": list[int] | None,
+    "device": str,
+    "torch_threads": int,
+    "resume": str | None,
+}
 """Types of the root config's own keys."""
 
 EXTRA_KEYS: dict[str, dict[str, Any]] = {"runner": {"eval_num_envs": int}}
