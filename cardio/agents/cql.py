@@ -3,7 +3,8 @@
 Kumar et al. 2020, "Conservative Q-Learning for Offline Reinforcement Learning" (arXiv:2006.04779), the CQL(H)
 variant, eq. (4), for discrete actions (section 4 and appendix F, Atari). The loss is
 
-    L(theta) = alpha * E_{s,a ~ D}[ logsumexp_b Q(s, b) - Q(s, a) ] + Huber(Q(s, a), r + gamma (1 - terminated) max_b Q'(s', b))
+    L(theta) = alpha * E_{s,a ~ D}[ logsumexp_b Q(s, b) - Q(s, a) ] + Huber(Q(s, a), y)
+    y = r + gamma (1 - terminated) max_b Q'(s', b)
 
 The penalty pushes every action's Q down through the soft maximum and the dataset action's Q back up, so actions
 never seen in a state end up below those the data took there: with ``alpha > 0`` a greedy policy stays on the
@@ -38,7 +39,7 @@ class CQLConfig(DQNConfig):
     cql_alpha: float = 1.0
     """Weight of the conservative penalty ``logsumexp_b Q(s, b) - Q(s, a)`` (0: plain DQN)."""
 
-    def agent_class(self) -> type[CQL]:  # type: ignore[override]
+    def agent_class(self) -> type[CQL]:
         return CQL
 
 

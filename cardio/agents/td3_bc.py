@@ -45,7 +45,7 @@ class TD3BCConfig(TD3Config):
     alpha: float = 2.5
     """Weight of the Q term against the BC term, before normalisation by the batch's mean |Q|."""
 
-    def agent_class(self) -> type[TD3BC]:  # type: ignore[override]
+    def agent_class(self) -> type[TD3BC]:
         return TD3BC
 
 
