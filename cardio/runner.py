@@ -33,6 +33,7 @@ from cardio.buffers.circular import CircularBuffer
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree, tree_index, tree_map
+from cardio.schedules.offline import OfflineSchedule
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
@@ -105,7 +106,7 @@ class Runner:
         env: gym.Env | gym.vector.VectorEnv,
         agent: Agent,
         buffer: CircularBuffer,
-        schedule: OffPolicySchedule | OnPolicySchedule,
+        schedule: OffPolicySchedule | OnPolicySchedule | OfflineSchedule,
         total_steps: int = 100_000,
         eval_env: gym.Env | gym.vector.VectorEnv | None = None,
         logger: Logger | None = None,
@@ -143,7 +144,8 @@ class Runner:
         """Refuse option combinations that cannot work; warn about legal but surprising ones."""
         if not isinstance(self.agent, Agent):
             raise ScheduleError(f"agent {type(self.agent).__name__} lacks act/update/state_dict/load_state_dict")
-        if self.buffer.num_envs != self.num_envs:
+        offline = isinstance(self.schedule, OfflineSchedule)
+        if self.buffer.num_envs != self.num_envs and not offline:
             raise ScheduleError(
                 f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
             )
@@ -161,6 +163,8 @@ class Runner:
                     f"the first update would sample more than is stored; set learning_starts >= {s.batch_size}"
                 )
             chunk = s.train_freq * self.num_envs
+        elif isinstance(s, OfflineSchedule):
+            chunk = s.check(self)
         elif isinstance(s, OnPolicySchedule):
             expected = s.n_steps * self.num_envs
             if self.buffer.capacity != expected:
@@ -197,6 +201,12 @@ class Runner:
     def env_steps(self) -> int:
         """Transitions collected so far (all envs together)."""
         return self.gatherer.stats.env_steps
+
+    @property
+    def steps(self) -> int:
+        """The runner's clock, which ``total_steps`` and the intervals count: env steps, or gradient updates for a
+        schedule whose ``clock`` is ``"updates"`` (offline)."""
+        return self.updates if getattr(self.schedule, "clock", "env_steps") == "updates" else self.env_steps
 
     def reset(self) -> None:
         """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
@@ -256,6 +266,10 @@ class Runner:
             if on_progress is not None:
                 on_progress(self.env_steps, self.total_steps)
 
+    def learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
+        """One agent update on ``batch``; its metrics are averaged into the next log."""
+        self._learn(batch, indices)
+
     def _learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
         metrics = self.agent.update(batch)
         td_error = metrics.pop("td_error", None)
@@ -268,7 +282,9 @@ class Runner:
 
     def step(self) -> None:
         """One rollout and the updates it earns."""
-        if isinstance(self.schedule, OffPolicySchedule):
+        if isinstance(self.schedule, OfflineSchedule):
+            self.schedule.step(self)
+        elif isinstance(self.schedule, OffPolicySchedule):
             self._off_policy_step(self.schedule)
         else:
             self._on_policy_step()
@@ -341,7 +357,7 @@ class Runner:
             "eval/mean_ep_length": float(np.mean(lengths)),
         }
         self.last_eval = metrics
-        self._last_eval_step = self.env_steps
+        self._last_eval_step = self.steps
         return metrics
 
     # ---------------------------------------------------------------------------------------------- the loop
@@ -363,14 +379,14 @@ class Runner:
             "time/total_timesteps": float(self.env_steps),
         }
         if self.logger is not None:
-            self.logger.log(metrics, self.env_steps)
-        self._last_log_step = self.env_steps
+            self.logger.log(metrics, self.steps)
+        self._last_log_step = self.steps
         return metrics
 
     def _eval_and_report(self) -> dict[str, float]:
         metrics = self.evaluate()
         if self.logger is not None:
-            self.logger.log(metrics, self.env_steps)
+            self.logger.log(metrics, self.steps)
         for cb in self.callbacks:
             if hasattr(cb, "on_eval"):
                 cb.on_eval(self, metrics)
@@ -387,33 +403,33 @@ class Runner:
         if total_steps is not None:
             self.total_steps = int(total_steps)
         if self.logger is not None:
-            self.logger.start(self.total_steps, self.env_steps)
+            self.logger.start(self.total_steps, self.steps)
         with checkpoint.stop_on_signal() as stop:
-            while self.env_steps < self.total_steps:
+            while self.steps < self.total_steps:
                 self.step()
-                if self.env_steps >= self._next_log:
+                if self.steps >= self._next_log:
                     self.log_now()
-                    self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
-                if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
+                    self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
+                if self.eval_gatherer is not None and self.steps >= self._next_eval:
                     self._eval_and_report()
-                    self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
-                if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
+                    self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
+                if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
                     self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
-                    self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+                    self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
                         cb.on_step_end(self)
                 if self.logger is not None:
-                    self.logger.progress(self.env_steps)
+                    self.logger.progress(self.steps)
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
                         path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
                     raise checkpoint.Interrupted(stop.signum, path)
-        final = self.log_now() if self._last_log_step != self.env_steps else {}
+        final = self.log_now() if self._last_log_step != self.steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
-            final = self.last_eval if self._last_eval_step == self.env_steps else self._eval_and_report()
+            final = self.last_eval if self._last_eval_step == self.steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
             self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
         return final

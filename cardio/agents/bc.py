@@ -73,7 +73,7 @@ class BC(Checkpointable):
             self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
             self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
             self.policy = nn.Sequential(mlp(obs_dim, c.hidden_sizes, flat_dim(action_space)), nn.Tanh()).to(dev)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, fused=True)
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """The cloned policy's action (its mode; ``explore`` is ignored: BC has no exploration of its own)."""
