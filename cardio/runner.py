@@ -2,12 +2,13 @@
 
 Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps`` counts transitions (one
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
-``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
+``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps. An offline
+schedule (``clock = "updates"``) never steps the training env: its intervals count gradient updates (``steps``).
 
-Off-policy ``step()``: collect ``train_freq`` vector steps into the replay buffer (uniform-random actions
-until ``learning_starts`` env steps), then, once past ``learning_starts``, run ``gradient_steps`` updates on
-sampled batches. On-policy ``step()``: clear the rollout buffer, fill it with ``n_steps`` transitions per env,
-hand the whole ``[T, N]`` rollout to ``agent.update``.
+The runner keeps the loop, evaluation and persistence. When to collect and when to learn is its schedule's
+business (``cardio/schedules/``: off-policy, on-policy, offline), which calls back :meth:`Runner.collect` and
+:meth:`Runner.learn`. torch is imported only when something already uses it (a torch agent): a JAX run never
+pays for it.
 """
 
 from __future__ import annotations
@@ -15,50 +16,40 @@ from __future__ import annotations
 import copy
 import math
 import random
+import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from cardio import checkpoint
+from cardio import checkpoint, finite
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
-from cardio.pytree import Tree, tree_index, tree_map
-from cardio.schedules.offline import OfflineSchedule
+from cardio.pytree import Tree, tree_map
+from cardio.schedules import OfflineSchedule, OffPolicySchedule, OnPolicySchedule, Schedule
+from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
+
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "Callback",
+    "OfflineSchedule",
+    "OffPolicySchedule",
+    "OnPolicySchedule",
+    "Runner",
+    "ScheduleError",
+    "iqm",
+]
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
-
-
-@dataclass
-class OffPolicySchedule:
-    """When to collect and when to learn (SB3 units)."""
-
-    learning_starts: int = 100
-    """Env steps of uniform-random actions before the first update."""
-    train_freq: int = 4
-    """Vector steps collected between update phases (N env steps each)."""
-    gradient_steps: int = 1
-    """Updates per phase; -1 = as many as env steps collected in the phase."""
-    batch_size: int = 32
-    """Transitions per update."""
-
-
-@dataclass
-class OnPolicySchedule:
-    """Rollout length for on-policy agents (epochs and minibatches are the agent's)."""
-
-    n_steps: int = 2048
-    """Vector steps per rollout: the rollout buffer holds ``n_steps x num_envs`` transitions."""
 
 
 class Callback(Protocol):
@@ -69,8 +60,26 @@ class Callback(Protocol):
     def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     """Runner options that cannot work together; the message names the keys and their values."""
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Python's, numpy's and (when a torch agent has loaded it) torch's global RNG states."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
+    if "torch" in sys.modules:  # never import torch for this: a JAX run must not pay for it
+        state["torch"] = sys.modules["torch"].get_rng_state()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`global_rng_state`; torch's only when the checkpoint holds it."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if state.get("torch") is not None:
+        import torch
+
+        torch.set_rng_state(state["torch"])
 
 
 def iqm(values: Sequence[float]) -> float:
@@ -87,7 +96,8 @@ class Runner:
         env: training env (a vector env, or a plain env treated as one env).
         agent: anything meeting the :class:`~cardio.agents.base.Agent` contract.
         buffer: replay buffer (off-policy) or rollout buffer of ``n_steps * num_envs`` (on-policy).
-        schedule: :class:`OffPolicySchedule` or :class:`OnPolicySchedule`.
+        schedule: when to collect and learn: :class:`~cardio.schedules.OffPolicySchedule`,
+            :class:`~cardio.schedules.OnPolicySchedule` or any :class:`~cardio.schedules.Schedule`.
         total_steps: env steps :meth:`run` trains for.
         eval_env: separate env for :meth:`evaluate` (``None``: no evaluation).
         logger: metrics sink fan-out (``None``: metrics are only returned).
@@ -99,6 +109,8 @@ class Runner:
         callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
         checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
+        check_finite: stop with :class:`~cardio.finite.NonFiniteError` at the first NaN or infinity in a batch,
+            an update's metrics or the agent's parameters, before it reaches a checkpoint (``cardio/finite.py``).
     """
 
     def __init__(
@@ -106,7 +118,7 @@ class Runner:
         env: gym.Env | gym.vector.VectorEnv,
         agent: Agent,
         buffer: CircularBuffer,
-        schedule: OffPolicySchedule | OnPolicySchedule | OfflineSchedule,
+        schedule: Schedule,
         total_steps: int = 100_000,
         eval_env: gym.Env | gym.vector.VectorEnv | None = None,
         logger: Logger | None = None,
@@ -118,6 +130,7 @@ class Runner:
         callbacks: Sequence[Any] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_freq: int = 0,
+        check_finite: bool = True,
     ) -> None:
         self.agent = agent
         self.buffer = buffer
@@ -131,6 +144,9 @@ class Runner:
         self.callbacks = list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_freq = int(checkpoint_freq)
+        self.check_finite = bool(check_finite)
+        self.last_checkpoint: Path | None = None  # the last good checkpoint: a NonFiniteError leaves it untouched
+        self._warned_weights = False
         self.gatherer = Gatherer(env, seed=seed, stats_window=stats_window)
         eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
         self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
@@ -144,42 +160,22 @@ class Runner:
         """Refuse option combinations that cannot work; warn about legal but surprising ones."""
         if not isinstance(self.agent, Agent):
             raise ScheduleError(f"agent {type(self.agent).__name__} lacks act/update/state_dict/load_state_dict")
-        offline = isinstance(self.schedule, OfflineSchedule)
-        if self.buffer.num_envs != self.num_envs and not offline:
+        # an offline buffer's streams are the dataset's episodes or segments, not env copies
+        if self.buffer.num_envs != self.num_envs and not self.counts_updates:
             raise ScheduleError(
                 f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
             )
-        s = self.schedule
-        if isinstance(s, OffPolicySchedule):
-            if s.train_freq <= 0 or s.batch_size <= 0:
-                raise ScheduleError(f"runner.schedule needs train_freq>0 and batch_size>0, got {s}")
-            if s.batch_size > self.buffer.capacity:
-                raise ScheduleError(
-                    f"runner.schedule.batch_size={s.batch_size} exceeds buffer.capacity={self.buffer.capacity}"
-                )
-            if s.learning_starts < s.batch_size:
-                raise ScheduleError(
-                    f"runner.schedule.learning_starts={s.learning_starts} is below batch_size={s.batch_size}: "
-                    f"the first update would sample more than is stored; set learning_starts >= {s.batch_size}"
-                )
-            chunk = s.train_freq * self.num_envs
-        elif isinstance(s, OfflineSchedule):
-            chunk = s.check(self)
-        elif isinstance(s, OnPolicySchedule):
-            expected = s.n_steps * self.num_envs
-            if self.buffer.capacity != expected:
-                raise ScheduleError(
-                    f"on-policy rollout buffer needs capacity n_steps*num_envs = {s.n_steps}*{self.num_envs} "
-                    f"= {expected}, got buffer.capacity={self.buffer.capacity}"
-                )
-            chunk = expected
-        else:
-            raise ScheduleError(f"runner.schedule must be OffPolicySchedule or OnPolicySchedule, got {s!r}")
+        if not isinstance(self.schedule, Schedule):
+            raise ScheduleError(
+                f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
+            )
+        chunk = self.schedule.check(self)
+        unit = "updates" if self.counts_updates else "env steps"
         if self.total_steps % chunk:
             actual = math.ceil(self.total_steps / chunk) * chunk
             warnings.warn(
-                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} env steps one "
-                f"runner.step() collects; {actual} env steps will run",
+                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} {unit} one "
+                f"runner.step() makes; {actual} {unit} will run",
                 stacklevel=3,
             )
 
@@ -203,17 +199,30 @@ class Runner:
         return self.gatherer.stats.env_steps
 
     @property
+    def counts_updates(self) -> bool:
+        """Whether the schedule's clock is gradient updates (offline: ``clock = "updates"``) rather than env steps."""
+        return getattr(self.schedule, "clock", "env_steps") == "updates"
+
+    @property
     def steps(self) -> int:
-        """The runner's clock, which ``total_steps`` and the intervals count: env steps, or gradient updates for a
-        schedule whose ``clock`` is ``"updates"`` (offline)."""
-        return self.updates if getattr(self.schedule, "clock", "env_steps") == "updates" else self.env_steps
+        """The runner's clock, which ``total_steps``, ``log_interval``, ``eval_freq`` and ``checkpoint_freq``
+        count: env steps, or gradient updates for an offline schedule."""
+        return self.updates if self.counts_updates else self.env_steps
 
     def reset(self) -> None:
-        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
+        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics.
+
+        The env-step counter restarts at 0; the agent's and buffer's step-driven schedules (target syncs,
+        epsilon, learning rates, PER beta) follow it through ``on_progress``, and per-episode exploration noise
+        restarts through ``on_episode_end`` (every env starts a new episode).
+        """
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
         self.buffer.clear()
         self.reset_counters()
         self.reset_policy_state()
+        on_episode_end = getattr(self.agent, "on_episode_end", None)
+        if on_episode_end is not None:
+            on_episode_end(np.ones(self.num_envs, dtype=bool))
 
     def update_agent(self, agent: Agent) -> None:
         """Swap in another agent (e.g. one loaded from disk); the buffer and counters are kept."""
@@ -259,19 +268,37 @@ class Runner:
         setattr(self, "eval_state" if evaluation else "policy_state", state)
 
     # ---------------------------------------------------------------------------------------------- training
-    def _progress(self) -> None:
+    def _progress(self) -> None:  # called by collect() before every vector step
         # Schedules (epsilon, learning rate, target syncs, PER beta) are functions of env steps.
         for part in (self.agent, self.buffer):
             on_progress = getattr(part, "on_progress", None)
             if on_progress is not None:
                 on_progress(self.env_steps, self.total_steps)
 
-    def learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
-        """One agent update on ``batch``; its metrics are averaged into the next log."""
-        self._learn(batch, indices)
+    def collect(self, random: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+        """One vector step of the training envs for a schedule: schedules advance (``on_progress``), the policy
+        acts (uniform-random actions with ``random``, e.g. off-policy warm-up), episode ends reach the agent.
 
-    def _learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
+        Returns:
+            ``(transition [N, ...], valid [N])`` from :meth:`Gatherer.step`; rows with ``valid=False`` are
+            NEXT_STEP reset rows, not transitions.
+        """
+        self._progress()
+        policy = self.gatherer.random_policy if random else self._policy(True)
+        transition, valid = self.gatherer.step(policy)
+        self._end_episodes(transition, valid)
+        return transition, valid
+
+    def learn(self, batch: Any, indices: np.ndarray | None = None) -> dict[str, Any]:
+        """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
+        metrics are accumulated for the next log and returned. With ``check_finite`` a non-finite batch field or
+        metric stops the run (:class:`~cardio.finite.NonFiniteError`)."""
+        if self.check_finite:
+            self._guard(finite.bad_field(batch))
         metrics = self.agent.update(batch)
+        if self.check_finite and (bad := finite.bad_metric(metrics)) is not None:
+            weights_bad = finite.bad_parameter(self.agent)
+            self._guard(f"{bad} ({weights_bad or 'parameters still finite'})")
         td_error = metrics.pop("td_error", None)
         if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
             self.buffer.update_priorities(indices, td_error)
@@ -279,49 +306,23 @@ class Runner:
             self._train_sums[key] += float(value)
             self._train_counts[key] += 1
         self.updates += 1
+        return metrics
 
     def step(self) -> None:
-        """One rollout and the updates it earns."""
-        if isinstance(self.schedule, OfflineSchedule):
-            self.schedule.step(self)
-        elif isinstance(self.schedule, OffPolicySchedule):
-            self._off_policy_step(self.schedule)
-        else:
-            self._on_policy_step()
+        """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
+        updates they earn; on-policy: one rollout and its update)."""
+        self.schedule.step(self)
 
-    def _off_policy_step(self, s: OffPolicySchedule) -> None:
-        collected = 0
-        for _ in range(s.train_freq):
-            self._progress()
-            policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._policy(True)
-            transition, valid = self.gatherer.step(policy)
-            self._end_episodes(transition, valid)
-            self.buffer.add(transition, valid)
-            collected += int(valid.sum())
-        if self.env_steps <= s.learning_starts:
-            return
-        n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
-        if n_updates == 0:
-            return
-        if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
-            for _ in range(n_updates):
-                batch, indices = self.buffer.sample(s.batch_size)
-                self._learn(batch, indices)
-        else:  # one gather for the whole phase
-            batches, indices = self.buffer.sample(s.batch_size, num_batches=n_updates)
-            for j in range(n_updates):
-                self._learn(tree_index(batches, j), indices[j])
+    def _guard(self, bad: str | None) -> None:
+        """Raise :class:`~cardio.finite.NonFiniteError` naming ``bad`` and the env step (``None``: all finite)."""
+        if bad is not None:
+            raise finite.NonFiniteError(
+                bad, self.env_steps, None if self.last_checkpoint is None else str(self.last_checkpoint)
+            )
 
-    def _on_policy_step(self) -> None:
-        self.buffer.clear()
-        rows = self.buffer.slots_per_env
-        while bool(np.any(self.buffer.size < rows)):
-            self._progress()
-            transition, valid = self.gatherer.step(self._policy(True))
-            self._end_episodes(transition, valid)
-            # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
-            self.buffer.add(transition, valid & (self.buffer.size < rows))
-        self._learn(self.buffer.as_rollout())
+    def _guard_parameters(self) -> None:
+        if self.check_finite:
+            self._guard(finite.bad_parameter(self.agent))
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -408,13 +409,14 @@ class Runner:
             while self.steps < self.total_steps:
                 self.step()
                 if self.steps >= self._next_log:
+                    self._guard_parameters()
                     self.log_now()
                     self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
                 if self.eval_gatherer is not None and self.steps >= self._next_eval:
                     self._eval_and_report()
                     self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
                 if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
-                    self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                    self.write_checkpoint()
                     self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
@@ -424,14 +426,14 @@ class Runner:
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
-                        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                        path = self.write_checkpoint()
                     raise checkpoint.Interrupted(stop.signum, path)
         final = self.log_now() if self._last_log_step != self.steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
             final = self.last_eval if self._last_eval_step == self.steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
-            self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+            self.write_checkpoint()
         return final
 
     # ---------------------------------------------------------------------------------------------- persistence
@@ -514,11 +516,7 @@ class Runner:
             "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
             # recurrent agents: the hidden state the next act() continues from (None for stateless agents)
             "policy_state": {"train": self.policy_state, "eval": self.eval_state},
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": global_rng_state(),
             "logger": None if self.logger is None else self.logger.state_dict(),
         }
 
@@ -573,9 +571,23 @@ class Runner:
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_global_rng_state(state["rng"])
+
+    def write_checkpoint(self) -> Path:
+        """``last.ckpt`` (everything, pickled: for resuming) and ``weights.npz`` (the agent as plain arrays: safe
+        to share and evaluate, ``cardio/weights.py``) in ``checkpoint_dir``, once the parameters are checked
+        finite, so a diverged agent never overwrites the last good checkpoint."""
+        assert self.checkpoint_dir is not None, "write_checkpoint() needs a checkpoint_dir"
+        self._guard_parameters()
+        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+        try:
+            save_weights(self.agent, self.checkpoint_dir / WEIGHTS_NAME, meta={"env_steps": self.env_steps})
+        except WeightsError as exc:  # a custom agent whose state is not plain arrays: last.ckpt still resumes it
+            if not self._warned_weights:
+                warnings.warn(f"{WEIGHTS_NAME} not written: {exc}", stacklevel=2)
+                self._warned_weights = True
+        self.last_checkpoint = path
+        return path
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""
@@ -591,3 +603,4 @@ class Runner:
         except checkpoint.CheckpointError as exc:
             raise checkpoint.CheckpointError(f"{path}: {exc}") from exc
         self.load_state_dict(state)
+        self.last_checkpoint = path

@@ -17,7 +17,7 @@ are the policy's mode) or ``train/action_mse`` (Box, in ``[-1, 1]`` units: the s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +34,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class BCConfig(AgentConfig["BC"]):
     """Behaviour-cloning hyperparameters; the same keys, in the same order, as ``configs/agent/bc.yaml``."""
+
+    zoo_name: ClassVar[str] = "bc"
+    """Algorithm key of tuned files, ``configs/zoo/bc/<EnvId>.yaml`` (none shipped)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """Action spaces it takes."""
 
     lr: float = 3e-4
     """Adam learning rate."""
@@ -59,8 +66,8 @@ class BC(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("BC", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
-        require_space("BC", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("BC", "action", action_space, BCConfig.action_spaces, env_id)
+        require_space("BC", "observation", observation_space, BCConfig.observation_spaces, env_id)
         self.config = c = config or BCConfig()
         self.device = dev = torch.device(device)
         self.rng = np.random.default_rng(seed)  # argmax tie-breaks

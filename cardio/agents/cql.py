@@ -23,7 +23,7 @@ Metrics returned by :meth:`CQL.update`: DQN's (``train/loss`` is the total), plu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from cardio.agents.networks import to_tensor
 @dataclass
 class CQLConfig(DQNConfig):
     """DQN's knobs plus the penalty weight; the same keys, in the same order, as ``configs/agent/cql.yaml``."""
+
+    zoo_name: ClassVar[str] = "cql"
+    """Algorithm key of tuned files, ``configs/zoo/cql/<EnvId>.yaml`` (none shipped; never DQN's online numbers)."""
 
     cql_alpha: float = 1.0
     """Weight of the conservative penalty ``logsumexp_b Q(s, b) - Q(s, a)`` (0: plain DQN)."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -42,6 +42,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class IQLConfig(AgentConfig["IQL"]):
     """IQL hyperparameters; the same keys, in the same order, as ``configs/agent/iql.yaml``."""
+
+    zoo_name: ClassVar[str] = "iql"
+    """Algorithm key of tuned files, ``configs/zoo/iql/<EnvId>.yaml`` (none shipped)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Action spaces it takes."""
 
     lr: float = 3e-4
     """Adam learning rate of value, critics and policy."""
@@ -107,8 +114,8 @@ class IQL(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("IQL", "action", action_space, (gym.spaces.Box,), env_id)
-        require_space("IQL", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("IQL", "action", action_space, IQLConfig.action_spaces, env_id)
+        require_space("IQL", "observation", observation_space, IQLConfig.observation_spaces, env_id)
         self.config = c = config or IQLConfig()
         self.device = dev = torch.device(device)
         self.rng = np.random.default_rng(seed)  # unused by the maths; kept so every agent checkpoints a generator

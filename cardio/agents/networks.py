@@ -34,16 +34,39 @@ def to_tensor(x: np.ndarray, device: torch.device | str, dtype: torch.dtype = to
     return torch.as_tensor(np.asarray(x), device=device).to(dtype)
 
 
+@torch.no_grad()
 def hard_update(target: nn.Module, source: nn.Module) -> None:
-    """``target <- source``, parameters and buffers."""
-    target.load_state_dict(source.state_dict())
+    """``target <- source``, parameters and buffers, in one ``_foreach_copy_``: bit-identical to
+    ``load_state_dict`` at about a fifth of its cost (docs/performance.md), which matters when DQN syncs every
+    10 env steps (rl-zoo CartPole)."""
+    torch._foreach_copy_(
+        [*target.parameters(), *target.buffers()], [*source.parameters(), *source.buffers()]
+    )
+
+
+def syncs_due(env_steps: int, interval: int, done: int) -> tuple[bool, int]:
+    """Whether a periodic event (a hard target sync) is due, and the new count of events done.
+
+    The event fires at the first call at or past each multiple of ``interval`` env steps. The count is a function
+    of the step counter, so when the counter goes backwards (``Runner.reset()``, a meta-learning loop restarting
+    its inner run) the count restarts with it instead of waiting for the old step count to come round again.
+
+    Args:
+        env_steps: env steps so far.
+        interval: env steps between events.
+        done: events done so far (the value this function returned last time).
+    """
+    due = env_steps // interval
+    if due < done:  # the step counter went backwards: count afresh from here
+        return False, due
+    return due > done, due
 
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging ``target <- tau * source + (1 - tau) * target``."""
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
-        t.lerp_(s, tau)
+    """Polyak averaging ``target <- tau * source + (1 - tau) * target``, one ``_foreach_lerp_`` for all tensors
+    (the same per-element arithmetic as a loop of ``lerp_``)."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -21,7 +21,7 @@ actor steps) plus, on actor steps, ``train/bc_loss`` (the squared-error term) an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from cardio.agents.td3 import TD3, TD3Config
 @dataclass
 class TD3BCConfig(TD3Config):
     """TD3's knobs (paper defaults) plus alpha; the same keys, in the same order, as ``configs/agent/td3_bc.yaml``."""
+
+    zoo_name: ClassVar[str] = "td3_bc"
+    """Algorithm key of tuned files, ``configs/zoo/td3_bc/<EnvId>.yaml`` (none shipped; never TD3's online numbers)."""
 
     lr: float = 3e-4
     """Adam learning rate of actor and critics."""
