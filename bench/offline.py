@@ -165,12 +165,16 @@ def main() -> None:
             "dataset_mean_return": data.mean_return,
             "final": finals,
         }
-        print(f"\n{DATASETS[recipe][0]}: {len(data.episode_returns)} episodes, {len(data.buffer)} transitions, "
-              f"dataset average return {data.mean_return:.1f}")
+        print(
+            f"\n{DATASETS[recipe][0]}: {len(data.episode_returns)} episodes, {len(data.buffer)} transitions, "
+            f"dataset average return {data.mean_return:.1f}"
+        )
         print("| algorithm | final eval, mean +- std over seeds | per seed |")
         print("|---|---|---|")
         for label, values in finals.items():
-            print(f"| {label} | {np.mean(values):.1f} +- {np.std(values):.1f} | {', '.join(f'{v:.0f}' for v in values)} |")
+            print(
+                f"| {label} | {np.mean(values):.1f} +- {np.std(values):.1f} | {', '.join(f'{v:.0f}' for v in values)} |"
+            )
     (args.out / "bench_results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -40,8 +40,8 @@ from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
 __all__ = [
     "EVAL_SEED_OFFSET",
     "Callback",
-    "OfflineSchedule",
     "OffPolicySchedule",
+    "OfflineSchedule",
     "OnPolicySchedule",
     "Runner",
     "ScheduleError",

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,14 +27,12 @@ from tests.conftest import compose_train
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "test/CartPole-v1/random-v0"
 TINY = ["env=CartPole", f"runner.schedule.dataset={DATASET}", "runner.schedule.batch_size=32", "logger=csv"]
-TINY += ["runner.schedule.gradient_steps=50", "runner.log_interval=50", "runner.eval_freq=100", "runner.eval_episodes=2"]
-
-
-class Uniform:
-    """An agent that always asks for a uniform action: record_episodes with epsilon=1 never uses it."""
-
-    def act(self, obs: Any, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
-        return np.zeros(len(obs), dtype=np.int64), {}
+TINY += [
+    "runner.schedule.gradient_steps=50",
+    "runner.log_interval=50",
+    "runner.eval_freq=100",
+    "runner.eval_episodes=2",
+]
 
 
 @pytest.fixture
@@ -43,7 +40,7 @@ def datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A 30-episode uniform-policy CartPole dataset; returns the environment the subprocesses need."""
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     env = make_env("CartPole-v1", seed=0)
-    episodes = record_episodes(Uniform(), env, 30, epsilon=1.0, seed=0)  # type: ignore[arg-type]
+    episodes = record_episodes(None, env, 30, epsilon=1.0, seed=0)
     write_dataset(
         DATASET,
         episodes,

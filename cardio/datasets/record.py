@@ -37,7 +37,7 @@ def _episode(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def record_episodes(
-    agent: Agent,
+    agent: Agent | None,
     env: gym.vector.VectorEnv,
     episodes: int,
     *,
@@ -48,7 +48,8 @@ def record_episodes(
     """Roll the agent out for ``episodes`` whole episodes on a one-env vector env.
 
     Args:
-        agent: acts on ``[1, ...]`` observations (stateful agents with ``initial_state`` are not supported).
+        agent: acts on ``[1, ...]`` observations (stateful agents with ``initial_state`` are not supported);
+            ``None`` with ``epsilon=1``: a uniform-random dataset.
         env: a vector env of one env (``cardio.build.build_env`` with ``num_envs=1``).
         episodes: whole episodes to record.
         epsilon: probability of replacing each action by a uniform one (0: the agent alone; 1: uniform).
@@ -56,8 +57,11 @@ def record_episodes(
         seed: seeds the env's first reset and the epsilon draws and uniform actions.
 
     Raises:
-        ValueError: ``epsilon`` outside ``[0, 1]``, ``episodes < 1``, or an env of more than one copy.
+        ValueError: ``epsilon`` outside ``[0, 1]``, ``episodes < 1``, an env of more than one copy, or no agent
+            with ``epsilon < 1``.
     """
+    if agent is None and epsilon < 1.0:
+        raise ValueError(f"record_episodes without an agent needs epsilon=1 (uniform actions), got epsilon={epsilon}")
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got epsilon={epsilon}")
     if episodes < 1:
@@ -69,9 +73,10 @@ def record_episodes(
     space.seed(seed)
 
     def policy(obs: Tree) -> tuple[np.ndarray, dict[str, Any]]:
-        action, _ = agent.act(obs, explore=explore)
-        if rng.random() < epsilon:  # one draw per step whatever epsilon is, so streams stay aligned across levels
+        if rng.random() < epsilon:  # one draw per step, before the agent acts (it is not asked when unused)
             return np.asarray(space.sample())[None], {}
+        assert agent is not None
+        action, _ = agent.act(obs, explore=explore)
         return np.asarray(action), {}
 
     gatherer = Gatherer(env, seed=seed)

@@ -13,8 +13,8 @@ The :class:`~cardio.runner.Runner` keeps the loop, evaluation and persistence; e
 """
 
 from cardio.schedules.base import Schedule
-from cardio.schedules.offline import OfflineSchedule
 from cardio.schedules.off_policy import OffPolicySchedule
+from cardio.schedules.offline import OfflineSchedule
 from cardio.schedules.on_policy import OnPolicySchedule
 
-__all__ = ["OfflineSchedule", "OffPolicySchedule", "OnPolicySchedule", "Schedule"]
+__all__ = ["OffPolicySchedule", "OfflineSchedule", "OnPolicySchedule", "Schedule"]
