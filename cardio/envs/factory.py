@@ -62,6 +62,9 @@ def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Cal
     if isinstance(spec, str):
         return get_method(spec)
     kwargs = dict(spec)
+    kwargs.pop("_partial_", None)  # accepted, not needed: make_env passes the env itself
+    if "_target_" not in kwargs:
+        raise ValueError(f"env.wrappers entry {spec!r} needs a _target_ naming the wrapper class or function")
     target = get_method(kwargs.pop("_target_"))
     return lambda env: target(env, **kwargs)
 
