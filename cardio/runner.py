@@ -2,10 +2,11 @@
 
 Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps`` counts transitions (one
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
-``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
+``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps. An offline
+schedule (``clock = "updates"``) never steps the training env: its intervals count gradient updates (``steps``).
 
 The runner keeps the loop, evaluation and persistence. When to collect and when to learn is its schedule's
-business (``cardio/schedules/``: off-policy, on-policy), which calls back :meth:`Runner.collect` and
+business (``cardio/schedules/``: off-policy, on-policy, offline), which calls back :meth:`Runner.collect` and
 :meth:`Runner.learn`. torch is imported only when something already uses it (a torch agent): a JAX run never
 pays for it.
 """
@@ -34,10 +35,19 @@ from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree, tree_map
-from cardio.schedules import OffPolicySchedule, OnPolicySchedule, Schedule
+from cardio.schedules import OfflineSchedule, OffPolicySchedule, OnPolicySchedule, Schedule
 from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
 
-__all__ = ["EVAL_SEED_OFFSET", "Callback", "OffPolicySchedule", "OnPolicySchedule", "Runner", "ScheduleError", "iqm"]
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "Callback",
+    "OffPolicySchedule",
+    "OfflineSchedule",
+    "OnPolicySchedule",
+    "Runner",
+    "ScheduleError",
+    "iqm",
+]
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
@@ -158,7 +168,8 @@ class Runner:
         """Refuse option combinations that cannot work; warn about legal but surprising ones."""
         if not isinstance(self.agent, Agent):
             raise ScheduleError(f"agent {type(self.agent).__name__} lacks act/update/state_dict/load_state_dict")
-        if self.buffer.num_envs != self.num_envs:
+        # an offline buffer's streams are the dataset's episodes or segments, not env copies
+        if self.buffer.num_envs != self.num_envs and not self.counts_updates:
             raise ScheduleError(
                 f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
             )
@@ -167,11 +178,12 @@ class Runner:
                 f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
             )
         chunk = self.schedule.check(self)
+        unit = "updates" if self.counts_updates else "env steps"
         if self.total_steps % chunk:
             actual = math.ceil(self.total_steps / chunk) * chunk
             warnings.warn(
-                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} env steps one "
-                f"runner.step() collects; {actual} env steps will run",
+                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} {unit} one "
+                f"runner.step() makes; {actual} {unit} will run",
                 stacklevel=3,
             )
 
@@ -193,6 +205,17 @@ class Runner:
     def env_steps(self) -> int:
         """Transitions collected so far (all envs together)."""
         return self.gatherer.stats.env_steps
+
+    @property
+    def counts_updates(self) -> bool:
+        """Whether the schedule's clock is gradient updates (offline: ``clock = "updates"``) rather than env steps."""
+        return getattr(self.schedule, "clock", "env_steps") == "updates"
+
+    @property
+    def steps(self) -> int:
+        """The runner's clock, which ``total_steps``, ``log_interval``, ``eval_freq`` and ``checkpoint_freq``
+        count: env steps, or gradient updates for an offline schedule."""
+        return self.updates if self.counts_updates else self.env_steps
 
     def reset(self) -> None:
         """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics.
@@ -363,7 +386,7 @@ class Runner:
             "eval/mean_ep_length": float(np.mean(lengths)),
         }
         self.last_eval = metrics
-        self._last_eval_step = self.env_steps
+        self._last_eval_step = self.steps
         return metrics
 
     # ---------------------------------------------------------------------------------------------- the loop
@@ -385,14 +408,14 @@ class Runner:
             "time/total_timesteps": float(self.env_steps),
         }
         if self.logger is not None:
-            self.logger.log(metrics, self.env_steps)
-        self._last_log_step = self.env_steps
+            self.logger.log(metrics, self.steps)
+        self._last_log_step = self.steps
         return metrics
 
     def _eval_and_report(self) -> dict[str, float]:
         metrics = self.evaluate()
         if self.logger is not None:
-            self.logger.log(metrics, self.env_steps)
+            self.logger.log(metrics, self.steps)
         for cb in self.callbacks:
             if hasattr(cb, "on_eval"):
                 cb.on_eval(self, metrics)
@@ -409,34 +432,34 @@ class Runner:
         if total_steps is not None:
             self.total_steps = int(total_steps)
         if self.logger is not None:
-            self.logger.start(self.total_steps, self.env_steps)
+            self.logger.start(self.total_steps, self.steps)
         with checkpoint.stop_on_signal() as stop:
-            while self.env_steps < self.total_steps:
+            while self.steps < self.total_steps:
                 self.step()
-                if self.env_steps >= self._next_log:
+                if self.steps >= self._next_log:
                     self._guard_parameters()
                     self.log_now()
-                    self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
-                if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
+                    self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
+                if self.eval_gatherer is not None and self.steps >= self._next_eval:
                     self._eval_and_report()
-                    self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
-                if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
+                    self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
+                if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
                     self.write_checkpoint()
-                    self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+                    self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
                         cb.on_step_end(self)
                 if self.logger is not None:
-                    self.logger.progress(self.env_steps)
+                    self.logger.progress(self.steps)
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
                         path = self.write_checkpoint()
                     raise checkpoint.Interrupted(stop.signum, path)
-        final = self.log_now() if self._last_log_step != self.env_steps else {}
+        final = self.log_now() if self._last_log_step != self.steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
-            final = self.last_eval if self._last_eval_step == self.env_steps else self._eval_and_report()
+            final = self.last_eval if self._last_eval_step == self.steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
             self.write_checkpoint()
         return final

@@ -40,7 +40,13 @@ from cardio.errors import ConfigError
 GROUPS = ("env", "agent", "buffer", "runner", "logger")
 """Config groups every training config holds."""
 
-TOP_LEVEL: dict[str, Any] = {"seed": int | None, "device": str, "torch_threads": int, "resume": str | None}
+TOP_LEVEL: dict[str, Any] = {
+    "seed": int | None,
+    "seeds": list[int] | None,
+    "device": str,
+    "torch_threads": int,
+    "resume": str | None,
+}
 """Types of the root config's own keys."""
 
 EXTRA_KEYS: dict[str, dict[str, Any]] = {"runner": {"eval_num_envs": int}}
@@ -470,18 +476,30 @@ def _space_bytes(space: gym.Space) -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo, else free pages."""
+    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo (else the free pages),
+    capped by a cgroup v2 memory limit (a container or a SLURM job) when one is set."""
+    available: int | None = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    available = int(line.split()[1]) * 1024
     except OSError:
         pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            room = max(int(limit) - used, 0)
+            available = room if available is None else min(available, room)
+    except (OSError, ValueError):
+        pass
+    return available
 
 
 def _human(n: float) -> str:
