@@ -166,7 +166,7 @@ class Normalizer:
         if self.obs_rms is not None:
             arrays |= {"obs_mean": self.obs_rms.mean, "obs_var": self.obs_rms.var}
             arrays["obs_count"] = np.array(self.obs_rms.count)
-        return atomic_write(path, lambda f: np.savez(f, **arrays))
+        return atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # numpy stubs
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Read :meth:`save`'s file without unpickling anything.
