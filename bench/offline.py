@@ -133,6 +133,7 @@ def plot(recipe: str, curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], da
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--algos", nargs="+", default=None, help="only these algorithms (default: all)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--updates", type=int, default=10_000, help="gradient steps per offline run")
     parser.add_argument("--workers", type=int, default=2, help="offline runs at once")
@@ -146,7 +147,13 @@ def main() -> None:
     ensure_sources(args.out)
     for recipe in args.datasets:
         ensure_dataset(recipe, args.out)
-    jobs = [(r, label, s) for r in args.datasets for label in RUNS[r] for s in range(args.seeds)]
+    jobs = [
+        (r, label, s)
+        for r in args.datasets
+        for label in RUNS[r]
+        if args.algos is None or label in args.algos
+        for s in range(args.seeds)
+    ]
     with ThreadPoolExecutor(args.workers) as pool:
         dirs = list(pool.map(lambda j: offline_run(*j, args.updates, args.out / "bench"), jobs))
     results: dict[str, dict[str, object]] = {}
