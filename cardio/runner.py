@@ -20,7 +20,7 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ import numpy as np
 from cardio import checkpoint, finite
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.envs.normalize import Normalizer
 from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
@@ -109,6 +110,9 @@ class Runner:
         callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
         checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
+        normalize: VecNormalize-style observation and reward normalisation (``cardio/envs/normalize.py``): a
+            :class:`~cardio.envs.normalize.Normalizer`, its keyword arguments as a dict, ``True`` for the
+            defaults, or ``None`` (off). Schedules store what :meth:`normalized` gives them.
         check_finite: stop with :class:`~cardio.finite.NonFiniteError` at the first NaN or infinity in a batch,
             an update's metrics or the agent's parameters, before it reaches a checkpoint (``cardio/finite.py``).
     """
@@ -130,9 +134,13 @@ class Runner:
         callbacks: Sequence[Any] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_freq: int = 0,
+        normalize: Normalizer | Mapping[str, Any] | bool | None = None,
         check_finite: bool = True,
     ) -> None:
         self.agent = agent
+        if isinstance(normalize, Mapping):
+            normalize = Normalizer(**normalize)
+        self.normalizer: Normalizer | None = Normalizer() if normalize is True else (normalize or None)
         self.buffer = buffer
         self.schedule = schedule
         self.total_steps = int(total_steps)
@@ -218,6 +226,8 @@ class Runner:
         """
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
         self.buffer.clear()
+        if self.normalizer is not None:  # the statistics stay (the agent learnt on them); running returns restart
+            self.normalizer.returns = None
         self.reset_counters()
         self.reset_policy_state()
         on_episode_end = getattr(self.agent, "on_episode_end", None)
@@ -239,11 +249,15 @@ class Runner:
 
     def _policy(self, explore: bool, evaluation: bool = False) -> Any:
         """``obs -> (action, extras)``; a stateful agent gets its state and hands back ``extras["next_state"]``."""
+        norm = self.normalizer  # the agent sees normalised observations, frozen statistics in evaluation
         if self.policy_state is None:
-            return lambda obs: self.agent.act(obs, explore=explore)
+            if norm is None:
+                return lambda obs: self.agent.act(obs, explore=explore)
+            return lambda obs: self.agent.act(norm.normalize_obs(obs), explore=explore)
 
         def act(obs: Tree) -> tuple[Any, dict[str, Any]]:
             state = self.eval_state if evaluation else self.policy_state
+            obs = obs if norm is None else norm.normalize_obs(obs)
             action, extras = self.agent.act(obs, explore=explore, state=state)  # type: ignore[call-arg]
             setattr(self, "eval_state" if evaluation else "policy_state", extras.pop("next_state"))
             return action, extras
@@ -278,16 +292,30 @@ class Runner:
     def collect(self, random: bool = False) -> tuple[dict[str, Any], np.ndarray]:
         """One vector step of the training envs for a schedule: schedules advance (``on_progress``), the policy
         acts (uniform-random actions with ``random``, e.g. off-policy warm-up), episode ends reach the agent.
+        With a normaliser its statistics take in the observations about to be acted on (before the agent sees
+        them, as VecNormalize) and the step's discounted returns; the transition itself stays raw.
 
         Returns:
             ``(transition [N, ...], valid [N])`` from :meth:`Gatherer.step`; rows with ``valid=False`` are
             NEXT_STEP reset rows, not transitions.
         """
         self._progress()
+        norm = self.normalizer
+        if norm is not None:
+            if self.gatherer.obs is None:
+                self.gatherer.reset()
+            norm.update_obs(self.gatherer.obs, ~self.gatherer.pending)  # NEXT_STEP reset rows hold a stale obs
         policy = self.gatherer.random_policy if random else self._policy(True)
         transition, valid = self.gatherer.step(policy)
+        if norm is not None:
+            norm.update_returns(transition["reward"], transition["terminated"] | transition["truncated"], valid)
         self._end_episodes(transition, valid)
         return transition, valid
+
+    def normalized(self, batch: Any) -> Any:
+        """A transition batch (or rollout) as the agent must see it: observations and rewards normalised with the
+        current statistics (``cardio/envs/normalize.py``); unchanged without a normaliser."""
+        return batch if self.normalizer is None else self.normalizer.normalize_batch(batch)
 
     def learn(self, batch: Any, indices: np.ndarray | None = None) -> dict[str, Any]:
         """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
@@ -518,6 +546,7 @@ class Runner:
             "policy_state": {"train": self.policy_state, "eval": self.eval_state},
             "rng": global_rng_state(),
             "logger": None if self.logger is None else self.logger.state_dict(),
+            "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
         }
 
     def _check_state(self, state: dict[str, Any], path: str | Path | None = None) -> None:
@@ -529,6 +558,12 @@ class Runner:
             )
         checkpoint.check_meta(state.get("meta", {}), self.meta(), path)
         checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
+        if (state.get("normalizer") is None) != (self.normalizer is None):
+            raise checkpoint.CheckpointError(
+                f"checkpoint and runner disagree on runner.normalize (checkpoint: "
+                f"{'on' if state.get('normalizer') is not None else 'off'}, runner: "
+                f"{'on' if self.normalizer is not None else 'off'})"
+            )
         if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
             raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
         for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng"):
@@ -571,6 +606,8 @@ class Runner:
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
+        if self.normalizer is not None and state.get("normalizer") is not None:
+            self.normalizer.load_state_dict(state["normalizer"])
         set_global_rng_state(state["rng"])
 
     def write_checkpoint(self) -> Path:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hydra.utils import instantiate
@@ -14,8 +16,14 @@ from cardio.build import build_agent, build_env, build_runner
 from tests.conftest import CONFIG_DIR, compose_train, shrink
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml") if not p.stem.startswith("_"))
+HAS_JAX = importlib.util.find_spec("jax") is not None
+
+
+def options(group: str) -> list[Any]:
+    """The group's options; the JAX twins are skipped without the jax extra."""
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml") if not p.stem.startswith("_"))
+    no_jax = pytest.mark.skipif(not HAS_JAX, reason="needs the jax extra")
+    return [pytest.param(n, marks=no_jax) if n.endswith("_jax") else n for n in names]
 
 
 def test_default_config_is_dqn_on_cartpole_with_zoo_numbers() -> None:

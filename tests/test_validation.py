@@ -67,7 +67,7 @@ BAD_INPUTS = [
     (["agent.lrr=0.1"], ["agent.lrr", "+agent.lrr"]),
     (["+agent.lrr=0.1"], ["agent.lrr=0.1", "no argument 'lrr'", "lr"]),
     (["env.num_envs=0"], ["env.num_envs=0", ">= 1"]),
-    (["runner.schedule.learning_starts=10"], ["runner.schedule.learning_starts=10", "batch_size=64"]),
+    (["runner.schedule.train_freq_unit=month"], ["runner.schedule.train_freq_unit='month'", "'step' or 'episode'"]),
     (["seed=1,2"], ["seed=1,2", "-m"]),
     (["zoo=nope"], ["zoo=nope", "none", "dqn/CartPole-v1"]),
 ]
