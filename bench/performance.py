@@ -17,13 +17,16 @@ interleaved, for hidden widths [64, 64], [256, 256], [400, 300] and batch sizes 
 ``levers``: the torch levers of issue 12 measured in isolation (old way vs new way, interleaved), on the
 rl-zoo DQN CartPole network ([256, 256], batch 64) and SAC's twin critics.
 
-These machines are shared and noisy (+-20 %): only the ratios within one run mean anything.
+``update`` and ``levers`` time this process's CPU seconds (one torch thread), which a shared machine's load
+hardly moves; ``runs`` times wall seconds (SB3's and cardio's loops are timed inside them). These machines are
+shared and noisy (+-20 %): only the ratios within one run mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import statistics
 import sys
@@ -228,11 +231,11 @@ MINIMAL: dict[str, Callable[[int, int], None]] = {
 
 
 # ------------------------------------------------------------------------------------------------ sections
-def timed(fn: Callable[[], Any]) -> float:
+def timed(fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter) -> float:
     gc.collect()
-    start = time.perf_counter()
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def runs(cases: list[str], repeats: int) -> None:
@@ -247,18 +250,20 @@ def runs(cases: list[str], repeats: int) -> None:
                 warnings.simplefilter("ignore")
                 walls["sb3"].append(run_sb3(short, seed)["train_wall"])
                 walls["cardio"].append(run_cardio(f"{name}_perf", short, seed)["train_wall"])
-            walls["minimal"].append(timed(lambda seed=seed: MINIMAL[name](seed, steps)))
+            walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps)))
             print(f"  {name} round {seed}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()), flush=True)
-
-        def ratio(a: str, b: str) -> str:
-            return f"{statistics.median(x / y for x, y in zip(walls[a], walls[b], strict=True)):.2f}"
 
         per_1e4 = statistics.median(walls["minimal"]) * 1e4 / steps
         print(
-            f"| {name} | {steps} | {ratio('sb3', 'minimal')} | {ratio('cardio', 'minimal')} | "
-            f"{ratio('sb3', 'cardio')} | {per_1e4:.1f} |",
+            f"| {name} | {steps} | {ratio(walls['sb3'], walls['minimal'])} | "
+            f"{ratio(walls['cardio'], walls['minimal'])} | {ratio(walls['sb3'], walls['cardio'])} | {per_1e4:.1f} |",
             flush=True,
         )
+
+
+def ratio(a: list[float], b: list[float]) -> str:
+    """Median of the per-round ratios a / b."""
+    return f"{statistics.median(x / y for x, y in zip(a, b, strict=True)):.2f}"
 
 
 def dqn_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -272,44 +277,48 @@ def dqn_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
     }
 
 
-def update(repeats: int, n: int = 100) -> None:
+def update(repeats: int, n: int = 30) -> None:
     """cardio's DQN.update vs the minimal update function: ms per update and their ratio."""
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
     print("| hidden | batch | minimal ms/update | cardio ms/update | cardio / minimal |")
     print("|---|---|---|---|---|")
-    rng = np.random.default_rng(0)
     for hidden in ((64, 64), (256, 256), (400, 300)):
         for size in (32, 64, 256):
-            batches = [dqn_batch(rng, size) for _ in range(n)]
-            agent = DQN(obs_space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=hidden), seed=0)
-            q = mlp(4, hidden, 2)
-            fn = dqn_update_fn(q, copy.deepcopy(q), torch.optim.Adam(q.parameters(), lr=1e-4, fused=True), 0.99, 10)
-            tensors = [
-                [torch.from_numpy(np.asarray(b[k])) for k in ("obs", "action", "reward", "next_obs", "terminated")]
-                for b in batches
-            ]
-            for t in tensors:
-                t[4] = t[4].float()
-
-            def cardio_side() -> None:
-                for b in batches:
-                    agent.update(b)
-
-            def minimal_side() -> None:
-                for t in tensors:
-                    fn(*t)
-
-            cardio_side(), minimal_side()  # warm-up
-            ms: dict[str, list[float]] = {"minimal": [], "cardio": []}
-            for _ in range(repeats):
-                ms["minimal"].append(timed(minimal_side) / n * 1e3)
-                ms["cardio"].append(timed(cardio_side) / n * 1e3)
-            ratio = statistics.median(c / m for c, m in zip(ms["cardio"], ms["minimal"], strict=True))
+            ms = time_update(hidden, size, repeats, n)
             print(
                 f"| {list(hidden)} | {size} | {statistics.median(ms['minimal']):.2f} | "
-                f"{statistics.median(ms['cardio']):.2f} | {ratio:.2f} |",
+                f"{statistics.median(ms['cardio']):.2f} | {ratio(ms['cardio'], ms['minimal'])} |",
                 flush=True,
             )
+
+
+def time_update(hidden: tuple[int, ...], size: int, repeats: int, n: int) -> dict[str, list[float]]:
+    """ms per update of each side over ``repeats`` interleaved rounds of ``n`` updates."""
+    rng = np.random.default_rng(0)
+    batches = [dqn_batch(rng, size) for _ in range(n)]
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    agent = DQN(obs_space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=hidden), seed=0)
+    q = mlp(4, hidden, 2)
+    fn = dqn_update_fn(q, copy.deepcopy(q), torch.optim.Adam(q.parameters(), lr=1e-4, fused=True), 0.99, 10)
+    keys = ("obs", "action", "reward", "next_obs", "terminated")
+    tensors = [[torch.from_numpy(np.asarray(b[k])) for k in keys] for b in batches]
+    for t in tensors:
+        t[4] = t[4].float()
+
+    def cardio_side() -> None:
+        for b in batches:
+            agent.update(b)
+
+    def minimal_side() -> None:
+        for t in tensors:
+            fn(*t)
+
+    cardio_side()  # warm-up
+    minimal_side()
+    ms: dict[str, list[float]] = {"minimal": [], "cardio": []}
+    for _ in range(repeats):
+        ms["minimal"].append(timed(minimal_side, time.process_time) / n * 1e3)
+        ms["cardio"].append(timed(cardio_side, time.process_time) / n * 1e3)
+    return ms
 
 
 def levers(repeats: int) -> None:
@@ -370,10 +379,10 @@ def levers(repeats: int) -> None:
         old(), new()
         for _ in range(repeats):
             for side, fn in (("old", old), ("new", new)):
-                start = time.perf_counter()
+                start = time.process_time()
                 for _ in range(n):
                     fn()
-                times[side].append((time.perf_counter() - start) / n * 1e6)
+                times[side].append((time.process_time() - start) / n * 1e6)
         ratio = statistics.median(b / a for a, b in zip(times["old"], times["new"], strict=True))
         print(
             f"| {name} | {statistics.median(times['old']):,.1f} | {statistics.median(times['new']):,.1f} | "

@@ -39,9 +39,7 @@ def hard_update(target: nn.Module, source: nn.Module) -> None:
     """``target <- source``, parameters and buffers, in one ``_foreach_copy_``: bit-identical to
     ``load_state_dict`` at about a fifth of its cost (docs/performance.md), which matters when DQN syncs every
     10 env steps (rl-zoo CartPole)."""
-    torch._foreach_copy_(
-        [*target.parameters(), *target.buffers()], [*source.parameters(), *source.buffers()]
-    )
+    torch._foreach_copy_([*target.parameters(), *target.buffers()], [*source.parameters(), *source.buffers()])
 
 
 @torch.no_grad()

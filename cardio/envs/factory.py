@@ -89,9 +89,9 @@ def make_env(
         close = [k for k in gym.registry if k.lower().startswith(id.split("-")[0].lower())][:5]
         raise ValueError(f"unknown gymnasium env id {id!r} (env.id); similar registered ids: {close or 'none'}")
     if vectorization == "vector_entry_point":
-        env = make_native_vector_env(id, num_envs, kwargs, wrappers, autoreset)
-        _seed_action_spaces(env, seed)
-        return env
+        native = make_native_vector_env(id, num_envs, kwargs, wrappers, autoreset)
+        _seed_action_spaces(native, seed)
+        return native
     wrapper_fns = [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not in a worker process
 
     def make_one() -> gym.Env:
