@@ -3,7 +3,8 @@ with the bare gymnasium loop, in one process.
 
 Each pair builds both contenders once, then times them interleaved (bare, cardio, bare, cardio, ...) for
 ``--repeats`` rounds of about ``--seconds`` of CPU time each; it prints the median env steps per CPU second of
-each and the median of the per-round ratios cardio / bare (issue 12's targets: >= 0.70 with one env, >= 0.80 with the native x64).
+each and the median of the per-round ratios cardio / bare (issue 12's targets: >= 0.70 with one env, >= 0.80
+with the native x64).
 
 Pairs
   single     ``gym.make("CartPole-v1")``, ``action_space.sample()``, manual reset  vs  ``make_env(num_envs=1)``
