@@ -6,10 +6,11 @@
 
 ``runs``: for each case (rl-zoo numbers, from ``configs/zoo/``), Stable-Baselines3, cardio-torch and a minimal
 hand-written loop of the same arithmetic (same env, network, optimiser, batch and schedule; no metrics, no
-logging, no checks) train for ``--steps`` env steps, interleaved round by round (SB3, cardio, minimal, SB3, ...)
-in this process, one torch thread each. Training wall time only. Printed: each one's median time per 1e4 env
-steps and the medians of the per-round ratios against the minimal loop. cardio-jax is not here yet (the jax
-helper adds it).
+logging, no checks) train for the case's env steps (or ``--steps``), interleaved round by round (SB3, cardio,
+minimal, SB3, ...) in this process, one torch thread each. ``--clock cpu`` (default) times this process's CPU
+seconds of each whole call (build and one final evaluation episode included, both small); ``--clock wall`` the
+training loops' wall time only. Printed: the minimal loop's median time per 1e4 env steps and the medians of the
+per-round ratios. cardio-jax is not here yet (the jax helper adds it).
 
 ``update``: one DQN update (Adam, Huber, grad clip) by cardio's agent and by the minimal loop's update function,
 interleaved, for hidden widths [64, 64], [256, 256], [400, 300] and batch sizes 32, 64, 256.
@@ -238,19 +239,27 @@ def timed(fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter)
     return clock() - start
 
 
-def runs(cases: list[str], repeats: int) -> None:
+def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int = 0) -> None:
     print("| case | steps/run | SB3 / minimal | cardio-torch / minimal | SB3 / cardio | minimal s per 1e4 steps |")
     print("|---|---|---|---|---|---|")
     for name in cases:
         case, steps = RUN_CASES[name]
+        steps = steps_override or steps
         short = replace(case, total_steps=steps, eval_freq=10**9, eval_episodes=1)
         walls: dict[str, list[float]] = {"sb3": [], "cardio": [], "minimal": []}
         for seed in range(repeats):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                walls["sb3"].append(run_sb3(short, seed)["train_wall"])
-                walls["cardio"].append(run_cardio(f"{name}_perf", short, seed)["train_wall"])
-            walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps)))
+                if clock == "wall":  # training only, timed inside each library's loop
+                    walls["sb3"].append(run_sb3(short, seed)["train_wall"])
+                    walls["cardio"].append(run_cardio(f"{name}_perf", short, seed)["train_wall"])
+                else:  # this process's CPU seconds for the whole call: build, training, one final episode
+                    walls["sb3"].append(timed(functools.partial(run_sb3, short, seed), time.process_time))
+                    walls["cardio"].append(
+                        timed(functools.partial(run_cardio, f"{name}_perf", short, seed), time.process_time)
+                    )
+            clock_fn = time.perf_counter if clock == "wall" else time.process_time
+            walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps), clock_fn))
             print(f"  {name} round {seed}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()), flush=True)
 
         per_1e4 = statistics.median(walls["minimal"]) * 1e4 / steps
@@ -396,10 +405,12 @@ def main() -> None:
     parser.add_argument("section", choices=["runs", "update", "levers"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(RUN_CASES))
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="runs: CPU or wall seconds")
+    parser.add_argument("--steps", type=int, default=0, help="runs: env steps per round (0: the case's own)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.section == "runs":
-        runs(args.cases.split(","), args.repeats)
+        runs(args.cases.split(","), args.repeats, args.clock, args.steps)
     elif args.section == "update":
         update(args.repeats)
     else:
