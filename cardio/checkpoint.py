@@ -31,6 +31,8 @@ from typing import Any, BinaryIO
 import gymnasium as gym
 from gymnasium.utils import EzPickle
 
+from cardio.errors import DiskFullError, UserError, is_disk_full
+
 FORMAT_VERSION = 2
 """Bumped when the layout of a runner checkpoint changes; older files are refused with a clear error.
 Version 2: a plain pickle (version 1 was ``torch.save``), so a run without torch never imports it."""
@@ -39,7 +41,7 @@ CHECKPOINT_NAME = "last.ckpt"
 """File name the runner writes in its ``checkpoint_dir`` (periodically, at the end, and on SIGINT/SIGTERM)."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not match what loads it."""
 
 
@@ -74,6 +76,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     Args:
         path: target file; parent directories are created.
         write: writes the whole content to the binary file it is given.
+
+    Raises:
+        DiskFullError: the disk or quota filled up while writing (the previous file is intact).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +90,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            assert isinstance(exc, OSError)
+            raise DiskFullError(path, exc) from exc
         raise
     return path
 

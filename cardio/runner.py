@@ -26,13 +26,15 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from cardio import checkpoint
+from cardio import checkpoint, finite
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree, tree_map
 from cardio.schedules import OffPolicySchedule, OnPolicySchedule, Schedule
+from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
 
 __all__ = ["EVAL_SEED_OFFSET", "Callback", "OffPolicySchedule", "OnPolicySchedule", "Runner", "ScheduleError", "iqm"]
 
@@ -48,7 +50,7 @@ class Callback(Protocol):
     def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     """Runner options that cannot work together; the message names the keys and their values."""
 
 
@@ -97,6 +99,8 @@ class Runner:
         callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
         checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
+        check_finite: stop with :class:`~cardio.finite.NonFiniteError` at the first NaN or infinity in a batch,
+            an update's metrics or the agent's parameters, before it reaches a checkpoint (``cardio/finite.py``).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class Runner:
         callbacks: Sequence[Any] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_freq: int = 0,
+        check_finite: bool = True,
     ) -> None:
         self.agent = agent
         self.buffer = buffer
@@ -129,6 +134,9 @@ class Runner:
         self.callbacks = list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_freq = int(checkpoint_freq)
+        self.check_finite = bool(check_finite)
+        self.last_checkpoint: Path | None = None  # the last good checkpoint: a NonFiniteError leaves it untouched
+        self._warned_weights = False
         self.gatherer = Gatherer(env, seed=seed, stats_window=stats_window)
         eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
         self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
@@ -179,11 +187,19 @@ class Runner:
         return self.gatherer.stats.env_steps
 
     def reset(self) -> None:
-        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
+        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics.
+
+        The env-step counter restarts at 0; the agent's and buffer's step-driven schedules (target syncs,
+        epsilon, learning rates, PER beta) follow it through ``on_progress``, and per-episode exploration noise
+        restarts through ``on_episode_end`` (every env starts a new episode).
+        """
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
         self.buffer.clear()
         self.reset_counters()
         self.reset_policy_state()
+        on_episode_end = getattr(self.agent, "on_episode_end", None)
+        if on_episode_end is not None:
+            on_episode_end(np.ones(self.num_envs, dtype=bool))
 
     def update_agent(self, agent: Agent) -> None:
         """Swap in another agent (e.g. one loaded from disk); the buffer and counters are kept."""
@@ -252,8 +268,14 @@ class Runner:
 
     def learn(self, batch: Any, indices: np.ndarray | None = None) -> dict[str, Any]:
         """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
-        metrics are accumulated for the next log and returned."""
+        metrics are accumulated for the next log and returned. With ``check_finite`` a non-finite batch field or
+        metric stops the run (:class:`~cardio.finite.NonFiniteError`)."""
+        if self.check_finite:
+            self._guard(finite.bad_field(batch))
         metrics = self.agent.update(batch)
+        if self.check_finite and (bad := finite.bad_metric(metrics)) is not None:
+            weights_bad = finite.bad_parameter(self.agent)
+            self._guard(f"{bad} ({weights_bad or 'parameters still finite'})")
         td_error = metrics.pop("td_error", None)
         if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
             self.buffer.update_priorities(indices, td_error)
@@ -267,6 +289,17 @@ class Runner:
         """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
         updates they earn; on-policy: one rollout and its update)."""
         self.schedule.step(self)
+
+    def _guard(self, bad: str | None) -> None:
+        """Raise :class:`~cardio.finite.NonFiniteError` naming ``bad`` and the env step (``None``: all finite)."""
+        if bad is not None:
+            raise finite.NonFiniteError(
+                bad, self.env_steps, None if self.last_checkpoint is None else str(self.last_checkpoint)
+            )
+
+    def _guard_parameters(self) -> None:
+        if self.check_finite:
+            self._guard(finite.bad_parameter(self.agent))
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -353,13 +386,14 @@ class Runner:
             while self.env_steps < self.total_steps:
                 self.step()
                 if self.env_steps >= self._next_log:
+                    self._guard_parameters()
                     self.log_now()
                     self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
                 if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
                     self._eval_and_report()
                     self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
                 if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
-                    self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                    self.write_checkpoint()
                     self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
@@ -369,14 +403,14 @@ class Runner:
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
-                        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                        path = self.write_checkpoint()
                     raise checkpoint.Interrupted(stop.signum, path)
         final = self.log_now() if self._last_log_step != self.env_steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
             final = self.last_eval if self._last_eval_step == self.env_steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
-            self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+            self.write_checkpoint()
         return final
 
     # ---------------------------------------------------------------------------------------------- persistence
@@ -516,6 +550,22 @@ class Runner:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         set_global_rng_state(state["rng"])
 
+    def write_checkpoint(self) -> Path:
+        """``last.ckpt`` (everything, pickled: for resuming) and ``weights.npz`` (the agent as plain arrays: safe
+        to share and evaluate, ``cardio/weights.py``) in ``checkpoint_dir``, once the parameters are checked
+        finite, so a diverged agent never overwrites the last good checkpoint."""
+        assert self.checkpoint_dir is not None, "write_checkpoint() needs a checkpoint_dir"
+        self._guard_parameters()
+        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+        try:
+            save_weights(self.agent, self.checkpoint_dir / WEIGHTS_NAME, meta={"env_steps": self.env_steps})
+        except WeightsError as exc:  # a custom agent whose state is not plain arrays: last.ckpt still resumes it
+            if not self._warned_weights:
+                warnings.warn(f"{WEIGHTS_NAME} not written: {exc}", stacklevel=2)
+                self._warned_weights = True
+        self.last_checkpoint = path
+        return path
+
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""
         return checkpoint.atomic_save(self.state_dict(), path)
@@ -530,3 +580,4 @@ class Runner:
         except checkpoint.CheckpointError as exc:
             raise checkpoint.CheckpointError(f"{path}: {exc}") from exc
         self.load_state_dict(state)
+        self.last_checkpoint = path

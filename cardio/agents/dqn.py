@@ -2,7 +2,7 @@
 
 Mnih et al. 2015, "Human-level control through deep reinforcement learning" (Nature 518); double DQN:
 van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the rl-zoo values per env live in
-``configs/zoo/dqn_<Env>.yaml``. Replay, collection and the update schedule are the runner's business.
+``configs/zoo/dqn/<EnvId>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
 ``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
@@ -11,7 +11,6 @@ Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean``
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -19,37 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
+from cardio.agents.base import require_space
+from cardio.agents.configs import DQNConfig  # the knobs, shared with the JAX twin; re-exported here
+from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, syncs_due, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
-
-
-@dataclass
-class DQNConfig(AgentConfig["DQN"]):
-    """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
-
-    lr: float = 1e-4
-    """Adam learning rate."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the Q-network's hidden layers (ReLU)."""
-    target_update_interval: int = 10_000
-    """Env steps between hard copies of the online network into the target network."""
-    exploration_fraction: float = 0.1
-    """Fraction of ``total_steps`` over which epsilon decays linearly from initial to final."""
-    exploration_initial_eps: float = 1.0
-    """Epsilon at step 0."""
-    exploration_final_eps: float = 0.05
-    """Epsilon after the decay."""
-    max_grad_norm: float = 10.0
-    """Gradient-norm clip of each optimiser step."""
-    double_q: bool = False
-    """Double DQN: pick the next action with the online net, value it with the target net."""
-
-    def agent_class(self) -> type[DQN]:
-        return DQN
 
 
 class DQN(Checkpointable):
@@ -67,8 +40,8 @@ class DQN(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("DQN", "action", action_space, DQNConfig.action_spaces, env_id)
+        require_space("DQN", "observation", observation_space, DQNConfig.observation_spaces, env_id)
         self.config = c = config or DQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
@@ -86,10 +59,9 @@ class DQN(Checkpointable):
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
-        due = env_steps // c.target_update_interval
-        if due > self.target_syncs:
+        sync, self.target_syncs = syncs_due(env_steps, c.target_update_interval, self.target_syncs)
+        if sync:  # (counted from the step counter, so a Runner.reset() restarts the syncs too)
             hard_update(self.target_net, self.q_net)
-            self.target_syncs = due
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""

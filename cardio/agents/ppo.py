@@ -2,7 +2,7 @@
 
 Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv:1707.06347); advantages by GAE
 (:func:`cardio.returns.gae`, truncated episodes bootstrapped from their true final observation). Defaults are
-SB3's PPO defaults; the rl-zoo values per env live in ``configs/zoo/ppo_<Env>.yaml``. The rollout length
+SB3's PPO defaults; the rl-zoo values per env live in ``configs/zoo/ppo/<EnvId>.yaml``. The rollout length
 (``n_steps``) belongs to the runner (``runner.schedule.n_steps``); epochs and minibatches are the agent's.
 
 Metrics returned by :meth:`PPO.update` (SB3's names): ``train/loss``, ``train/policy_gradient_loss``,
@@ -13,7 +13,6 @@ Metrics returned by :meth:`PPO.update` (SB3's names): ``train/loss``, ``train/po
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -22,58 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import SCHEDULES, PPOConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.networks import to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
-
-
-@dataclass
-class PPOConfig(AgentConfig["PPO"]):
-    """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
-
-    lr: float = 3e-4
-    """Adam learning rate (the initial one under a linear schedule)."""
-    lr_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    batch_size: int = 64
-    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
-    gamma: float = 0.99
-    """Discount per env step."""
-    gae_lambda: float = 0.95
-    """GAE lambda: 1 = Monte-Carlo returns, 0 = one-step TD."""
-    clip_range: float = 0.2
-    """Clip of the probability ratio, ``|ratio - 1| <= clip_range`` (the initial one under a linear schedule)."""
-    clip_range_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<clip>``)."""
-    clip_range_vf: float | None = None
-    """Clip of the value change around the rollout's values; ``None`` = no value clipping (SB3's default)."""
-    normalize_advantage: bool = True
-    """Standardise advantages per minibatch."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Gradient-norm clip of each optimiser step."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
-    activation: str = "tanh"
-    """Activation of the MLPs: tanh, relu, elu or gelu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (Box actions)."""
-    share_torso: bool = False
-    """Actor and critic share one torso (SB3 does for CNNs)."""
-
-    def agent_class(self) -> type[PPO]:
-        return PPO
-
-
-SCHEDULES = ("constant", "linear")
 
 
 class PPO(Checkpointable):
@@ -91,8 +43,8 @@ class PPO(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("PPO", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
-        require_space("PPO", "observation", observation_space, (gym.spaces.Box, gym.spaces.Discrete), env_id)
+        require_space("PPO", "action", action_space, PPOConfig.action_spaces, env_id)
+        require_space("PPO", "observation", observation_space, PPOConfig.observation_spaces, env_id)
         self.config = c = config or PPOConfig()
         for key in ("lr_schedule", "clip_range_schedule"):
             if getattr(c, key) not in SCHEDULES:

@@ -1,7 +1,7 @@
 """SAC: soft actor-critic with twin Q-networks and automatic entropy tuning.
 
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:1812.05905). Defaults are SB3's SAC
-defaults; the rl-zoo values per env live in ``configs/zoo/sac_<Env>.yaml``. The policy is a tanh-squashed Gaussian
+defaults; the rl-zoo values per env live in ``configs/zoo/sac/<EnvId>.yaml``. The policy is a tanh-squashed Gaussian
 in ``[-1, 1]``, rescaled to the env's bounds in :meth:`SAC.act`; stored actions are mapped back for the critics.
 
 Metrics returned by :meth:`SAC.update`: ``train/actor_loss``, ``train/critic_loss`` (sum of the twin MSEs),
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -21,33 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import SACConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
 from cardio.agents.state import Checkpointable
-
-
-@dataclass
-class SACConfig(AgentConfig["SAC"]):
-    """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
-
-    lr: float = 3e-4
-    """Adam learning rate of actor, critics and entropy coefficient."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    tau: float = 0.005
-    """Polyak coefficient of the soft target-critic update made after every gradient step."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths (ReLU) of the actor torso and of each critic."""
-    n_critics: int = 2
-    """Q-networks whose minimum is used (clipped double Q)."""
-    ent_coef: float | str = "auto"
-    """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
-    target_entropy: float | str = "auto"
-    """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
-
-    def agent_class(self) -> type[SAC]:
-        return SAC
 
 
 class Actor(nn.Module):
@@ -91,8 +68,8 @@ class SAC(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
-        require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("SAC", "action", action_space, SACConfig.action_spaces, env_id)
+        require_space("SAC", "observation", observation_space, SACConfig.observation_spaces, env_id)
         self.config = c = config or SACConfig()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
         obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -9,6 +11,7 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from cardio.envs.single import OneEnvVector
+from cardio.errors import ConfigError
 
 AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}
 VECTORIZATIONS = ("sync", "async", "vector_entry_point")
@@ -17,6 +20,37 @@ ENV_EPISODE_KEY = "env_episode"
 """Info key under which each copy's innermost ``RecordEpisodeStatistics`` reports the env's own episode return
 and length (``{"r", "l", "t"}``), before any user wrapper rescales or clips rewards. The gatherer reads it, so
 ``rollout/ep_rew_mean`` and ``eval/*`` are the env's returns (SB3's ``Monitor`` convention)."""
+
+
+def check_env_id(id: str) -> str:
+    """The registered id of ``id``, importing the module of gymnasium's ``module:EnvId`` form first (as
+    ``gym.make`` does), so a user's own env needs no edit inside cardio.
+
+    Args:
+        id: a registered id (``"CartPole-v1"``) or ``"my_pkg.envs:Maze-v0"`` (``my_pkg.envs`` registers it).
+
+    Raises:
+        ConfigError: the module cannot be imported, or the id is not registered; the message names close ids.
+    """
+    module, _, name = id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"env.id={id!r}: cannot import module {module!r} ({exc}); the `module:EnvId` form imports "
+                f"`module` (it must be importable, e.g. on PYTHONPATH) and then makes EnvId"
+            ) from exc
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.7)
+        close += [k for k in gym.registry if k.lower().startswith(name.split("-")[0].lower()) and k not in close]
+        hint = f"similar registered ids: {', '.join(close[:5])}" if close else "no similar registered id"
+        where = f" after importing {module!r}" if module else ""
+        raise ConfigError(
+            f"env.id={id!r}: no gymnasium env registered as {name!r}{where}; {hint} "
+            f"(your own env: env.id=your_module:YourEnv-v0, with your_module calling gymnasium.register)"
+        )
+    return name
 
 
 def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Callable[[gym.Env], gym.Env]:
@@ -59,7 +93,8 @@ def make_env(
     """Build a vector env of ``num_envs`` copies of gymnasium env ``id``.
 
     Args:
-        id: any registered gymnasium id, e.g. ``"CartPole-v1"`` or ``"cardio/Counting-v0"``.
+        id: any registered gymnasium id, e.g. ``"CartPole-v1"`` or ``"cardio/Counting-v0"``, or gymnasium's
+            ``"module:EnvId"`` form (``module`` is imported first and registers ``EnvId``).
         num_envs: parallel copies (1 is fine: the gatherer always sees a leading env dim).
         seed: seeds the action space here; the gatherer seeds ``reset`` once with it.
         kwargs: passed to ``gym.make`` for each copy (e.g. ``{"continuous": true}``), or to the native vector
@@ -76,18 +111,17 @@ def make_env(
             A native vector env has one mode of its own (CartPole's: ``"next_step"``), which must be asked for.
 
     Raises:
-        ValueError: unknown env id, an option value outside its choices, or ``vector_entry_point`` asked of an
-            env without one, with wrappers, or with another autoreset mode than the env's own.
+        ConfigError: unknown env id (a ``ValueError``), an option value outside its choices, or
+            ``vector_entry_point`` asked of an env without one, with wrappers, or with another autoreset mode
+            than the env's own.
     """
     if num_envs <= 0:
-        raise ValueError(f"env.num_envs must be positive, got {num_envs} (env {id!r})")
+        raise ConfigError(f"env.num_envs must be positive, got {num_envs} (env {id!r})")
     if autoreset not in AUTORESET_MODES:
-        raise ValueError(f"env.autoreset must be one of {sorted(AUTORESET_MODES)}, got {autoreset!r}")
+        raise ConfigError(f"env.autoreset must be one of {sorted(AUTORESET_MODES)}, got {autoreset!r}")
     if vectorization not in VECTORIZATIONS:
-        raise ValueError(f"env.vectorization must be one of {list(VECTORIZATIONS)}, got {vectorization!r}")
-    if id not in gym.registry:
-        close = [k for k in gym.registry if k.lower().startswith(id.split("-")[0].lower())][:5]
-        raise ValueError(f"unknown gymnasium env id {id!r} (env.id); similar registered ids: {close or 'none'}")
+        raise ConfigError(f"env.vectorization must be one of {list(VECTORIZATIONS)}, got {vectorization!r}")
+    id = check_env_id(id)  # imports the module of a `module:EnvId` id, so the workers' gym.make finds it too
     if vectorization == "vector_entry_point":
         native = make_native_vector_env(id, num_envs, kwargs, wrappers, autoreset)
         _seed_action_spaces(native, seed)
@@ -129,12 +163,12 @@ def make_native_vector_env(
     """
     spec = gym.spec(id)
     if spec.vector_entry_point is None:
-        raise ValueError(
+        raise ConfigError(
             f"env {id!r} has no native vector implementation (no vector_entry_point in its registration), so "
             f"env.vectorization='vector_entry_point' cannot build it; use env.vectorization=sync or async"
         )
     if len(wrappers):
-        raise ValueError(
+        raise ConfigError(
             f"env.wrappers={list(wrappers)!r} are per-copy wrappers, but env {id!r} with "
             f"env.vectorization='vector_entry_point' has no per-copy envs to wrap; use env.vectorization=sync "
             f"(or async) with these wrappers, or drop them"
@@ -144,7 +178,7 @@ def make_native_vector_env(
     if own != AUTORESET_MODES[autoreset]:
         env.close()
         own_name = next(name for name, mode in AUTORESET_MODES.items() if mode == own)
-        raise ValueError(
+        raise ConfigError(
             f"env.autoreset={autoreset!r}, but the native vector env of {id!r} ({type(env).__name__}) always "
             f"autoresets {own_name!r}; set env.autoreset={own_name} with env.vectorization=vector_entry_point"
         )

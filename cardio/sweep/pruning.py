@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import optuna
 
+from cardio.finite import UNDEFINED_OK
+
 OBJECTIVES = ("final", "mean_eval")
 
 
@@ -56,7 +58,7 @@ class TrialReporter:
         if self.diverged is not None:
             return
         for key, value in metrics.items():
-            if key.startswith("train/") and not math.isfinite(float(value)):
+            if key.startswith("train/") and key not in UNDEFINED_OK and not math.isfinite(float(value)):
                 self.diverged = f"diverged: {key}={value} at env step {step}"
                 return
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from cardio.errors import ConfigError
 from cardio.sweep.space import parse_space
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -23,7 +24,7 @@ SHORTHANDS = ("n_trials", "timeout", "n_workers", "storage", "study_name")
 """Sweep keys accepted without the ``sweep.`` prefix (none of them is a key of train.yaml)."""
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(ConfigError):
     """A sweep file or sweep override that cannot work; the message names the key and the way out."""
 
 

@@ -1,0 +1,147 @@
+"""The knobs of the agents that have a torch and a JAX twin: pure dataclasses, no framework imported.
+
+``cardio/agents/dqn.py`` and ``cardio/agents/jax/dqn.py`` (likewise PPO and SAC) read the same config, so the
+rl-zoo files and ``configs/agent/<algo>.yaml`` apply to both twins unchanged. ``agent_class`` imports the torch
+agent only when it is built, so a JAX run never imports torch; a JAX twin subclasses the config and names its own
+agent class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import gymnasium as gym
+
+from cardio.agents.base import AgentConfig
+
+if TYPE_CHECKING:
+    from cardio.agents.dqn import DQN
+    from cardio.agents.ppo import PPO
+    from cardio.agents.sac import SAC
+
+
+@dataclass
+class DQNConfig(AgentConfig["DQN"]):
+    """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
+
+    zoo_name: ClassVar[str] = "dqn"
+    """Algorithm key of the rl-zoo files, ``configs/zoo/dqn/<EnvId>.yaml`` (the JAX twin shares it)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    """Action spaces it takes."""
+
+    lr: float = 1e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the Q-network's hidden layers (ReLU)."""
+    target_update_interval: int = 10_000
+    """Env steps between hard copies of the online network into the target network."""
+    exploration_fraction: float = 0.1
+    """Fraction of ``total_steps`` over which epsilon decays linearly from initial to final."""
+    exploration_initial_eps: float = 1.0
+    """Epsilon at step 0."""
+    exploration_final_eps: float = 0.05
+    """Epsilon after the decay."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip of each optimiser step."""
+    double_q: bool = False
+    """Double DQN: pick the next action with the online net, value it with the target net."""
+
+    def agent_class(self) -> type[DQN]:
+        from cardio.agents.dqn import DQN  # torch is imported only when a torch DQN is built
+
+        return DQN
+
+
+@dataclass
+class PPOConfig(AgentConfig["PPO"]):
+    """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
+
+    zoo_name: ClassVar[str] = "ppo"
+    """Algorithm key of the rl-zoo files, ``configs/zoo/ppo/<EnvId>.yaml`` (the JAX twin shares it)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box, gym.spaces.Discrete)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """Action spaces it takes."""
+
+    lr: float = 3e-4
+    """Adam learning rate (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    batch_size: int = 64
+    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
+    gamma: float = 0.99
+    """Discount per env step."""
+    gae_lambda: float = 0.95
+    """GAE lambda: 1 = Monte-Carlo returns, 0 = one-step TD."""
+    clip_range: float = 0.2
+    """Clip of the probability ratio, ``|ratio - 1| <= clip_range`` (the initial one under a linear schedule)."""
+    clip_range_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<clip>``)."""
+    clip_range_vf: float | None = None
+    """Clip of the value change around the rollout's values; ``None`` = no value clipping (SB3's default)."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip of each optimiser step."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
+    activation: str = "tanh"
+    """Activation of the MLPs: tanh, relu, elu or gelu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box actions)."""
+    share_torso: bool = False
+    """Actor and critic share one torso (SB3 does for CNNs)."""
+
+    def agent_class(self) -> type[PPO]:
+        from cardio.agents.ppo import PPO  # torch is imported only when a torch PPO is built
+
+        return PPO
+
+
+SCHEDULES = ("constant", "linear")
+"""Values of ``PPOConfig.lr_schedule`` and ``clip_range_schedule``."""
+
+
+@dataclass
+class SACConfig(AgentConfig["SAC"]):
+    """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
+
+    zoo_name: ClassVar[str] = "sac"
+    """Algorithm key of the rl-zoo files, ``configs/zoo/sac/<EnvId>.yaml`` (the JAX twin shares it)."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Action spaces it takes."""
+
+    lr: float = 3e-4
+    """Adam learning rate of actor, critics and entropy coefficient."""
+    gamma: float = 0.99
+    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
+    tau: float = 0.005
+    """Polyak coefficient of the soft target-critic update made after every gradient step."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden widths (ReLU) of the actor torso and of each critic."""
+    n_critics: int = 2
+    """Q-networks whose minimum is used (clipped double Q)."""
+    ent_coef: float | str = "auto"
+    """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
+    target_entropy: float | str = "auto"
+    """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
+
+    def agent_class(self) -> type[SAC]:
+        from cardio.agents.sac import SAC  # torch is imported only when a torch SAC is built
+
+        return SAC
