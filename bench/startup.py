@@ -13,6 +13,8 @@ time stretches, the CPU time hardly):
                   (``Adam.step`` imports ``torch._dynamo`` unconditionally in torch 2.13).
   torch run       ``scripts/train.py agent=dqn env=CartPole`` (zoo numbers, console logger) up to the first env
                   step, through Hydra's entry point exactly as a user runs it.
+  jax             ``import jax, jax.numpy, optax``: the JAX framework floor.
+  jax run         ``scripts/train.py agent=dqn_jax env=CartPole``, the same way (must not import torch).
   random run      Hydra's config composed, ``make_env`` + ``CircularBuffer`` + ``Gatherer`` built, one random-
                   policy step: everything a JAX (or any non-torch) run needs besides its framework. Reports
                   whether torch was imported anyway.
@@ -54,11 +56,11 @@ gatherer.Gatherer.step = step
 """
 )
 
-TORCH_RUN = (
+TRAIN_RUN = (
     PROBE
     + """
 import runpy
-sys.argv = ["scripts/train.py", "agent=dqn", "env=CartPole", "runner.eval_freq=0", "hydra.run.dir=" + sys.argv[1]]
+sys.argv = ["scripts/train.py", "agent=AGENT", "env=CartPole", "runner.eval_freq=0", "hydra.run.dir=" + sys.argv[1]]
 runpy.run_path("scripts/train.py", run_name="__main__")
 """
 )
@@ -83,7 +85,9 @@ g.step(g.random_policy)
 VARIANTS = {
     "python": REPORT + "report()",
     "torch": REPORT + "import torch, torch._dynamo; report()",
-    "torch run": TORCH_RUN,
+    "torch run": TRAIN_RUN.replace("AGENT", "dqn"),
+    "jax": REPORT + "import jax, jax.numpy, optax; report()",
+    "jax run": TRAIN_RUN.replace("AGENT", "dqn_jax"),
     "random run": RANDOM_RUN,
 }
 
@@ -118,7 +122,7 @@ def main() -> None:
                 cpus[name].append(cpu)
             print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items()), flush=True)
     # CPU seconds hardly move with the machine's load; wall seconds do (both are printed).
-    floors = {"torch run": "torch", "random run": "python"}
+    floors = {"torch run": "torch", "jax run": "jax", "random run": "python"}
     print("| variant | wall s to first env step | CPU s | CPU s above its floor | torch imported |")
     print("|---|---|---|---|---|")
     for name in VARIANTS:
