@@ -100,7 +100,9 @@ def save_weights(agent: Any, path: str | os.PathLike[str], meta: Mapping[str, An
     if META in state:
         raise WeightsError(f"agent state_dict has a {META!r} entry, which weights files reserve")
     arrays = flatten({**state, META: dict(meta or {})})
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    if "allow_pickle" in arrays:  # np.savez would take it for its own keyword
+        raise WeightsError("agent state_dict has a top-level 'allow_pickle' entry, which .npz files cannot name")
+    return atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def weights_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -126,9 +128,7 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise WeightsError(
-            f"{path} is not a plain weights file (refused without unpickling anything): {exc}"
-        ) from exc
+        raise WeightsError(f"{path} is not a plain weights file (refused without unpickling anything): {exc}") from exc
 
 
 def _restore(template: Any, arrays: dict[str, np.ndarray], path: str, source: Path) -> Any:

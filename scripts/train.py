@@ -77,11 +77,18 @@ def train(cfg: DictConfig) -> float:
     print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
+    if cfg.get("seeds") is not None:
+        return train_seeds(cfg, ckpt)
     runner = build_runner(cfg)
     if ckpt is not None:
         print(f"resuming from {ckpt}")
         runner.load(ckpt)
         runner.total_steps = int(cfg.runner.total_steps)  # `runner.total_steps=...` may extend a resumed run
+    elif cfg.get("init_from") is not None:  # offline-to-online: a trained agent and a full buffer, fresh counters
+        from cardio.datasets.finetune import warm_start
+
+        copied = warm_start(runner, cfg.init_from)
+        print(f"starting from {cfg.init_from}: agent loaded, {copied} transitions in the buffer")
     logger = runner.logger
     if logger is not None:
         logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
@@ -107,6 +114,42 @@ def train(cfg: DictConfig) -> float:
     if exit_code:
         sys.exit(exit_code)
     return float(metrics.get("eval/mean_reward", float("nan")))
+
+
+def train_seeds(cfg: DictConfig, ckpt: Path | None) -> float:
+    """``seeds=[...]``: one run per seed in ``<run_dir>/seed_<s>/``, trained together (cardio/multiseed.py);
+    returns the mean final ``eval/mean_reward`` over seeds."""
+    from cardio.multiseed import MultiSeedError, MultiSeedRunner, seed_configs, write_finals
+
+    if ckpt is not None:
+        raise MultiSeedError(
+            "resume= with seeds=[...] is not supported yet; resume one seed: resume=<run dir>/seed_<s>"
+        )
+    configs = seed_configs(cfg)
+    for one in configs:
+        save_config(one, one.run_dir)
+    runners = [build_runner(one) for one in configs]
+    multi = MultiSeedRunner(runners, [int(one.seed) for one in configs])
+    for runner, one in zip(runners, configs, strict=True):
+        if runner.logger is not None:
+            runner.logger.log_config(OmegaConf.to_container(one, resolve=True))  # type: ignore[arg-type]
+    exit_code = 1
+    try:
+        finals = multi.run()
+        exit_code = 0
+    except checkpoint.Interrupted as stop:
+        print(stop, file=sys.stderr)
+        exit_code = stop.exit_code
+    except NonFiniteError as diverged:
+        print(f"error: {diverged}", file=sys.stderr)
+    finally:
+        for runner in runners:
+            if runner.logger is not None:
+                runner.logger.close(exit_code)
+    if exit_code:
+        sys.exit(exit_code)
+    write_finals(cfg.run_dir, multi.seeds, finals)
+    return float(sum(f.get("eval/mean_reward", float("nan")) for f in finals) / len(finals))
 
 
 if __name__ == "__main__":

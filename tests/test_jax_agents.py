@@ -224,12 +224,23 @@ def test_ppo_jax_refuses_image_observations_naming_the_way_out() -> None:
 
 
 def test_a_jax_run_never_imports_torch(tmp_path: Path) -> None:
-    """A short ``agent=dqn_jax`` training through scripts/train.py, with torch made unimportable."""
+    """A short ``agent=dqn_jax`` training through scripts/train.py; torch must not be in ``sys.modules`` at the
+    end. A finder records who imported it first, so a failure names the line."""
     code = (
-        "import sys, runpy; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+        "import sys, runpy, traceback\n"
+        "class Spy:\n"
+        "    stack = None\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' and Spy.stack is None:\n"
+        "            Spy.stack = ''.join(traceback.format_stack(limit=12))\n"
+        "sys.meta_path.insert(0, Spy())\n"
         f"sys.argv = ['train.py', 'agent=dqn_jax', 'runner.total_steps=300', 'runner.schedule.learning_starts=100',"
-        f" 'runner.eval_episodes=1', 'run_dir={tmp_path}', 'hydra.run.dir={tmp_path}']\n"
-        "runpy.run_path('scripts/train.py', run_name='__main__')\n"
+        f" 'runner.eval_episodes=1', 'hydra.run.dir={tmp_path}']\n"
+        "try:\n"
+        "    runpy.run_path('scripts/train.py', run_name='__main__')\n"
+        "except SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "assert 'torch' not in sys.modules, Spy.stack\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

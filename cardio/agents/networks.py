@@ -163,3 +163,34 @@ def orthogonal_init(module: nn.Module, gain: float) -> None:
             nn.init.orthogonal_(layer.weight, gain)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+LR_SCHEDULES = ("constant", "linear")
+"""Learning-rate schedules: ``constant``, or ``linear`` from ``lr`` down to 0 at ``total_steps`` (rl-zoo's
+``lin_<lr>``, SB3's ``progress_remaining * lr``)."""
+
+
+def check_lr_schedule(schedule: str) -> None:
+    """Raise ``ValueError`` naming ``agent.lr_schedule`` unless ``schedule`` is one of :data:`LR_SCHEDULES`."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"agent.lr_schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
+
+
+def scheduled_lr(
+    optimizers: Sequence[torch.optim.Optimizer | None], lr: float, schedule: str, progress_remaining: float
+) -> float:
+    """Set (and return) the learning rate of every optimiser for ``progress_remaining`` (1 at the start of
+    training, 0 at ``total_steps``); agents call it from ``on_progress``, so it follows env steps."""
+    value = lr * progress_remaining if schedule == "linear" else lr
+    for optimizer in optimizers:
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = value
+    return value
+
+
+def activation_class(name: str) -> type[nn.Module]:
+    """The activation class for a config name, or ``ValueError`` naming ``agent.activation``."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"agent.activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]

@@ -62,6 +62,9 @@ def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Cal
     if isinstance(spec, str):
         return get_method(spec)
     kwargs = dict(spec)
+    kwargs.pop("_partial_", None)  # accepted, not needed: make_env passes the env itself
+    if "_target_" not in kwargs:
+        raise ValueError(f"env.wrappers entry {spec!r} needs a _target_ naming the wrapper class or function")
     target = get_method(kwargs.pop("_target_"))
     return lambda env: target(env, **kwargs)
 
@@ -121,9 +124,11 @@ def make_env(
         raise ConfigError(f"env.autoreset must be one of {sorted(AUTORESET_MODES)}, got {autoreset!r}")
     if vectorization not in VECTORIZATIONS:
         raise ConfigError(f"env.vectorization must be one of {list(VECTORIZATIONS)}, got {vectorization!r}")
-    id = check_env_id(id)  # imports the module of a `module:EnvId` id, so the workers' gym.make finds it too
+    # imports the module of a `module:EnvId` id; the copies keep the full id so that gym.make in a spawned worker
+    # process imports the module too, while gym.spec (the native path) needs the registered name
+    name = check_env_id(id)
     if vectorization == "vector_entry_point":
-        native = make_native_vector_env(id, num_envs, kwargs, wrappers, autoreset)
+        native = make_native_vector_env(name, num_envs, kwargs, wrappers, autoreset)
         _seed_action_spaces(native, seed)
         return native
     wrapper_fns = [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not in a worker process

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from cardio.agents.base import require_space
-from cardio.agents.configs import DQNConfig
+from cardio.agents.configs import DQNConfig, refuse_unsupported
 from cardio.agents.jax.networks import (
     adam,
     apply,
@@ -35,6 +35,7 @@ from cardio.agents.jax.networks import (
     mlp,
     mlp_init,
     new_key,
+    replay_batch,
     to_jax,
     to_numpy,
 )
@@ -125,6 +126,7 @@ class DQNJax:
         require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
         require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or DQNConfig()
+        refuse_unsupported(c, "DQN (JAX)", ("lr_schedule", "activation"))  # knobs of the torch twin this one lacks
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         key, init_key = jax.random.split(new_key(seed))
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
@@ -133,6 +135,7 @@ class DQNJax:
         self.state = DQNState(params, params, self.tx.init(params), key)
         self.epsilon = c.exploration_initial_eps
         self.target_syncs = 0
+        self.metric_names = METRICS
         # The pure functions (vmapped over seeds by cardio.multiseed) and their jitted forms.
         self.act_fn = partial(act, num_actions=self.num_actions)
         self.update_fn = partial(update, tx=self.tx, config=c)
@@ -153,20 +156,37 @@ class DQNJax:
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""
-        obs = np.asarray(obs, np.float32)
-        action, key = self._act(self.state.params, self.state.key, obs, self.epsilon, explore=explore)
+        policy, shared = self.policy_args()
+        action, key = self._act(policy, self.state.key, np.asarray(obs, np.float32), *shared, explore=explore)
         self.state = self.state._replace(key=key)
-        return np.asarray(action), {}
+        return self.env_action(action, len(obs)), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
-        keys = ("obs", "next_obs", "action", "reward", "terminated", "discount", "weight")
-        self.state, values, td_error = self._update(self.state, {k: batch[k] for k in keys if k in batch})
-        metrics: dict[str, Any] = dict(zip(METRICS, np.asarray(values).tolist(), strict=True))
-        metrics["rollout/exploration_rate"] = self.epsilon
+        self.state, values, td_error = self._update(self.state, replay_batch(batch), *self.update_args())
+        metrics: dict[str, Any] = dict(zip(self.metric_names, np.asarray(values).tolist(), strict=True))
+        metrics |= self.extra_metrics()
         if "weight" in batch:
             metrics["td_error"] = np.asarray(td_error)
         return metrics
+
+    # What cardio.multiseed needs to batch seeds: act_fn(policy, key, obs, *shared, explore) and
+    # update_fn(state, batch, *update_args) with a leading seed axis on policy, key, obs, state and batch.
+    def policy_args(self) -> tuple[Any, tuple[Any, ...]]:
+        """``act_fn``'s per-seed parameters, and the arguments every seed shares (epsilon)."""
+        return self.state.params, (self.epsilon,)
+
+    def update_args(self) -> tuple[Any, ...]:
+        """``update_fn``'s arguments after the batch, shared by every seed (none)."""
+        return ()
+
+    def env_action(self, action: Any, num_envs: int) -> np.ndarray:
+        """``act_fn``'s actions for ``num_envs`` envs as the env takes them."""
+        return np.asarray(action)
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Metrics of the agent's Python-side schedules, added to every update's."""
+        return {"rollout/exploration_rate": self.epsilon}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as numpy: the state pytree, epsilon and the target-sync counter."""

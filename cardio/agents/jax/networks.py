@@ -128,6 +128,15 @@ def argmax_random_ties(key: jax.Array, values: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(is_max, jax.random.uniform(key, values.shape), -1.0), axis=-1)
 
 
+REPLAY_KEYS = ("obs", "next_obs", "action", "reward", "terminated", "discount", "weight")
+"""The columns of a replay batch an off-policy update reads (``discount``: n-step; ``weight``: prioritized)."""
+
+
+def replay_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`REPLAY_KEYS` columns of ``batch`` (extras and ``truncated`` never reach the jitted update)."""
+    return {k: batch[k] for k in REPLAY_KEYS if k in batch}
+
+
 def to_numpy(tree: Any) -> Any:
     """The pytree with every array as a numpy copy: what ``state_dict`` returns and checkpoints pickle."""
     return jax.tree.map(np.array, tree)

@@ -29,8 +29,19 @@ import numpy as np
 import optax
 
 from cardio.agents.base import require_space
-from cardio.agents.configs import SACConfig
-from cardio.agents.jax.networks import adam, apply, jit_once, mlp, mlp_init, new_key, polyak, to_jax, to_numpy
+from cardio.agents.configs import SACConfig, refuse_unsupported
+from cardio.agents.jax.networks import (
+    adam,
+    apply,
+    jit_once,
+    mlp,
+    mlp_init,
+    new_key,
+    polyak,
+    replay_batch,
+    to_jax,
+    to_numpy,
+)
 
 
 @dataclass
@@ -97,9 +108,10 @@ def update(
     config: SACConfig,
     auto_alpha: bool,
     target_entropy: float,
-) -> tuple[SACState, jax.Array, jax.Array, jax.Array]:
+) -> tuple[SACState, jax.Array, jax.Array]:
     """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update.
-    Returns the state, the :data:`METRICS` values, the alpha loss and the absolute TD errors of the first critic."""
+    Returns the state, the :data:`METRICS` values (and the alpha loss when it is learnt) and the absolute TD errors
+    of the first critic."""
     c = config
     obs = batch["obs"].reshape(len(batch["obs"]), -1)
     next_obs = batch["next_obs"].reshape(len(batch["next_obs"]), -1)
@@ -111,7 +123,7 @@ def update(
     # Entropy coefficient: raise alpha when the policy's entropy is below the target, lower it above.
     _, log_prob = policy(state.actor, obs, k_pi)
     alpha = jnp.exp(state.log_alpha)
-    log_alpha, alpha_opt, alpha_loss = state.log_alpha, state.alpha_opt, jnp.zeros(())
+    log_alpha, alpha_opt, alpha_loss = state.log_alpha, state.alpha_opt, None
     if auto_alpha:
         entropy_gap = jax.lax.stop_gradient(log_prob + target_entropy)
         alpha_loss, alpha_grad = jax.value_and_grad(lambda la: -(la * entropy_gap).mean())(log_alpha)
@@ -141,8 +153,8 @@ def update(
     target_critics = polyak(state.target_critics, critics, c.tau)
 
     new = SACState(actor, critics, target_critics, log_alpha, actor_opt, critic_opt, alpha_opt, key)
-    metrics = jnp.stack([actor_loss, critic_loss, alpha, q[0].mean(), -log_prob.mean()])
-    return new, metrics, alpha_loss, jnp.abs(td_target - q[0])
+    metrics = [actor_loss, critic_loss, alpha, q[0].mean(), -log_prob.mean()] + ([alpha_loss] if auto_alpha else [])
+    return new, jnp.stack(metrics), jnp.abs(td_target - q[0])
 
 
 class SACJax:
@@ -161,6 +173,9 @@ class SACJax:
         require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
         require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or SACConfig()
+        refuse_unsupported(
+            c, "SAC (JAX)", ("lr_schedule", "qf_hidden_sizes", "activation", "use_sde", "use_sde_at_warmup")
+        )  # knobs of the torch twin this one lacks
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
         action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
@@ -184,7 +199,7 @@ class SACJax:
         self.tx = tx = adam()
         opt_states = tx.init(actor), tx.init(critics), tx.init(log_alpha)
         self.state = SACState(actor, critics, critics, log_alpha, *opt_states, key)
-        self.auto_alpha = auto_alpha
+        self.metric_names = METRICS + (("train/ent_coef_loss",) if auto_alpha else ())
         self.act_fn = act
         self.update_fn = partial(update, tx=tx, config=c, auto_alpha=auto_alpha, target_entropy=target_entropy)
         static = (repr(c), obs_dim, action_dim)
@@ -193,22 +208,36 @@ class SACJax:
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
-        obs = np.asarray(obs, np.float32)
-        action, key = self._act(self.state.actor, self.state.key, obs, self.low, self.high, explore=explore)
+        policy, shared = self.policy_args()
+        action, key = self._act(policy, self.state.key, np.asarray(obs, np.float32), *shared, explore=explore)
         self.state = self.state._replace(key=key)
-        return np.asarray(action).reshape(len(obs), *self.action_shape), {}
+        return self.env_action(action, len(obs)), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update."""
-        keys = ("obs", "next_obs", "action", "reward", "terminated", "discount", "weight")
-        jax_batch = {k: batch[k] for k in keys if k in batch}
-        self.state, values, alpha_loss, td_error = self._update(self.state, jax_batch, self.low, self.high)
-        metrics: dict[str, Any] = dict(zip(METRICS, np.asarray(values).tolist(), strict=True))
-        if self.auto_alpha:
-            metrics["train/ent_coef_loss"] = float(alpha_loss)
+        self.state, values, td_error = self._update(self.state, replay_batch(batch), *self.update_args())
+        metrics: dict[str, Any] = dict(zip(self.metric_names, np.asarray(values).tolist(), strict=True))
         if "weight" in batch:
             metrics["td_error"] = np.asarray(td_error)
         return metrics
+
+    # What cardio.multiseed needs to batch seeds: act_fn(policy, key, obs, *shared, explore) and
+    # update_fn(state, batch, *update_args) with a leading seed axis on policy, key, obs, state and batch.
+    def policy_args(self) -> tuple[Any, tuple[Any, ...]]:
+        """``act_fn``'s per-seed parameters (the actor), and the arguments every seed shares (the bounds)."""
+        return self.state.actor, (self.low, self.high)
+
+    def update_args(self) -> tuple[Any, ...]:
+        """``update_fn``'s arguments after the batch, shared by every seed (the action bounds)."""
+        return self.low, self.high
+
+    def env_action(self, action: Any, num_envs: int) -> np.ndarray:
+        """``act_fn``'s actions for ``num_envs`` envs in the action space's shape."""
+        return np.asarray(action).reshape(num_envs, *self.action_shape)
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Metrics of Python-side schedules: none (alpha is learnt inside the update)."""
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as numpy: the state pytree."""
