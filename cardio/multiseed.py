@@ -173,13 +173,13 @@ def check_batchable(runners: Sequence[Runner]) -> None:
     """Refuse, with :class:`MultiSeedError`, runs whose seeds cannot move in lockstep through batched calls."""
     first = runners[0]
     agent = first.agent
+    if not isinstance(first.schedule, OffPolicySchedule):
+        raise _refuse(f"agent {type(agent).__name__} is on-policy; only off-policy JAX agents are batched")
     if not all(hasattr(agent, name) for name in ("act_fn", "update_fn", "policy_args", "update_args")):
         raise _refuse(
             f"agent {type(agent).__name__} has no pure functions to vmap (torch agents are not batched; the JAX "
             f"twins dqn_jax and sac_jax are)"
         )
-    if not isinstance(first.schedule, OffPolicySchedule):
-        raise _refuse(f"agent {type(agent).__name__} is on-policy; only off-policy JAX agents are batched")
     if hasattr(agent, "initial_state"):
         raise _refuse(f"agent {type(agent).__name__} is recurrent")
     if hasattr(first.buffer, "update_priorities"):
