@@ -11,7 +11,7 @@ STAMP := $(VENV)/.cardio-installed
 OWN_VARS := PYTHON=% VENV=% TORCH=% ARGS=% PYTEST_ARGS=%
 HYDRA_ARGS := $(filter-out $(OWN_VARS),$(MAKEOVERRIDES)) $(ARGS)
 
-.PHONY: install train multirun sweep evaluate plot test test-slow lint format bench clean
+.PHONY: install train multirun sweep evaluate plot dataset test test-slow lint format bench clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ evaluate: $(STAMP)
 
 plot: $(STAMP)
 	$(BIN)/python scripts/plot.py $(HYDRA_ARGS)
+
+# `make dataset recipe=cartpole_mixed seed=0`: a Minari dataset from trained runs (configs/dataset/, docs/offline.md).
+dataset: $(STAMP)
+	$(BIN)/python scripts/record.py $(HYDRA_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

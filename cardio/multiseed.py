@@ -225,10 +225,14 @@ class MultiSeedRunner:
                 r._progress()  # schedules first, as Runner.collect does
                 if r.gatherer.obs is None:
                     r.gatherer.reset()
-            actions = self.stack.act(np.stack([r.gatherer.obs for r in self.runners]))
+            actions = self.stack.act(np.stack([np.asarray(r.gatherer.obs) for r in self.runners]))
             results = []
             for r, action in zip(self.runners, actions, strict=True):
-                transition, valid = r.gatherer.step(lambda obs, action=action: (action, {}))
+
+                def chosen(obs: Any, action: np.ndarray = action) -> tuple[np.ndarray, dict[str, Any]]:
+                    return action, {}  # this seed's row of the batched policy call
+
+                transition, valid = r.gatherer.step(chosen)
                 r._end_episodes(transition, valid)
                 results.append((transition, valid))
         for r, (transition, valid) in zip(self.runners, results, strict=True):

@@ -84,6 +84,11 @@ def train(cfg: DictConfig) -> float:
         print(f"resuming from {ckpt}")
         runner.load(ckpt)
         runner.total_steps = int(cfg.runner.total_steps)  # `runner.total_steps=...` may extend a resumed run
+    elif cfg.get("init_from") is not None:  # offline-to-online: a trained agent and a full buffer, fresh counters
+        from cardio.datasets.finetune import warm_start
+
+        copied = warm_start(runner, cfg.init_from)
+        print(f"starting from {cfg.init_from}: agent loaded, {copied} transitions in the buffer")
     logger = runner.logger
     if logger is not None:
         logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from cardio.agents.base import SpaceError
 from cardio.build import build_agent, build_env, build_runner
 from tests.conftest import CONFIG_DIR, compose_train, shrink
 
-
 HAS_JAX = importlib.util.find_spec("jax") is not None
 
 
@@ -63,7 +62,8 @@ def test_every_agent_option_builds_for_some_env(agent: str) -> None:
 def test_every_option_of_plain_groups_instantiates(group: str, tmp_path: Path) -> None:
     for name in options(group):
         # the on-policy runner with the default DQN (and its zoo's off-policy schedule) cannot compose
-        agent = ["agent=ppo"] if name == "on_policy" else []
+        # ... nor the offline runner with it (an offline agent picks its own)
+        agent = ["agent=ppo"] if name == "on_policy" else ["agent=cql"] if name == "offline" else []
         cfg = compose_train([f"{group}={name}", *agent])
         with open_dict(cfg):
             cfg.run_dir = str(tmp_path)

@@ -131,9 +131,15 @@ def test_a_diverged_sweep_trial_is_pruned_with_the_guards_message(tmp_path: Path
         study_name="nan", output_dir=str(tmp_path), n_trials=1, plots=False, enqueue_base=False,
         params={"agent.gamma": {"type": "categorical", "choices": [0.9]}},
     )  # fmt: skip
-    overrides = ["env.wrappers=[tests.test_nonfinite.NaNReward]", "buffer.capacity=256", "runner.total_steps=1000", "runner.eval_freq=500", "runner.eval_episodes=2",
-                 "runner.schedule.learning_starts=100", "runner.schedule.train_freq=4", "runner.schedule.gradient_steps=1",
-                 "agent.hidden_sizes=[16,16]"]  # fmt: skip
+    overrides = [
+        "env.wrappers=[tests.test_nonfinite.NaNReward]",
+        "buffer.capacity=256",
+        "runner.total_steps=1000",
+        "runner.eval_freq=500",
+        "runner.eval_episodes=2",
+        "runner.schedule.learning_starts=100",
+        "agent.hidden_sizes=[16,16]",
+    ]
     study = optuna.create_study(direction="maximize")
     study.optimize(Objective(Sweep(settings, overrides), study), n_trials=1)
     trial = study.trials[0]

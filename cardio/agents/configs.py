@@ -8,12 +8,35 @@ agent class.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import gymnasium as gym
 
 from cardio.agents.base import AgentConfig
+
+
+def refuse_unsupported(config: Any, agent: str, keys: tuple[str, ...]) -> None:
+    """A twin that lacks some knobs refuses a config that changes them, naming each, rather than dropping them
+    silently (rl-zoo files set ``lr_schedule``, ``activation``, ``use_sde``...).
+
+    Args:
+        config: the agent config dataclass.
+        agent: the agent's name for the message, e.g. ``"DQN (JAX)"``.
+        keys: the fields this agent does not implement; each must keep its default.
+
+    Raises:
+        ValueError: a listed field differs from its default.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    changed = [f"agent.{key}={getattr(config, key)!r}" for key in keys if getattr(config, key) != defaults[key]]
+    if changed:
+        raise ValueError(
+            f"{agent} does not implement {', '.join(changed)}; use the torch agent, or set them back to their "
+            f"defaults ({', '.join(f'{k}={defaults[k]!r}' for k in keys)})"
+        )
+
 
 if TYPE_CHECKING:
     from cardio.agents.dqn import DQN
@@ -33,11 +56,15 @@ class DQNConfig(AgentConfig["DQN"]):
     """Action spaces it takes."""
 
     lr: float = 1e-4
-    """Adam learning rate."""
+    """Adam learning rate (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
     gamma: float = 0.99
     """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the Q-network's hidden layers (ReLU)."""
+    """Widths of the Q-network's hidden layers."""
+    activation: str = "relu"
+    """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
     target_update_interval: int = 10_000
     """Env steps between hard copies of the online network into the target network."""
     exploration_fraction: float = 0.1
@@ -95,7 +122,9 @@ class PPOConfig(AgentConfig["PPO"]):
     max_grad_norm: float = 0.5
     """Gradient-norm clip of each optimiser step."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
+    """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
+    vf_hidden_sizes: tuple[int, ...] | None = None
+    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], vf: [...]}``); ``None``: as the actor's."""
     activation: str = "tanh"
     """Activation of the MLPs: tanh, relu, elu or gelu."""
     ortho_init: bool = True
@@ -104,6 +133,10 @@ class PPOConfig(AgentConfig["PPO"]):
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
     share_torso: bool = False
     """Actor and critic share one torso (SB3 does for CNNs)."""
+    use_sde: bool = False
+    """gSDE exploration for Box actions (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed."""
+    sde_sample_freq: int = -1
+    """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
 
     def agent_class(self) -> type[PPO]:
         from cardio.agents.ppo import PPO  # torch is imported only when a torch PPO is built
@@ -127,19 +160,33 @@ class SACConfig(AgentConfig["SAC"]):
     """Action spaces it takes."""
 
     lr: float = 3e-4
-    """Adam learning rate of actor, critics and entropy coefficient."""
+    """Adam learning rate of actor, critics and entropy coefficient (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
     gamma: float = 0.99
     """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
     tau: float = 0.005
     """Polyak coefficient of the soft target-critic update made after every gradient step."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths (ReLU) of the actor torso and of each critic."""
+    """Hidden widths of the actor torso, and of each critic unless ``qf_hidden_sizes``."""
+    qf_hidden_sizes: tuple[int, ...] | None = None
+    """Each critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], qf: [...]}``); ``None``: as the actor's."""
+    activation: str = "relu"
+    """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
     n_critics: int = 2
     """Q-networks whose minimum is used (clipped double Q)."""
     ent_coef: float | str = "auto"
     """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
     target_entropy: float | str = "auto"
     """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
+    use_sde: bool = False
+    """gSDE exploration (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed between draws."""
+    sde_sample_freq: int = -1
+    """Vector steps between fresh gSDE matrices within a collection phase; -1: only at each phase's start."""
+    use_sde_at_warmup: bool = False
+    """Explore with gSDE instead of uniform actions before ``learning_starts`` (read by the schedule)."""
+    log_std_init: float = -3.0
+    """Initial log sigma of the gSDE noise matrix (unused without ``use_sde``, as in SB3)."""
 
     def agent_class(self) -> type[SAC]:
         from cardio.agents.sac import SAC  # torch is imported only when a torch SAC is built

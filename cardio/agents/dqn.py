@@ -5,7 +5,8 @@ van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the
 ``configs/zoo/dqn/<EnvId>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
-``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
+``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon),
+``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ import torch.nn.functional as F
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import DQNConfig  # the knobs, shared with the JAX twin; re-exported here
-from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, syncs_due, to_tensor
+from cardio.agents.networks import (
+    activation_class,
+    argmax_random_ties,
+    check_lr_schedule,
+    flat_dim,
+    hard_update,
+    mlp,
+    scheduled_lr,
+    syncs_due,
+    to_tensor,
+)
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
 
@@ -28,7 +39,7 @@ from cardio.agents.state import Checkpointable
 class DQN(Checkpointable):
     """Deep Q-Network agent; see the module docstring for the paper and metric names."""
 
-    checkpointed = ("q_net", "target_net", "optimizer", "epsilon", "target_syncs", "rng")
+    checkpointed = ("q_net", "target_net", "optimizer", "epsilon", "target_syncs", "lr", "rng")
 
     def __init__(
         self,
@@ -46,16 +57,21 @@ class DQN(Checkpointable):
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
-        self.q_net = mlp(flat_dim(observation_space), c.hidden_sizes, self.num_actions).to(self.device)
+        check_lr_schedule(c.lr_schedule)
+        act_cls = activation_class(c.activation)
+        self.q_net = mlp(flat_dim(observation_space), c.hidden_sizes, self.num_actions, act_cls).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         # fused: one kernel for all parameters, about 3x cheaper than the per-tensor loop on CPU.
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr, fused=True)
         self.epsilon = c.exploration_initial_eps
         self.target_syncs = 0
+        self.lr = c.lr  # the scheduled learning rate now
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
-        """Linear epsilon decay over env steps, and a hard target sync every ``target_update_interval``."""
+        """Linear epsilon decay and learning-rate schedule over env steps, and a hard target sync every
+        ``target_update_interval``."""
         c = self.config
+        self.lr = scheduled_lr([self.optimizer], c.lr, c.lr_schedule, max(1.0 - env_steps / max(total_steps, 1), 0.0))
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
@@ -100,7 +116,7 @@ class DQN(Checkpointable):
         # Clipped optimiser step.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         metrics: dict[str, Any] = {
@@ -109,6 +125,7 @@ class DQN(Checkpointable):
             "train/td_target_mean": td_target.mean().item(),
             "train/grad_norm": grad_norm.item(),
             "rollout/exploration_rate": self.epsilon,
+            "train/learning_rate": self.lr,
         }
         if "weight" in batch:
             metrics["td_error"] = (td_target - q).detach().abs().cpu().numpy()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import require_space
 from cardio.agents.configs import SCHEDULES, PPOConfig  # the knobs, shared with the JAX twin; re-exported here
+from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
 from cardio.agents.networks import to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
@@ -52,8 +53,11 @@ class PPO(Checkpointable):
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # minibatch shuffles
         self.net = ActorCritic(
-            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso
-        ).to(self.device)
+            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso,
+            c.vf_hidden_sizes, c.use_sde,
+        ).to(self.device)  # fmt: skip
+        head = self.net.pi_head
+        self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
         self._warned_batch = False
@@ -67,6 +71,8 @@ class PPO(Checkpointable):
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
+        if explore and self.sde is not None:
+            self.sde.before_act(len(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
@@ -74,7 +80,8 @@ class PPO(Checkpointable):
         c, dev = self.config, self.device
         T, N = rollout["reward"].shape
         size = T * N
-        if size % c.batch_size and not self._warned_batch:  # legal, as in SB3, but each epoch ends on a runt
+        # legal, as in SB3, but each epoch ends on a runt (a batch of the rollout or more is the whole rollout)
+        if size % c.batch_size and c.batch_size < size and not self._warned_batch:
             warnings.warn(
                 f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
                 f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
@@ -123,7 +130,7 @@ class PPO(Checkpointable):
                 # Clipped optimiser step.
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 # Diagnostics: approx. KL (Schulman's k3 estimator) and the share of clipped ratios.
                 with torch.no_grad():
@@ -142,6 +149,8 @@ class PPO(Checkpointable):
         metrics = {key: val / n_minibatches for key, val in sums.items()}
         metrics["train/explained_variance"] = explained_variance(rollout["value"], returns)
         metrics["train/learning_rate"] = lr
+        if self.sde is not None:  # the next rollout explores with fresh gSDE matrices
+            self.sde.new_rollout()
         metrics["train/clip_range"] = clip
         log_std = getattr(self.net.pi_head, "log_std", None)
         if log_std is not None:

@@ -6,7 +6,7 @@ in ``[-1, 1]``, rescaled to the env's bounds in :meth:`SAC.act`; stored actions 
 
 Metrics returned by :meth:`SAC.update`: ``train/actor_loss``, ``train/critic_loss`` (sum of the twin MSEs),
 ``train/ent_coef`` (alpha), ``train/ent_coef_loss`` (auto tuning only), ``train/q_mean`` (first critic on the
-batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions).
+batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions), ``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,30 @@ from torch import nn
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import SACConfig  # the knobs, shared with the JAX twin; re-exported here
-from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
-from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
+from cardio.agents.heads import NoiseResampler, SquashedGaussianHead, from_env_bounds, to_env_bounds
+from cardio.agents.networks import (
+    activation_class,
+    check_lr_schedule,
+    flat_dim,
+    mlp,
+    scheduled_lr,
+    soft_update,
+    to_tensor,
+)
 from cardio.agents.state import Checkpointable
 
 
 class Actor(nn.Module):
     """MLP torso and a :class:`SquashedGaussianHead`: ``obs [B, D] -> (action [B, A] in [-1, 1], log_prob [B])``."""
 
-    def __init__(self, obs_dim: int, hidden_sizes: tuple[int, ...], action_dim: int) -> None:
+    def __init__(
+        self, obs_dim: int, hidden_sizes: tuple[int, ...], action_dim: int, activation: type[nn.Module] = nn.ReLU,
+        use_sde: bool = False, log_std_init: float = -3.0,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.torso = nn.Sequential(*list(mlp(obs_dim, hidden_sizes, 1))[:-1])  # drop the scalar output layer
-        self.head = SquashedGaussianHead(hidden_sizes[-1] if hidden_sizes else obs_dim, action_dim)
+        self.torso = nn.Sequential(*list(mlp(obs_dim, hidden_sizes, 1, activation))[:-1])  # drop the output layer
+        features = hidden_sizes[-1] if hidden_sizes else obs_dim
+        self.head = SquashedGaussianHead(features, action_dim, use_sde=use_sde, log_std_init=log_std_init)
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.torso(obs), deterministic)
@@ -56,6 +68,7 @@ class SAC(Checkpointable):
         "critic_optimizer",
         "log_alpha",
         "alpha_optimizer",
+        "lr",
     )
 
     def __init__(
@@ -76,8 +89,16 @@ class SAC(Checkpointable):
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
-        self.actor = Actor(obs_dim, c.hidden_sizes, action_dim).to(dev)
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, c.hidden_sizes, 1) for _ in range(c.n_critics)).to(dev)
+        check_lr_schedule(c.lr_schedule)
+        act_cls = activation_class(c.activation)
+        self.actor = Actor(obs_dim, c.hidden_sizes, action_dim, act_cls, c.use_sde, c.log_std_init).to(dev)
+        qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
+        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(
+            dev
+        )
+        sde_head = self.actor.head.sde
+        self.sde = None if sde_head is None else NoiseResampler(sde_head, c.sde_sample_freq)
+        self.act_at_warmup = c.use_sde and c.use_sde_at_warmup  # the runner asks: own policy before learning_starts
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         # fused: one kernel per optimiser step instead of a loop over tensors (about 3x cheaper on CPU)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr, fused=True)
@@ -89,9 +110,18 @@ class SAC(Checkpointable):
         alpha0 = (float(start) if start else 1.0) if self.auto_alpha else float(c.ent_coef)
         self.log_alpha = torch.tensor(math.log(alpha0), device=dev, requires_grad=self.auto_alpha)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr) if self.auto_alpha else None
+        self.lr = c.lr  # the scheduled learning rate now
+
+    def on_progress(self, env_steps: int, total_steps: int) -> None:
+        """The learning-rate schedule (all three optimisers, as SB3) is a function of env steps."""
+        c = self.config
+        optimizers = [self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer]
+        self.lr = scheduled_lr(optimizers, c.lr, c.lr_schedule, max(1.0 - env_steps / max(total_steps, 1), 0.0))
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
+        if explore and self.sde is not None:
+            self.sde.before_act(len(obs))
         with torch.no_grad():
             action, _ = self.actor(to_tensor(obs, self.device).flatten(1), deterministic=not explore)
             action = to_env_bounds(action, self.low, self.high)
@@ -108,6 +138,10 @@ class SAC(Checkpointable):
         discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
         metrics: dict[str, Any] = {}
 
+        # gSDE: one fresh noise matrix for this update's policy samples (SB3 redraws it every gradient step).
+        if self.sde is not None:
+            self.sde.head.resample(1)
+            self.sde.new_rollout()  # the next collection phase draws one matrix per env again
         # Entropy coefficient: raise alpha when the policy's entropy is below the target, lower it above.
         pi_action, log_prob = self.actor(obs)
         alpha = self.log_alpha.detach().exp()
@@ -147,6 +181,7 @@ class SAC(Checkpointable):
             "train/ent_coef": alpha.item(),
             "train/q_mean": q[0].mean().item(),
             "train/entropy": -log_prob.mean().item(),
+            "train/learning_rate": self.lr,
         }
         if "weight" in batch:
             metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()

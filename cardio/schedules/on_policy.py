@@ -43,7 +43,9 @@ class OnPolicySchedule:
         buffer.clear()
         rows = buffer.slots_per_env
         while bool(np.any(buffer.size < rows)):
+            # what the agent saw: normalised with this step's statistics, like the stored log_prob and value
             transition, valid = runner.collect()
+            transition = runner.normalized(transition)
             # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
             buffer.add(transition, valid & (buffer.size < rows))
         runner.learn(buffer.as_rollout())

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from cardio.agents.base import require_space
-from cardio.agents.configs import DQNConfig
+from cardio.agents.configs import DQNConfig, refuse_unsupported
 from cardio.agents.jax.networks import (
     adam,
     apply,
@@ -126,6 +126,7 @@ class DQNJax:
         require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
         require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or DQNConfig()
+        refuse_unsupported(c, "DQN (JAX)", ("lr_schedule", "activation"))  # knobs of the torch twin this one lacks
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         key, init_key = jax.random.split(new_key(seed))
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]

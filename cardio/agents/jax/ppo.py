@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from cardio.agents.base import require_space
-from cardio.agents.configs import SCHEDULES, PPOConfig
+from cardio.agents.configs import SCHEDULES, PPOConfig, refuse_unsupported
 from cardio.agents.jax.networks import ACTIVATIONS, adam, apply, jit_once, mlp, mlp_init, new_key, to_jax, to_numpy
 from cardio.returns import explained_variance, gae
 
@@ -200,6 +200,9 @@ class PPOJax:
         require_space("PPO", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
         require_space("PPO", "observation", observation_space, (gym.spaces.Box, gym.spaces.Discrete), env_id)
         self.config = c = config or PPOConfig()
+        refuse_unsupported(
+            c, "PPO (JAX)", ("vf_hidden_sizes", "use_sde", "sde_sample_freq")
+        )  # knobs of the torch twin this one lacks
         for key in ("lr_schedule", "clip_range_schedule"):
             if getattr(c, key) not in SCHEDULES:
                 raise ValueError(f"agent.{key} must be one of {SCHEDULES}, got {getattr(c, key)!r}")

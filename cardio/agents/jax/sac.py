@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from cardio.agents.base import require_space
-from cardio.agents.configs import SACConfig
+from cardio.agents.configs import SACConfig, refuse_unsupported
 from cardio.agents.jax.networks import (
     adam,
     apply,
@@ -173,6 +173,9 @@ class SACJax:
         require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
         require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or SACConfig()
+        refuse_unsupported(
+            c, "SAC (JAX)", ("lr_schedule", "qf_hidden_sizes", "activation", "use_sde", "use_sde_at_warmup")
+        )  # knobs of the torch twin this one lacks
         obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
         action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
