@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.networks import to_tensor
+from cardio.agents.networks import OBSERVATION_SPACES, obs_flatten, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -85,7 +85,7 @@ class A2C(Checkpointable):
         env_id: str | None = None,
     ) -> None:
         require_space("A2C", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
-        require_space("A2C", "observation", observation_space, (gym.spaces.Box, gym.spaces.Discrete), env_id)
+        require_space("A2C", "observation", observation_space, OBSERVATION_SPACES, env_id)
         self.config = c = config or A2CConfig()
         if c.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"agent.lr_schedule must be 'constant' or 'linear', got {c.lr_schedule!r}")
@@ -120,12 +120,12 @@ class A2C(Checkpointable):
 
         # Advantages and value targets; truncated episodes bootstrap from V(true final obs).
         with torch.no_grad():
-            next_value = self.net.value(to_tensor(rollout["next_obs"], dev).flatten(0, 1)).reshape(T, N)
+            next_value = self.net.value(obs_flatten(obs_to_tensor(rollout["next_obs"], dev))).reshape(T, N)
         advantages, returns = gae(
             rollout["reward"], rollout["value"], next_value.cpu().numpy(),
             rollout["terminated"], rollout["truncated"], c.gamma, c.gae_lambda,
         )  # fmt: skip
-        b_obs = to_tensor(rollout["obs"], dev).flatten(0, 1)  # [T*N, ...]
+        b_obs = obs_flatten(obs_to_tensor(rollout["obs"], dev))  # [T*N, ...]
         b_action = to_tensor(rollout.get("raw_action", rollout["action"]), dev).flatten(0, 1)
         b_adv = to_tensor(advantages, dev).reshape(T * N)
         b_ret = to_tensor(returns, dev).reshape(T * N)

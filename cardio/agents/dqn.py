@@ -20,7 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
+from cardio.agents.networks import (
+    OBSERVATION_SPACES,
+    argmax_random_ties,
+    hard_update,
+    make_torso,
+    obs_batch_size,
+    obs_to_tensor,
+    to_tensor,
+)
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
 
@@ -34,7 +42,8 @@ class DQNConfig(AgentConfig["DQN"]):
     gamma: float = 0.99
     """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the Q-network's hidden layers (ReLU)."""
+    """Widths of the Q-network's hidden layers (ReLU); image observations get a Nature-CNN before them, Dict and
+    Tuple observations one encoder per key (``cardio.agents.networks.make_torso``)."""
     target_update_interval: int = 10_000
     """Env steps between hard copies of the online network into the target network."""
     exploration_fraction: float = 0.1
@@ -68,12 +77,13 @@ class DQN(Checkpointable):
         env_id: str | None = None,
     ) -> None:
         require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("DQN", "observation", observation_space, OBSERVATION_SPACES, env_id)
         self.config = c = config or DQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
-        self.q_net = mlp(flat_dim(observation_space), c.hidden_sizes, self.num_actions).to(self.device)
+        torso = make_torso(observation_space, c.hidden_sizes, torch.nn.ReLU)
+        self.q_net = torch.nn.Sequential(torso, torch.nn.Linear(torso.features_dim, self.num_actions)).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         # fused: one kernel for all parameters, about 3x cheaper than the per-tensor loop on CPU.
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr, fused=True)
@@ -96,16 +106,16 @@ class DQN(Checkpointable):
 
         def greedy() -> np.ndarray:  # skipped when every env explores
             with torch.inference_mode():
-                q = self.q_net(to_tensor(obs, self.device).flatten(1)).cpu().numpy()
+                q = self.q_net(obs_to_tensor(obs, self.device)).cpu().numpy()
             return argmax_random_ties(q, self.rng)
 
-        return epsilon_greedy(greedy, len(obs), self.num_actions, self.epsilon, self.rng, explore), {}
+        return epsilon_greedy(greedy, obs_batch_size(obs), self.num_actions, self.epsilon, self.rng, explore), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
         c, dev = self.config, self.device
-        obs = to_tensor(batch["obs"], dev).flatten(1)
-        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        obs = obs_to_tensor(batch["obs"], dev)
+        next_obs = obs_to_tensor(batch["next_obs"], dev)
         action = to_tensor(batch["action"], dev, torch.long).reshape(-1, 1)
         reward = to_tensor(batch["reward"], dev)
         not_terminal = 1.0 - to_tensor(batch["terminated"], dev)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.networks import to_tensor
+from cardio.agents.networks import OBSERVATION_SPACES, obs_flatten, obs_index, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -92,7 +92,7 @@ class PPO(Checkpointable):
         env_id: str | None = None,
     ) -> None:
         require_space("PPO", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
-        require_space("PPO", "observation", observation_space, (gym.spaces.Box, gym.spaces.Discrete), env_id)
+        require_space("PPO", "observation", observation_space, OBSERVATION_SPACES, env_id)
         self.config = c = config or PPOConfig()
         for key in ("lr_schedule", "clip_range_schedule"):
             if getattr(c, key) not in SCHEDULES:
@@ -137,13 +137,13 @@ class PPO(Checkpointable):
 
         # Advantages and value targets; truncated episodes bootstrap from V(true final obs).
         with torch.no_grad():
-            next_value = self.net.value(to_tensor(rollout["next_obs"], dev).flatten(0, 1)).reshape(T, N)
+            next_value = self.net.value(obs_flatten(obs_to_tensor(rollout["next_obs"], dev))).reshape(T, N)
         advantages, returns = gae(
             rollout["reward"], rollout["value"], next_value.cpu().numpy(),
             rollout["terminated"], rollout["truncated"], c.gamma, c.gae_lambda,
         )  # fmt: skip
         action = rollout.get("raw_action", rollout["action"])
-        b_obs = to_tensor(rollout["obs"], dev).flatten(0, 1)  # [T*N, ...]
+        b_obs = obs_flatten(obs_to_tensor(rollout["obs"], dev))  # [T*N, ...]
         b_action = to_tensor(action, dev).flatten(0, 1)
         b_log_prob = to_tensor(rollout["log_prob"], dev).reshape(size)
         b_value = to_tensor(rollout["value"], dev).reshape(size)
@@ -154,7 +154,7 @@ class PPO(Checkpointable):
         n_minibatches = 0
         for _ in range(c.n_epochs):
             for mb in torch.as_tensor(self.rng.permutation(size), device=dev).split(c.batch_size):
-                log_prob, entropy, value = self.net.evaluate(b_obs[mb], b_action[mb])
+                log_prob, entropy, value = self.net.evaluate(obs_index(b_obs, mb), b_action[mb])
                 mb_adv = b_adv[mb]
                 if c.normalize_advantage and len(mb) > 1:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)

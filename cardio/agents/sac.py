@@ -23,7 +23,16 @@ from torch import nn
 
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
-from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
+from cardio.agents.networks import (
+    OBSERVATION_SPACES,
+    flat_dim,
+    make_torso,
+    mlp,
+    obs_batch_size,
+    obs_to_tensor,
+    soft_update,
+    to_tensor,
+)
 from cardio.agents.state import Checkpointable
 
 
@@ -38,7 +47,8 @@ class SACConfig(AgentConfig["SAC"]):
     tau: float = 0.005
     """Polyak coefficient of the soft target-critic update made after every gradient step."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths (ReLU) of the actor torso and of each critic."""
+    """Hidden widths (ReLU) of the actor torso and of each critic; Dict, Tuple and image observations are encoded
+    first (``cardio.agents.networks.make_torso``)."""
     n_critics: int = 2
     """Q-networks whose minimum is used (clipped double Q)."""
     ent_coef: float | str = "auto"
@@ -51,21 +61,40 @@ class SACConfig(AgentConfig["SAC"]):
 
 
 class Actor(nn.Module):
-    """MLP torso and a :class:`SquashedGaussianHead`: ``obs [B, D] -> (action [B, A] in [-1, 1], log_prob [B])``."""
+    """Torso and a :class:`SquashedGaussianHead`: ``obs [B, ...] -> (action [B, A] in [-1, 1], log_prob [B])``."""
 
-    def __init__(self, obs_dim: int, hidden_sizes: tuple[int, ...], action_dim: int) -> None:
+    def __init__(self, observation_space: gym.Space, hidden_sizes: tuple[int, ...], action_dim: int) -> None:
         super().__init__()
-        self.torso = nn.Sequential(*list(mlp(obs_dim, hidden_sizes, 1))[:-1])  # drop the scalar output layer
-        self.head = SquashedGaussianHead(hidden_sizes[-1] if hidden_sizes else obs_dim, action_dim)
+        self.torso = make_torso(observation_space, hidden_sizes, nn.ReLU)
+        self.head = SquashedGaussianHead(self.torso.features_dim, action_dim)
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: Any, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.torso(obs), deterministic)
 
 
-def q_values(critics: nn.ModuleList, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+class Critic(nn.Module):
+    """``Q(obs, action) [B]``: the observation's encoding (flat observations pass through as they are; images
+    and Dict / Tuple observations go through :func:`make_torso`'s encoders) concatenated with the action, then
+    an MLP with a scalar output.
+
+    Args:
+        observation_space: the env's single-env observation space.
+        action_dim: width of the flat action.
+        hidden_sizes: hidden widths (ReLU) of the MLP.
+    """
+
+    def __init__(self, observation_space: gym.Space, action_dim: int, hidden_sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.encoder = make_torso(observation_space, (), nn.ReLU)
+        self.q = mlp(self.encoder.features_dim + action_dim, hidden_sizes, 1)
+
+    def forward(self, obs: Any, action: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.cat([self.encoder(obs), action], dim=1)).squeeze(1)
+
+
+def q_values(critics: nn.ModuleList, obs: Any, action: torch.Tensor) -> torch.Tensor:
     """``[n_critics, B]`` Q-values of ``(obs, action)`` pairs, action in ``[-1, 1]``."""
-    pair = torch.cat([obs, action], dim=1)
-    return torch.stack([q(pair).squeeze(1) for q in critics])
+    return torch.stack([q(obs, action) for q in critics])
 
 
 class SAC(Checkpointable):
@@ -92,15 +121,16 @@ class SAC(Checkpointable):
         env_id: str | None = None,
     ) -> None:
         require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
-        require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("SAC", "observation", observation_space, OBSERVATION_SPACES, env_id)
         self.config = c = config or SACConfig()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
-        obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
+        action_dim = flat_dim(action_space)
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
-        self.actor = Actor(obs_dim, c.hidden_sizes, action_dim).to(dev)
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, c.hidden_sizes, 1) for _ in range(c.n_critics)).to(dev)
+        self.actor = Actor(observation_space, c.hidden_sizes, action_dim).to(dev)
+        critics = (Critic(observation_space, action_dim, c.hidden_sizes) for _ in range(c.n_critics))
+        self.critics = nn.ModuleList(critics).to(dev)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         # fused: one kernel per optimiser step instead of a loop over tensors (about 3x cheaper on CPU)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr, fused=True)
@@ -113,18 +143,18 @@ class SAC(Checkpointable):
         self.log_alpha = torch.tensor(math.log(alpha0), device=dev, requires_grad=self.auto_alpha)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr) if self.auto_alpha else None
 
-    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    def act(self, obs: Any, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
         with torch.no_grad():
-            action, _ = self.actor(to_tensor(obs, self.device).flatten(1), deterministic=not explore)
+            action, _ = self.actor(obs_to_tensor(obs, self.device), deterministic=not explore)
             action = to_env_bounds(action, self.low, self.high)
-        return action.cpu().numpy().reshape(len(obs), *self.action_shape), {}
+        return action.cpu().numpy().reshape(obs_batch_size(obs), *self.action_shape), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update."""
         c, dev = self.config, self.device
-        obs = to_tensor(batch["obs"], dev).flatten(1)
-        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        obs = obs_to_tensor(batch["obs"], dev)
+        next_obs = obs_to_tensor(batch["next_obs"], dev)
         action = from_env_bounds(to_tensor(batch["action"], dev).flatten(1), self.low, self.high)
         reward = to_tensor(batch["reward"], dev)
         not_terminal = 1.0 - to_tensor(batch["terminated"], dev)

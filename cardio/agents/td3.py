@@ -26,7 +26,7 @@ from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
 from cardio.agents.noise import make_action_noise
-from cardio.agents.sac import q_values
+from cardio.agents.sac import Critic, q_values
 from cardio.agents.state import Checkpointable
 
 
@@ -94,7 +94,8 @@ class TD3(Checkpointable):
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
         self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim), nn.Tanh()).to(dev)
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, c.hidden_sizes, 1) for _ in range(c.n_critics)).to(dev)
+        critics = (Critic(observation_space, action_dim, c.hidden_sizes) for _ in range(c.n_critics))
+        self.critics = nn.ModuleList(critics).to(dev)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr)

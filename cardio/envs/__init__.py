@@ -4,8 +4,11 @@ import gymnasium as gym
 
 from cardio.envs.counting import CountingEnv
 from cardio.envs.factory import make_env, make_single_env
+from cardio.envs.nested import NestedDictEnv
 
 if "cardio/Counting-v0" not in gym.registry:
     gym.register("cardio/Counting-v0", entry_point="cardio.envs.counting:CountingEnv")
+if "cardio/NestedDict-v0" not in gym.registry:
+    gym.register("cardio/NestedDict-v0", entry_point="cardio.envs.nested:NestedDictEnv")
 
-__all__ = ["CountingEnv", "make_env", "make_single_env"]
+__all__ = ["CountingEnv", "NestedDictEnv", "make_env", "make_single_env"]
