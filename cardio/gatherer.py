@@ -65,7 +65,7 @@ class EpisodeStats:
         return {
             "rollout/ep_rew_mean": float(np.mean(self.returns)),
             "rollout/ep_len_mean": float(np.mean(self.lengths)),
-            "rollout/episodes": float(self.episodes),
+            "time/episodes": float(self.episodes),
         }
 
 
@@ -107,6 +107,8 @@ class Gatherer:
         self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
         self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
         self.finished: list[tuple[int, float, int]] = []  # (env, return, length) of episodes ended last step
+        # called with (env, return, length) of every finished episode: the runner's per-episode callbacks
+        self.on_episode: Callable[[int, float, int], None] | None = None
         self.started = time.perf_counter()
 
     def reset(self, seed: int | None = None) -> Tree:
@@ -162,8 +164,10 @@ class Gatherer:
         self.finished = [
             (int(i), float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done & valid)
         ]
-        for _, episode_return, length in self.finished:
+        for env_index, episode_return, length in self.finished:
             self.stats.record(episode_return, length)
+            if self.on_episode is not None:
+                self.on_episode(env_index, episode_return, length)
         self.ep_return[done] = 0.0
         self.ep_length[done] = 0
         self.stats.env_steps += int(valid.sum())

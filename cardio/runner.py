@@ -61,11 +61,20 @@ class OnPolicySchedule:
 
 
 class Callback(Protocol):
-    """Hooks into a run; every method is optional. Raising from a hook stops the run (e.g. Optuna pruning)."""
+    """Hooks into a run; every method is optional. Raising from a hook stops the run (e.g. Optuna pruning).
+
+    ``on_episode(runner, env, episode_return, length)`` hears of every finished training episode (the env's own
+    return); ``on_eval`` gets the metrics, and ``runner.last_eval_episodes`` holds that evaluation's
+    per-episode ``(returns, lengths)``; ``on_load`` hears that the runner was restored from a checkpoint.
+    """
 
     def on_step_end(self, runner: Runner) -> None: ...
 
     def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
+
+    def on_episode(self, runner: Runner, env: int, episode_return: float, length: int) -> None: ...
+
+    def on_load(self, runner: Runner) -> None: ...
 
 
 class ScheduleError(ValueError):
@@ -96,7 +105,8 @@ class Runner:
         eval_episodes: episodes per evaluation.
         stats_window: finished episodes averaged in ``rollout/ep_rew_mean``.
         callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
-        checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
+        checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end) and ``best.ckpt``
+            (after each evaluation with the best ``eval/mean_reward`` so far); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
     """
 
@@ -134,6 +144,7 @@ class Runner:
         eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
         self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
         self.num_envs = self.gatherer.num_envs
+        self._hook_episodes()
         self._check_schedule()
         self.reset_counters()
         self.reset_policy_state()
@@ -160,7 +171,6 @@ class Runner:
                     f"runner.schedule.learning_starts={s.learning_starts} is below batch_size={s.batch_size}: "
                     f"the first update would sample more than is stored; set learning_starts >= {s.batch_size}"
                 )
-            chunk = s.train_freq * self.num_envs
         elif isinstance(s, OnPolicySchedule):
             expected = s.n_steps * self.num_envs
             if self.buffer.capacity != expected:
@@ -168,20 +178,22 @@ class Runner:
                     f"on-policy rollout buffer needs capacity n_steps*num_envs = {s.n_steps}*{self.num_envs} "
                     f"= {expected}, got buffer.capacity={self.buffer.capacity}"
                 )
-            chunk = expected
         else:
             raise ScheduleError(f"runner.schedule must be OffPolicySchedule or OnPolicySchedule, got {s!r}")
-        if self.total_steps % chunk:
-            actual = math.ceil(self.total_steps / chunk) * chunk
+        # The last rollout / collection phase is cut to the steps left (see _vector_steps_left), so only a
+        # total that whole vector steps cannot hit runs over, by less than one vector step.
+        if self.total_steps % self.num_envs:
+            actual = math.ceil(self.total_steps / self.num_envs) * self.num_envs
             warnings.warn(
-                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} env steps one "
-                f"runner.step() collects; {actual} env steps will run",
+                f"runner.total_steps={self.total_steps} is not a multiple of env.num_envs={self.num_envs} (one "
+                f"vector step is {self.num_envs} env steps); {actual} env steps will run",
                 stacklevel=3,
             )
 
     # ---------------------------------------------------------------------------------------------- state
     def reset_counters(self) -> None:
         self.updates = 0
+        self.iterations = 0  # runner.step() calls: SB3's time/iterations (rollouts, on-policy)
         self._train_sums: dict[str, float] = defaultdict(float)
         self._train_counts: dict[str, int] = defaultdict(int)
         self._next_log = self.log_interval
@@ -190,6 +202,8 @@ class Runner:
         self._run_started = time.perf_counter()
         self._run_start_steps = self.env_steps
         self.last_eval: dict[str, float] = {}
+        self.last_eval_episodes: tuple[list[float], list[int]] = ([], [])
+        self.best_eval_reward = -math.inf  # best eval/mean_reward so far: best.ckpt holds that runner
         self._last_log_step = -1
         self._last_eval_step = -1
 
@@ -201,6 +215,7 @@ class Runner:
     def reset(self) -> None:
         """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
+        self._hook_episodes()
         self.buffer.clear()
         self.reset_counters()
         self.reset_policy_state()
@@ -210,6 +225,18 @@ class Runner:
         self.agent = agent
         self._check_schedule()
         self.reset_policy_state()
+
+    def _hook_episodes(self) -> None:
+        """Route the training gatherer's finished episodes to the callbacks that have ``on_episode``."""
+        hooks = [cb.on_episode for cb in self.callbacks if hasattr(cb, "on_episode")]
+        if not hooks:
+            return
+
+        def on_episode(env: int, episode_return: float, length: int) -> None:
+            for hook in hooks:
+                hook(self, env, episode_return, length)
+
+        self.gatherer.on_episode = on_episode
 
     # ---------------------------------------------------------------------------------------------- recurrent state
     def reset_policy_state(self) -> None:
@@ -268,14 +295,23 @@ class Runner:
 
     def step(self) -> None:
         """One rollout and the updates it earns."""
+        self.iterations += 1
         if isinstance(self.schedule, OffPolicySchedule):
             self._off_policy_step(self.schedule)
         else:
             self._on_policy_step()
 
+    def _vector_steps_left(self, limit: int) -> int:
+        """Vector steps the next rollout or collection phase takes: ``limit``, cut short at the end of the run so
+        ``total_steps`` is what runs (PPO with 16 envs x 1024 steps asked for 2e4 used to run 32,768). A
+        ``step()`` called past ``total_steps`` (by hand) takes the full ``limit``."""
+        left = self.total_steps - self.env_steps
+        return min(limit, math.ceil(left / self.num_envs)) if left > 0 else limit
+
     def _off_policy_step(self, s: OffPolicySchedule) -> None:
         collected = 0
-        for _ in range(s.train_freq):
+        phase = self._vector_steps_left(s.train_freq)
+        for _ in range(phase):
             self._progress()
             policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._policy(True)
             transition, valid = self.gatherer.step(policy)
@@ -284,7 +320,8 @@ class Runner:
             collected += int(valid.sum())
         if self.env_steps <= s.learning_starts:
             return
-        n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
+        # a phase cut short at the end of the run earns its share of the updates (gradient steps per sample kept)
+        n_updates = math.ceil(s.gradient_steps * phase / s.train_freq) if s.gradient_steps >= 0 else collected
         if n_updates == 0:
             return
         if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
@@ -298,14 +335,15 @@ class Runner:
 
     def _on_policy_step(self) -> None:
         self.buffer.clear()
-        rows = self.buffer.slots_per_env
+        # the last rollout of a run is cut to the steps left: an update on fewer rows, not steps beyond the budget
+        rows = self._vector_steps_left(self.buffer.slots_per_env)
         while bool(np.any(self.buffer.size < rows)):
             self._progress()
             transition, valid = self.gatherer.step(self._policy(True))
             self._end_episodes(transition, valid)
             # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
             self.buffer.add(transition, valid & (self.buffer.size < rows))
-        self._learn(self.buffer.as_rollout())
+        self._learn(self.buffer.as_rollout(rows))
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -341,6 +379,7 @@ class Runner:
             "eval/mean_ep_length": float(np.mean(lengths)),
         }
         self.last_eval = metrics
+        self.last_eval_episodes = (returns, lengths)
         self._last_eval_step = self.env_steps
         return metrics
 
@@ -362,6 +401,8 @@ class Runner:
             "time/time_elapsed": elapsed,
             "time/total_timesteps": float(self.env_steps),
         }
+        if isinstance(self.schedule, OnPolicySchedule):  # SB3 counts rollouts for on-policy algorithms only
+            metrics["time/iterations"] = float(self.iterations)
         if self.logger is not None:
             self.logger.log(metrics, self.env_steps)
         self._last_log_step = self.env_steps
@@ -371,6 +412,10 @@ class Runner:
         metrics = self.evaluate()
         if self.logger is not None:
             self.logger.log(metrics, self.env_steps)
+        if metrics["eval/mean_reward"] > self.best_eval_reward:  # NaN never wins
+            self.best_eval_reward = metrics["eval/mean_reward"]
+            if self.checkpoint_dir is not None:
+                self.save(self.checkpoint_dir / checkpoint.BEST_NAME)
         for cb in self.callbacks:
             if hasattr(cb, "on_eval"):
                 cb.on_eval(self, metrics)
@@ -492,6 +537,8 @@ class Runner:
                 "train_sums": dict(self._train_sums),
                 "train_counts": dict(self._train_counts),
                 "run_start_steps": self._run_start_steps,
+                "iterations": self.iterations,
+                "best_eval_reward": self.best_eval_reward,
                 "elapsed": time.perf_counter() - self._run_started,
             },
             "gatherer": self._gatherer_state(self.gatherer),
@@ -539,6 +586,9 @@ class Runner:
             raise checkpoint.CheckpointError(f"checkpoint could not be applied, runner left unchanged: {exc}") from exc
         if self.logger is not None and state.get("logger") is not None:
             self.logger.load_state_dict(state["logger"])
+        for cb in self.callbacks:
+            if hasattr(cb, "on_load"):
+                cb.on_load(self)
 
     def _apply_state(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
@@ -552,6 +602,8 @@ class Runner:
         self._train_sums = defaultdict(float, c["train_sums"])
         self._train_counts = defaultdict(int, c["train_counts"])
         self._run_start_steps = c["run_start_steps"]
+        self.iterations = c.get("iterations", 0)
+        self.best_eval_reward = c.get("best_eval_reward", -math.inf)
         self._run_started = time.perf_counter() - c["elapsed"]
         self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]

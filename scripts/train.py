@@ -69,6 +69,7 @@ def main(cfg: DictConfig) -> float:
     finally:
         if logger is not None:
             logger.close(exit_code)
+    print(f"run dir: {cfg.run_dir}")
     if exit_code:
         sys.exit(exit_code)
     return float(metrics.get("eval/mean_reward", float("nan")))

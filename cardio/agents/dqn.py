@@ -5,7 +5,8 @@ van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the
 ``configs/zoo/dqn_<Env>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
-``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
+``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``train/learning_rate``,
+``rollout/exploration_rate`` (epsilon).
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class DQN(Checkpointable):
 
         metrics: dict[str, Any] = {
             "train/loss": loss.item(),
+            "train/learning_rate": c.lr,
             "train/q_mean": q.mean().item(),
             "train/td_target_mean": td_target.mean().item(),
             "train/grad_norm": grad_norm.item(),

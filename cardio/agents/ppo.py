@@ -104,7 +104,7 @@ class PPO(Checkpointable):
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
-        self._warned_batch = False
+        self._checked_batch = False  # the batch-size check looks at the first rollout (the last may be cut short)
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         """Linear schedules are functions of the fraction of ``total_steps`` still to go."""
@@ -122,14 +122,14 @@ class PPO(Checkpointable):
         c, dev = self.config, self.device
         T, N = rollout["reward"].shape
         size = T * N
-        if size % c.batch_size and not self._warned_batch:  # legal, as in SB3, but each epoch ends on a runt
+        if size % c.batch_size and not self._checked_batch:  # legal, as in SB3, but each epoch ends on a runt
             warnings.warn(
                 f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
                 f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
                 f"change runner.schedule.n_steps, env.num_envs or agent.batch_size",
                 stacklevel=2,
             )
-            self._warned_batch = True
+        self._checked_batch = True
         lr = self._scheduled(c.lr, c.lr_schedule)
         clip = self._scheduled(c.clip_range, c.clip_range_schedule)
         for group in self.optimizer.param_groups:

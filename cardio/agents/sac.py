@@ -6,7 +6,7 @@ in ``[-1, 1]``, rescaled to the env's bounds in :meth:`SAC.act`; stored actions 
 
 Metrics returned by :meth:`SAC.update`: ``train/actor_loss``, ``train/critic_loss`` (sum of the twin MSEs),
 ``train/ent_coef`` (alpha), ``train/ent_coef_loss`` (auto tuning only), ``train/q_mean`` (first critic on the
-batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions).
+batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions), ``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ class SAC(Checkpointable):
 
         metrics |= {
             "train/actor_loss": actor_loss.item(),
+            "train/learning_rate": c.lr,
             "train/critic_loss": critic_loss.item(),
             "train/ent_coef": alpha.item(),
             "train/q_mean": q[0].mean().item(),

@@ -8,7 +8,7 @@ noise is added there, clipped, and rescaled to the env's bounds in :meth:`TD3.ac
 
 Metrics returned by :meth:`TD3.update`: ``train/critic_loss`` (sum of the critics' MSEs), ``train/q_mean`` (first
 critic on the batch), ``train/actor_loss`` (minus the first critic's Q of the policy's actions; on the
-updates that step the actor).
+updates that step the actor), ``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -143,7 +143,11 @@ class TD3(Checkpointable):
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_optimizer.step()
-        metrics: dict[str, Any] = {"train/critic_loss": critic_loss.item(), "train/q_mean": q[0].mean().item()}
+        metrics: dict[str, Any] = {
+            "train/critic_loss": critic_loss.item(),
+            "train/q_mean": q[0].mean().item(),
+            "train/learning_rate": c.lr,
+        }
         # Delayed actor step (maximise the first critic) and soft target updates.
         if self.updates % c.policy_delay == 0:
             actor_loss = -q_values(self.critics[:1], obs, self.actor(obs)).mean()
