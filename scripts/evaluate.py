@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from cardio import checkpoint
+from cardio import checkpoint, provenance
 from cardio.build import build_env, build_runner
 from cardio.cli import make_style
 from cardio.loggers import Logger
@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = OmegaConf.load(config_path)
     assert isinstance(cfg, DictConfig), f"{config_path} is not a mapping"
     ckpt = checkpoint.resolve(args.checkpoint if args.checkpoint is not None else args.run)
+    note = provenance.check(args.run, provenance.collect(cfg.get("device", "cpu")), "evaluating")
+    if note is not None:
+        print(note)
     runner = build_runner(cfg, logger=Logger())  # no sinks: evaluation writes eval.json only
     runner.load(ckpt)
     metrics = runner.evaluate(args.episodes)

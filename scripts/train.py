@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from cardio import checkpoint
+from cardio import checkpoint, provenance
 from cardio.build import build_runner, save_config
 from cardio.loggers import print_config_tree
 
@@ -44,6 +44,9 @@ def main(cfg: DictConfig) -> float:
         cfg, ckpt = checkpoint.resume_config(cfg, list(HydraConfig.get().overrides.task))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
+    note = provenance.record_run(cfg.run_dir, cfg.get("device", "cpu"), resuming=ckpt is not None)
+    if note is not None:
+        print(note)
     runner = build_runner(cfg)
     if ckpt is not None:
         print(f"resuming from {ckpt}")
