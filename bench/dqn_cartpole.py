@@ -3,7 +3,7 @@
     .venv/bin/python bench/dqn_cartpole.py --seeds 0 1 2 3 4 [--no-sb3] [--steps 50000] [--out docs/bench_dqn.md]
 
 For each seed, cardio and SB3 run one after the other in this process (interleaved, one torch thread each), with
-the same hyperparameters (configs/zoo/dqn_CartPole.yaml; SB3's from the zoo's dqn.yml). Timed: the training loop
+the same hyperparameters (configs/zoo/dqn/CartPole-v1.yaml; SB3's from the zoo's dqn.yml). Timed: the training loop
 only (no evaluation); scored: the final policy's mean return over 10 deterministic episodes on a separate env.
 The table reports each library's score and the wall-time ratio SB3 / cardio (> 1: cardio is faster). Absolute
 times are not reported: these machines are shared and vary by about 20 %.

@@ -4,7 +4,7 @@
     .venv/bin/python bench/learning.py --table     # only rebuild docs/learning.md and the curves
 
 ``CASES`` is the registry: one named :class:`Case` per agent and env, holding the Hydra overrides for cardio
-(the rl-zoo file ``configs/zoo/<agent>_<Env>.yaml`` applies itself) and a builder for the SB3 model with the same
+(the rl-zoo file ``configs/zoo/<algo>/<EnvId>.yaml`` applies itself) and a builder for the SB3 model with the same
 numbers (the off-policy builder reads them from the composed cardio config, so they cannot drift). For each seed,
 cardio then SB3 run in this process one after the other (interleaved, one torch thread each). Both are evaluated
 every ``eval_freq`` env steps on a separate env seeded ``seed + EVAL_SEED_OFFSET`` (``n`` deterministic episodes,
@@ -129,7 +129,7 @@ class Case:
     """One agent on one env with pinned hyperparameters, run over several seeds."""
 
     overrides: tuple[str, ...]
-    """Hydra overrides on top of ``train.yaml``; the zoo file for the agent/env pair applies itself."""
+    """Hydra overrides on top of ``train.yaml``; the zoo file for the agent and env id applies itself."""
     total_steps: int
     """Env steps per run (the same for cardio and SB3)."""
     threshold: float | None = None

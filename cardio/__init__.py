@@ -6,7 +6,8 @@ Data flows one way: env -> Gatherer -> buffer -> sample -> Agent.update -> metri
 from cardio.buffers import CircularBuffer
 from cardio.gatherer import EpisodeStats, Gatherer
 from cardio.loggers import Logger
-from cardio.runner import OffPolicySchedule, OnPolicySchedule, Runner
+from cardio.runner import Runner
+from cardio.schedules import OffPolicySchedule, OnPolicySchedule
 
 __version__ = "0.1.0"
 """The one place the version is written; ``pyproject.toml`` reads it (``dynamic = ["version"]``)."""

@@ -8,12 +8,12 @@ anywhere is built the same way. Each builder takes the whole config because piec
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,12 +25,14 @@ from cardio.sb3_files import SB3Files
 
 
 def seed_everything(seed: int | None) -> None:
-    """Seed Python, numpy's global RNG and torch (``None``: leave them random). Checks ``is not None``: 0 seeds."""
+    """Seed Python, numpy's global RNG and, when a torch agent has imported it, torch (``None``: leave them
+    random). Checks ``is not None``: 0 seeds. torch is never imported here, so a JAX run does not pay for it."""
     if seed is None:
         return
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
 def build_env(cfg: DictConfig, evaluation: bool = False) -> gym.vector.VectorEnv:
@@ -43,9 +45,11 @@ def build_env(cfg: DictConfig, evaluation: bool = False) -> gym.vector.VectorEnv
     return instantiate(cfg.env, seed=seed, _convert_="all", **overrides)
 
 
-def build_agent(cfg: DictConfig, env: gym.vector.VectorEnv) -> Agent:
-    """Instantiate ``cfg.agent`` (an agent config dataclass) and build it for the env's single-env spaces."""
-    agent_config = instantiate(cfg.agent, _convert_="all")
+def build_agent(cfg: DictConfig, env: gym.vector.VectorEnv, agent_config: Any = None) -> Agent:
+    """Build ``cfg.agent`` (an agent config dataclass; pass it when already instantiated) for the env's
+    single-env spaces."""
+    if agent_config is None:
+        agent_config = instantiate(cfg.agent, _convert_="all")
     return agent_config.build(
         env.single_observation_space,
         env.single_action_space,
@@ -69,12 +73,18 @@ def build_logger(cfg: DictConfig) -> Logger:
 
 
 def build_runner(cfg: DictConfig, logger: Logger | None = None, **runner_kwargs: Any) -> Runner:
-    """Seed, then build env, eval env, agent, buffer and logger, and wire them into a Runner."""
+    """Seed, then build env, eval env, agent, buffer and logger, and wire them into a Runner.
+
+    The agent's config class is instantiated first: importing it imports the agent's framework (torch for the
+    torch agents), so seeding and ``torch_threads`` reach torch exactly when the run uses it.
+    """
+    agent_config = instantiate(cfg.agent, _convert_="all")
     seed_everything(cfg.get("seed"))
-    torch.set_num_threads(int(cfg.get("torch_threads", 1)))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(cfg.get("torch_threads", 1)))
     env = build_env(cfg)
     eval_env = build_env(cfg, evaluation=True)
-    agent = build_agent(cfg, env)
+    agent = build_agent(cfg, env, agent_config)
     buffer = build_buffer(cfg, env)
     # resolved first: ``checkpoint_dir: ${run_dir}`` points outside the runner node
     runner_node = OmegaConf.to_container(cfg.runner, resolve=True)

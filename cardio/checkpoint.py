@@ -29,11 +29,13 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 import gymnasium as gym
-import torch
 from gymnasium.utils import EzPickle
 
-FORMAT_VERSION = 1
-"""Bumped when the layout of a runner checkpoint changes; older files are refused with a clear error."""
+from cardio.errors import DiskFullError, UserError, is_disk_full
+
+FORMAT_VERSION = 2
+"""Bumped when the layout of a runner checkpoint changes; older files are refused with a clear error.
+Version 2: a plain pickle (version 1 was ``torch.save``), so a run without torch never imports it."""
 
 CHECKPOINT_NAME = "last.ckpt"
 """File name the runner writes in its ``checkpoint_dir`` (periodically, at the end, and on SIGINT/SIGTERM)."""
@@ -44,7 +46,7 @@ BEST_NAME = "best.ckpt"
 (``eval/mean_reward``); a full checkpoint like ``last.ckpt``, so it resumes and evaluates the same way."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not match what loads it."""
 
 
@@ -79,6 +81,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     Args:
         path: target file; parent directories are created.
         write: writes the whole content to the binary file it is given.
+
+    Raises:
+        DiskFullError: the disk or quota filled up while writing (the previous file is intact).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,20 +95,27 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            assert isinstance(exc, OSError)
+            raise DiskFullError(path, exc) from exc
         raise
     return path
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (see :func:`atomic_write`); returns the path.
+    """Pickle ``obj`` to ``path`` atomically (see :func:`atomic_write`); returns the path.
+
+    A plain pickle rather than ``torch.save``: it holds torch tensors and numpy/JAX-converted arrays alike, and
+    writing or reading it imports torch only when the state holds tensors. Like any pickle, loading it can run
+    code: load resume checkpoints you trust (docs/checkpoints.md).
 
     Args:
-        obj: anything ``torch.save`` accepts.
+        obj: anything picklable (torch tensors included).
         path: target file; parent directories are created.
     """
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    return atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:
@@ -138,7 +150,16 @@ def load(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     """
     path = resolve(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with open(path, "rb") as f:
+            if f.read(4) == b"PK\x03\x04":  # a zip: torch.save's format, cardio's before version 2
+                raise CheckpointError(
+                    f"{path} is a torch.save file (cardio checkpoint format 1, or not cardio's); this cardio "
+                    f"reads format {FORMAT_VERSION}: load it with the cardio version that wrote it"
+                )
+            f.seek(0)
+            state = pickle.load(f)
+    except CheckpointError:
+        raise
     except Exception as exc:  # truncated or foreign file
         raise CheckpointError(f"checkpoint {path} is corrupt or not a cardio checkpoint: {exc}") from exc
     if not isinstance(state, dict) or state.get("kind") != kind:

@@ -1,8 +1,9 @@
 """Learning curves and aggregate scores from run dirs (``scripts/plot.py``, ``make plot runs=...``).
 
-A run dir is any directory holding a ``progress.csv`` written by cardio (a multirun dir is searched for them).
-Runs are grouped by what they train: agent, env and the multirun overrides other than the seed (Hydra's job
-subdir ``<num>_<overrides>`` already leaves the seed out), so the seeds of one configuration form one curve.
+A run dir is any directory holding a ``progress.csv`` written by cardio (a multirun or sweep dir is searched for
+them). Runs are grouped by their resolved ``config.yaml``: runs whose configs are equal once the seed and other
+per-run keys (:data:`PER_RUN_KEYS`, paths inside the run dir) are set aside are the seeds of one configuration and
+form one curve, labelled by the keys that differ between the groups (``agent.lr=0.001 (n=2)``).
 
 Curves: each seed's metric is interpolated onto a common grid of env steps (no extrapolation past a seed's
 last point); the line is the mean over seeds and the band a 95 % percentile bootstrap of that mean (seeds
@@ -13,78 +14,193 @@ resampled with replacement). Aggregate score: the interquartile mean (IQM) of th
 from __future__ import annotations
 
 import glob
-import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from cardio import aggregate
 
 STEP_COLUMN = "time/total_timesteps"
 """x axis of SB3's progress.csv (env steps); cardio's files use their ``step`` column, present on every row."""
 
 
+PER_RUN_KEYS = ("seed", "run_dir", "resume", "torch_threads", "logger")
+"""Config keys (and whole subtrees) that never make a different experiment: the seed, where the run writes, what
+it resumed from, CPU threads, and which sinks logged it. Any other value naming the run's own dir (e.g.
+``runner.checkpoint_dir``) is left out too, whatever its key."""
+
+ABSENT = "<absent>"
+"""The value of a key one run's config has and another's lacks."""
+
+
 @dataclass
 class Run:
-    """One run dir's metrics."""
+    """One run dir's metrics and the config it ran with."""
 
     path: Path
     """The run dir."""
-    label: str
-    """Group label: agent, env and non-seed overrides; seeds of one configuration share it."""
     data: pd.DataFrame
     """``progress.csv`` as read by pandas (one row per log call, NaN where a call lacked a metric)."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The run's ``config.yaml`` flattened to dotted keys, per-run keys (:data:`PER_RUN_KEYS`) left out."""
+    label: str = ""
+    """Group label, set by :func:`group_runs`: the keys in which its group's config differs from the others."""
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
-    """Run dirs under ``paths``: each path (glob patterns allowed) is a run dir or a dir searched for them.
+    """Run dirs under ``paths``: each path is a run dir or a dir searched for them, or a shell-style glob
+    (``outputs/multirun/*/*``) whose matching dirs are; files a glob matches (``multirun.yaml``) are skipped.
 
     Raises:
-        FileNotFoundError: a path matches nothing, or holds no ``progress.csv``.
+        FileNotFoundError: a path or glob matches nothing, or holds no ``progress.csv``.
     """
     found: list[Path] = []
     for raw in paths:
-        matches = [Path(p) for p in sorted(glob.glob(str(raw)))] or [Path(raw)]
+        pattern = any(c in str(raw) for c in "*?[")
+        matches = [Path(p) for p in sorted(glob.glob(str(raw)))] if pattern else [Path(raw)]
+        before = len(found)
         for path in matches:
             if (path / "progress.csv").is_file():
                 found.append(path)
             elif path.is_dir():
                 found += sorted(p.parent for p in path.rglob("progress.csv"))
-            else:
+            elif not pattern:
                 raise FileNotFoundError(f"{raw}: no such run dir")
+        if pattern and len(found) == before:
+            raise FileNotFoundError(f"{raw}: matches no run dir (no progress.csv in any match)")
     if not found:
         raise FileNotFoundError(f"no progress.csv under {list(map(str, paths))}; pass run dirs of scripts/train.py")
     return list(dict.fromkeys(found))
 
 
-def run_label(path: Path) -> str:
-    """``DQN CartPole-v1`` plus the multirun overrides from the job subdir name (``3_agent.lr=0.001``)."""
-    parts = []
-    config = path / "config.yaml"
-    if config.is_file():
-        import yaml
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"agent.lr": 0.001, ...}``; lists stay values (``agent.hidden_sizes: [64, 64]``)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
-        cfg = yaml.safe_load(config.read_text()) or {}
-        target = str(cfg.get("agent", {}).get("_target_", ""))
-        agent = target.rsplit(".", 1)[-1].removesuffix("Config")
-        parts += [p for p in (agent, str(cfg.get("env", {}).get("id", ""))) if p]
-    job = re.match(r"^\d+_(.+)$", path.name)
-    if job:
-        parts.append(job.group(1))
-    return " ".join(parts) or path.name
+
+def run_config(path: Path) -> dict[str, Any]:
+    """The run's resolved ``config.yaml`` flattened, without what differs per run and not per experiment.
+
+    A run dir without ``config.yaml`` (not written by cardio) gets ``{"run": <its path>}``: a group of its own,
+    never merged with another run on a guess.
+    """
+    import yaml
+
+    config = path / "config.yaml"
+    if not config.is_file():
+        warnings.warn(f"{path} has no config.yaml: plotted as its own curve", stacklevel=2)
+        return {"run": str(path)}
+    flat = flatten(yaml.safe_load(config.read_text()) or {})
+    own_dirs = {str(path), str(path.resolve()), str(flat.get("run_dir"))}
+
+    def per_run(key: str, value: Any) -> bool:
+        if key.split(".", 1)[0] in PER_RUN_KEYS:
+            return True
+        # a path inside this run's own dir (checkpoint_dir, a sink's log dir) differs between seeds by design
+        return isinstance(value, str) and any(value == d or value.startswith(d + "/") for d in own_dirs)
+
+    return {k: v for k, v in flat.items() if not per_run(k, v)}
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     """Find and read every run under ``paths``."""
-    return [Run(p, run_label(p), pd.read_csv(p / "progress.csv")) for p in find_runs(paths)]
+    return [Run(p, pd.read_csv(p / "progress.csv"), run_config(p)) for p in find_runs(paths)]
 
 
-def group_runs(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """Runs by label, in first-seen order."""
+def _short(value: Any) -> str:
+    """``0.001``, ``[64, 64]``, ``DQNConfig`` for a ``_target_`` path."""
+    if isinstance(value, str) and "." in value and value.rsplit(".", 1)[-1][:1].isupper():
+        return value.rsplit(".", 1)[-1]  # cardio.agents.dqn.DQNConfig -> DQNConfig
+    return str(value)
+
+
+def describe(config: dict[str, Any], varying: Sequence[str], collapse: bool = True) -> str:
+    """``agent.lr=0.001 agent.gamma=0.9``: a config told by its ``varying`` keys.
+
+    Args:
+        config: a run's flattened config.
+        varying: the keys to show.
+        collapse: where a node's ``_target_`` itself varies (another agent, another schedule), name the node
+            once by its class (``agent=PPOConfig``) instead of listing every key the two classes do not share.
+    """
+    swapped = [k[: -len("._target_")] for k in varying if collapse and k.endswith("._target_")]
+    parts: list[str] = []
+    for key in varying:
+        node = next((n for n in swapped if key.startswith(n + ".")), None)
+        part = (
+            f"{node}={_short(config.get(node + '._target_', ABSENT))}" if node else f"{key}={config.get(key, ABSENT)}"
+        )
+        if part not in parts:
+            parts.append(part)
+    return " ".join(parts)
+
+
+def default_label(config: dict[str, Any]) -> str:
+    """``DQN CartPole-v1``: the label of runs that all share one config."""
+    agent = _short(config.get("agent._target_", "")).removesuffix("Config")
+    return " ".join(str(p) for p in (agent, config.get("env.id", "")) if p) or str(config.get("run", "runs"))
+
+
+def _labels(runs: Sequence[Run], ignore: Sequence[str] = (), keep: Sequence[str] = ()) -> list[str] | None:
+    """Each run's config told by the keys that vary between runs (``ignore``d keys aside, ``keep`` never
+    ignored); ``None`` when nothing varies."""
+
+    def kept(config: dict[str, Any]) -> dict[str, Any]:
+        def dropped(k: str) -> bool:
+            return k not in keep and any(k == i or k.startswith(i + ".") for i in ignore)
+
+        return {k: v for k, v in config.items() if not dropped(k)}
+
+    configs = [kept(r.config) for r in runs]
+    keys = list(dict.fromkeys(k for c in configs for k in c))  # first-seen order: config.yaml's order
+    # lists are unhashable and 1 == 1.0 == True in Python: compare values by their repr
+    varying = [k for k in keys if len({repr(c.get(k, ABSENT)) for c in configs}) > 1]
+    if not varying:
+        return None
+    if "env.id" in varying:  # keys fixed by the env (its rl-zoo numbers) are told by naming the env alone
+        varying = [k for k in varying if k == "env.id" or not _fixed_by(configs, "env.id", k)]
+    labels = [describe(c, varying) for c in configs]
+    distinct = {tuple(repr(c.get(k, ABSENT)) for k in varying) for c in configs}
+    if len(set(labels)) < len(distinct):  # naming a swapped class hid a difference: list every key instead
+        labels = [describe(c, varying, collapse=False) for c in configs]
+    return labels
+
+
+def _fixed_by(configs: Sequence[dict[str, Any]], key: str, other: str) -> bool:
+    """Whether each value of ``key`` comes with a single value of ``other`` (``other`` is a function of it)."""
+    seen: dict[str, str] = {}
+    for c in configs:
+        k, v = repr(c.get(key, ABSENT)), repr(c.get(other, ABSENT))
+        if seen.setdefault(k, v) != v:
+            return False
+    return True
+
+
+def group_runs(runs: Sequence[Run], ignore: Sequence[str] = ()) -> dict[str, list[Run]]:
+    """Runs whose configs are equal (per-run keys aside) form one group: the seeds of one configuration.
+
+    Each group's label lists the keys whose value is not the same in every run (``agent.lr=0.001``), so two
+    configurations never share a curve and the legend says what separates them. Sets each run's ``label``.
+
+    Args:
+        runs: from :func:`load_runs`.
+        ignore: more keys (or subtrees, ``runner.log_interval``) whose differences do not split groups.
+    """
+
+    labels = _labels(runs, ignore)
     groups: dict[str, list[Run]] = {}
-    for run in runs:
+    for i, run in enumerate(runs):
+        run.label = labels[i] if labels is not None else default_label(run.config)
         groups.setdefault(run.label, []).append(run)
     return groups
 
@@ -255,6 +371,190 @@ def plot_aggregate(scores: dict[str, tuple[float, float, float]], metric: str, o
     ax.set_xlabel(f"IQM of final {metric} (95 % bootstrap CI)")
     ax.set_title("Aggregate score over runs")
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------- across envs
+def random_score(env_id: str, episodes: int = 30, seed: int = 0) -> float:
+    """Mean return of uniformly random actions on ``gymnasium.make(env_id)`` (no wrappers), ``episodes`` episodes
+    from ``seed``: the 0 of a normalised score."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    returns = []
+    for k in range(episodes):
+        env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return float(np.mean(returns))
+
+
+def reference_scores(
+    env_ids: Sequence[str], given: dict[str, tuple[float, float]] | None = None
+) -> dict[str, tuple[float, float]]:
+    """``env id -> (low, high)`` that normalise its scores to 0 (random) .. 1 (reference).
+
+    ``given`` wins (``make plot norm=CartPole-v1:22:500``); otherwise ``low`` is :func:`random_score` and
+    ``high`` the env's registered ``reward_threshold`` (gymnasium's "solved" score: 475 for CartPole-v1).
+
+    Raises:
+        ValueError: an env without ``reward_threshold`` and no ``norm`` for it (the message says what to pass).
+    """
+    import gymnasium as gym
+
+    given = given or {}
+    out = {}
+    for env_id in env_ids:
+        if env_id in given:
+            out[env_id] = given[env_id]
+            continue
+        high = gym.spec(env_id).reward_threshold
+        if high is None:
+            raise ValueError(
+                f"{env_id} registers no reward_threshold to normalise its scores by: pass norm={env_id}:LOW:HIGH "
+                "(e.g. a random policy's return and a reference return)"
+            )
+        out[env_id] = (random_score(env_id), float(high))
+    return out
+
+
+def method_labels(runs: Sequence[Run], by: Sequence[str] | None = None) -> list[str]:
+    """Which method each run is, apart from its env: the ``by`` keys' values, or by default the keys that
+    vary within some env (keys fixed per env, such as the rl-zoo numbers of each env, are the env's, not the
+    method's; the agent class always counts)."""
+    if by:
+        return [" ".join(f"{k}={_short(r.config.get(k, ABSENT))}" for k in by) for r in runs]
+    configs = [r.config for r in runs]
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    per_env = [k for k in keys if _fixed_by(configs, "env.id", k)]
+    labels = _labels(runs, ignore=["env", *per_env], keep=["agent._target_"])
+    if labels is None:
+        agent = {_short(r.config.get("agent._target_", "")).removesuffix("Config") for r in runs}
+        return [" ".join(sorted(agent)) or "runs"] * len(runs)
+    return labels
+
+
+def score_matrices(
+    runs: Sequence[Run],
+    metric: str,
+    norm: dict[str, tuple[float, float]] | None = None,
+    by: Sequence[str] | None = None,
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, tuple[float, float]]]:
+    """``(method -> [runs, envs] normalised final scores, env ids, env -> (low, high))``.
+
+    Raises:
+        ValueError: a method lacks an env, or has different run counts on two envs (the stratified bootstrap
+            and the pooled IQM need every method on every env with the same number of runs).
+    """
+    labels = method_labels(runs, by)
+    envs = list(dict.fromkeys(str(r.config.get("env.id", ABSENT)) for r in runs))
+    table: dict[str, dict[str, list[float]]] = {}
+    for run, label in zip(runs, labels, strict=True):
+        env = str(run.config.get("env.id", ABSENT))
+        table.setdefault(label, {}).setdefault(env, []).append(final_score(run, metric))
+    for label, per_env in table.items():
+        counts = {env: len(per_env.get(env, [])) for env in envs}
+        if len(set(counts.values())) != 1:
+            raise ValueError(
+                f"method {label!r} has runs per env {counts}: an aggregate across envs needs every method on every "
+                "env with the same number of runs (add or drop runs, or pick the method keys with by=...)"
+            )
+    refs = reference_scores(envs, norm)
+    matrices = {
+        label: np.stack([aggregate.normalise(np.asarray(per_env[env]), *refs[env]) for env in envs], axis=1)
+        for label, per_env in table.items()
+    }
+    return matrices, envs, refs
+
+
+def aggregate_across_envs(
+    matrices: dict[str, np.ndarray], reps: int = 2000, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """Per method: ``{"IQM": (point, low, high), "optimality gap": ..., "mean": ...}``; and for every ordered
+    pair of methods ``"P(X > Y)"`` under the key ``"X vs Y"``."""
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for label, scores in matrices.items():
+        out[label] = {}
+        for name, stat in (
+            ("IQM", aggregate.iqm),
+            ("optimality gap", aggregate.optimality_gap),
+            ("mean", aggregate.mean),
+        ):
+            point, low, high = aggregate.interval(stat, scores, reps=reps, seed=seed)
+            out[label][name] = (float(point), float(low), float(high))
+    labels = list(matrices)
+    for i, x in enumerate(labels):
+        for y in labels[i + 1 :]:
+            point, low, high = aggregate.interval(
+                aggregate.probability_of_improvement, matrices[x], matrices[y], reps=reps, seed=seed
+            )
+            out[f"{x} vs {y}"] = {"P(X > Y)": (float(point), float(low), float(high))}
+    return out
+
+
+def plot_across_envs(
+    matrices: dict[str, np.ndarray],
+    results: dict[str, dict[str, tuple[float, float, float]]],
+    envs: Sequence[str],
+    metric: str,
+    out: str | Path,
+    reps: int = 2000,
+) -> Path:
+    """One PNG: IQM and optimality gap per method with 95 % stratified-bootstrap CIs, the performance profiles
+    with bands, and (two methods or more) the probability of improvement of each pair."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(matrices)
+    pairs = [k for k in results if "P(X > Y)" in results[k]]
+    panels = 4 if pairs else 3
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 1.6 + 0.45 * max(len(labels), len(pairs))), dpi=120)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes[:2], ("IQM", "optimality gap"), strict=True):
+        for i, label in enumerate(labels):
+            mid, lo, hi = results[label][name]
+            ax.plot([lo, hi], [i, i], linewidth=8, alpha=0.4, color=colours[i % len(colours)], solid_capstyle="butt")
+            ax.plot([mid], [i], "k|", markersize=14)
+        ax.set_yticks(range(len(labels)), labels if name == "IQM" else [""] * len(labels))
+        ax.set_xlabel(f"{name} (normalised)")
+        ax.grid(axis="x", alpha=0.3)
+    ax = axes[2]
+    top = max(1.0, max(float(m.max()) for m in matrices.values()))
+    taus = np.linspace(min(0.0, min(float(m.min()) for m in matrices.values())), top, 101)
+    for i, (label, scores) in enumerate(matrices.items()):
+        profile, band_lo, band_hi = aggregate.interval(
+            lambda s: aggregate.performance_profile(s, taus), scores, reps=reps
+        )
+        ax.plot(taus, profile, color=colours[i % len(colours)], label=label)
+        ax.fill_between(taus, band_lo, band_hi, color=colours[i % len(colours)], alpha=0.2, linewidth=0)
+    ax.set_xlabel("normalised score tau")
+    ax.set_ylabel("fraction of runs > tau")
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    if pairs:
+        ax = axes[3]
+        for i, pair in enumerate(pairs):
+            mid, lo, hi = results[pair]["P(X > Y)"]
+            ax.plot([lo, hi], [i, i], linewidth=8, alpha=0.4, solid_capstyle="butt")
+            ax.plot([mid], [i], "k|", markersize=14)
+        ax.axvline(0.5, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(pairs)), [p.replace(" vs ", "\nvs ") for p in pairs], fontsize=7)
+        ax.set_xlabel("P(X > Y)")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"final {metric} over {len(envs)} envs ({', '.join(envs)}): 95 % stratified bootstrap CIs", fontsize=9)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

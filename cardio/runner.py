@@ -4,10 +4,10 @@ Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
 ``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
 
-Off-policy ``step()``: collect ``train_freq`` vector steps into the replay buffer (uniform-random actions
-until ``learning_starts`` env steps), then, once past ``learning_starts``, run ``gradient_steps`` updates on
-sampled batches. On-policy ``step()``: clear the rollout buffer, fill it with ``n_steps`` transitions per env,
-hand the whole ``[T, N]`` rollout to ``agent.update``.
+The runner keeps the loop, evaluation and persistence. When to collect and when to learn is its schedule's
+business (``cardio/schedules/``: off-policy, on-policy), which calls back :meth:`Runner.collect` and
+:meth:`Runner.learn`. torch is imported only when something already uses it (a torch agent): a JAX run never
+pays for it.
 """
 
 from __future__ import annotations
@@ -15,49 +15,30 @@ from __future__ import annotations
 import copy
 import math
 import random
+import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from cardio import checkpoint
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
-from cardio.pytree import Tree, tree_index, tree_map
+from cardio.pytree import Tree, tree_map
+from cardio.schedules import OffPolicySchedule, OnPolicySchedule, Schedule
+
+__all__ = ["EVAL_SEED_OFFSET", "Callback", "OffPolicySchedule", "OnPolicySchedule", "Runner", "ScheduleError", "iqm"]
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
-
-
-@dataclass
-class OffPolicySchedule:
-    """When to collect and when to learn (SB3 units)."""
-
-    learning_starts: int = 100
-    """Env steps of uniform-random actions before the first update."""
-    train_freq: int = 4
-    """Vector steps collected between update phases (N env steps each)."""
-    gradient_steps: int = 1
-    """Updates per phase; -1 = as many as env steps collected in the phase."""
-    batch_size: int = 32
-    """Transitions per update."""
-
-
-@dataclass
-class OnPolicySchedule:
-    """Rollout length for on-policy agents (epochs and minibatches are the agent's)."""
-
-    n_steps: int = 2048
-    """Vector steps per rollout: the rollout buffer holds ``n_steps x num_envs`` transitions."""
 
 
 class Callback(Protocol):
@@ -77,8 +58,26 @@ class Callback(Protocol):
     def on_load(self, runner: Runner) -> None: ...
 
 
-class ScheduleError(ValueError):
+class ScheduleError(ConfigError):
     """Runner options that cannot work together; the message names the keys and their values."""
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Python's, numpy's and (when a torch agent has loaded it) torch's global RNG states."""
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
+    if "torch" in sys.modules:  # never import torch for this: a JAX run must not pay for it
+        state["torch"] = sys.modules["torch"].get_rng_state()
+    return state
+
+
+def set_global_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`global_rng_state`; torch's only when the checkpoint holds it."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if state.get("torch") is not None:
+        import torch
+
+        torch.set_rng_state(state["torch"])
 
 
 def iqm(values: Sequence[float]) -> float:
@@ -95,7 +94,8 @@ class Runner:
         env: training env (a vector env, or a plain env treated as one env).
         agent: anything meeting the :class:`~cardio.agents.base.Agent` contract.
         buffer: replay buffer (off-policy) or rollout buffer of ``n_steps * num_envs`` (on-policy).
-        schedule: :class:`OffPolicySchedule` or :class:`OnPolicySchedule`.
+        schedule: when to collect and learn: :class:`~cardio.schedules.OffPolicySchedule`,
+            :class:`~cardio.schedules.OnPolicySchedule` or any :class:`~cardio.schedules.Schedule`.
         total_steps: env steps :meth:`run` trains for.
         eval_env: separate env for :meth:`evaluate` (``None``: no evaluation).
         logger: metrics sink fan-out (``None``: metrics are only returned).
@@ -115,7 +115,7 @@ class Runner:
         env: gym.Env | gym.vector.VectorEnv,
         agent: Agent,
         buffer: CircularBuffer,
-        schedule: OffPolicySchedule | OnPolicySchedule,
+        schedule: Schedule,
         total_steps: int = 100_000,
         eval_env: gym.Env | gym.vector.VectorEnv | None = None,
         logger: Logger | None = None,
@@ -158,29 +158,12 @@ class Runner:
             raise ScheduleError(
                 f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
             )
-        s = self.schedule
-        if isinstance(s, OffPolicySchedule):
-            if s.train_freq <= 0 or s.batch_size <= 0:
-                raise ScheduleError(f"runner.schedule needs train_freq>0 and batch_size>0, got {s}")
-            if s.batch_size > self.buffer.capacity:
-                raise ScheduleError(
-                    f"runner.schedule.batch_size={s.batch_size} exceeds buffer.capacity={self.buffer.capacity}"
-                )
-            if s.learning_starts < s.batch_size:
-                raise ScheduleError(
-                    f"runner.schedule.learning_starts={s.learning_starts} is below batch_size={s.batch_size}: "
-                    f"the first update would sample more than is stored; set learning_starts >= {s.batch_size}"
-                )
-        elif isinstance(s, OnPolicySchedule):
-            expected = s.n_steps * self.num_envs
-            if self.buffer.capacity != expected:
-                raise ScheduleError(
-                    f"on-policy rollout buffer needs capacity n_steps*num_envs = {s.n_steps}*{self.num_envs} "
-                    f"= {expected}, got buffer.capacity={self.buffer.capacity}"
-                )
-        else:
-            raise ScheduleError(f"runner.schedule must be OffPolicySchedule or OnPolicySchedule, got {s!r}")
-        # The last rollout / collection phase is cut to the steps left (see _vector_steps_left), so only a
+        if not isinstance(self.schedule, Schedule):
+            raise ScheduleError(
+                f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
+            )
+        self.schedule.check(self)
+        # A schedule cuts its last rollout / collection phase to the steps left (vector_steps_left), so only a
         # total that whole vector steps cannot hit runs over, by less than one vector step.
         if self.total_steps % self.num_envs:
             actual = math.ceil(self.total_steps / self.num_envs) * self.num_envs
@@ -276,14 +259,30 @@ class Runner:
         setattr(self, "eval_state" if evaluation else "policy_state", state)
 
     # ---------------------------------------------------------------------------------------------- training
-    def _progress(self) -> None:
+    def _progress(self) -> None:  # called by collect() before every vector step
         # Schedules (epsilon, learning rate, target syncs, PER beta) are functions of env steps.
         for part in (self.agent, self.buffer):
             on_progress = getattr(part, "on_progress", None)
             if on_progress is not None:
                 on_progress(self.env_steps, self.total_steps)
 
-    def _learn(self, batch: Any, indices: np.ndarray | None = None) -> None:
+    def collect(self, random: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+        """One vector step of the training envs for a schedule: schedules advance (``on_progress``), the policy
+        acts (uniform-random actions with ``random``, e.g. off-policy warm-up), episode ends reach the agent.
+
+        Returns:
+            ``(transition [N, ...], valid [N])`` from :meth:`Gatherer.step`; rows with ``valid=False`` are
+            NEXT_STEP reset rows, not transitions.
+        """
+        self._progress()
+        policy = self.gatherer.random_policy if random else self._policy(True)
+        transition, valid = self.gatherer.step(policy)
+        self._end_episodes(transition, valid)
+        return transition, valid
+
+    def learn(self, batch: Any, indices: np.ndarray | None = None) -> dict[str, Any]:
+        """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
+        metrics are accumulated for the next log and returned."""
         metrics = self.agent.update(batch)
         td_error = metrics.pop("td_error", None)
         if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
@@ -292,58 +291,24 @@ class Runner:
             self._train_sums[key] += float(value)
             self._train_counts[key] += 1
         self.updates += 1
+        return metrics
 
     def step(self) -> None:
-        """One rollout and the updates it earns."""
+        """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
+        updates they earn; on-policy: one rollout and its update)."""
         self.iterations += 1
-        if isinstance(self.schedule, OffPolicySchedule):
-            self._off_policy_step(self.schedule)
-        else:
-            self._on_policy_step()
+        self.schedule.step(self)
 
-    def _vector_steps_left(self, limit: int) -> int:
+    def vector_steps_left(self, limit: int) -> int:
         """Vector steps the next rollout or collection phase takes: ``limit``, cut short at the end of the run so
         ``total_steps`` is what runs (PPO with 16 envs x 1024 steps asked for 2e4 used to run 32,768). A
-        ``step()`` called past ``total_steps`` (by hand) takes the full ``limit``."""
+        ``step()`` called past ``total_steps`` (by hand) takes the full ``limit``.
+
+        Args:
+            limit: the schedule's own length in vector steps (``train_freq``, ``n_steps``).
+        """
         left = self.total_steps - self.env_steps
         return min(limit, math.ceil(left / self.num_envs)) if left > 0 else limit
-
-    def _off_policy_step(self, s: OffPolicySchedule) -> None:
-        collected = 0
-        phase = self._vector_steps_left(s.train_freq)
-        for _ in range(phase):
-            self._progress()
-            policy = self.gatherer.random_policy if self.env_steps < s.learning_starts else self._policy(True)
-            transition, valid = self.gatherer.step(policy)
-            self._end_episodes(transition, valid)
-            self.buffer.add(transition, valid)
-            collected += int(valid.sum())
-        if self.env_steps <= s.learning_starts:
-            return
-        # a phase cut short at the end of the run earns its share of the updates (gradient steps per sample kept)
-        n_updates = math.ceil(s.gradient_steps * phase / s.train_freq) if s.gradient_steps >= 0 else collected
-        if n_updates == 0:
-            return
-        if hasattr(self.buffer, "update_priorities"):  # priorities change between updates: sample one by one
-            for _ in range(n_updates):
-                batch, indices = self.buffer.sample(s.batch_size)
-                self._learn(batch, indices)
-        else:  # one gather for the whole phase
-            batches, indices = self.buffer.sample(s.batch_size, num_batches=n_updates)
-            for j in range(n_updates):
-                self._learn(tree_index(batches, j), indices[j])
-
-    def _on_policy_step(self) -> None:
-        self.buffer.clear()
-        # the last rollout of a run is cut to the steps left: an update on fewer rows, not steps beyond the budget
-        rows = self._vector_steps_left(self.buffer.slots_per_env)
-        while bool(np.any(self.buffer.size < rows)):
-            self._progress()
-            transition, valid = self.gatherer.step(self._policy(True))
-            self._end_episodes(transition, valid)
-            # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
-            self.buffer.add(transition, valid & (self.buffer.size < rows))
-        self._learn(self.buffer.as_rollout(rows))
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -545,11 +510,7 @@ class Runner:
             "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
             # recurrent agents: the hidden state the next act() continues from (None for stateless agents)
             "policy_state": {"train": self.policy_state, "eval": self.eval_state},
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-            },
+            "rng": global_rng_state(),
             "logger": None if self.logger is None else self.logger.state_dict(),
         }
 
@@ -609,9 +570,7 @@ class Runner:
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        set_global_rng_state(state["rng"])
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""

@@ -1,9 +1,12 @@
 """Train an agent: ``make train agent=dqn env=CartPole seed=3`` (any Hydra override works).
 
-Composes ``configs/train.yaml``, prints and saves the resolved config, builds env, agent, buffer, logger and
-runner, trains, and returns the final ``eval/mean_reward`` so Hydra sweepers can optimise it.
+Composes ``configs/train.yaml`` with the zoo overlay of the env id actually built (cardio/config.py), validates it
+(cardio/validate.py), prints which zoo file applied and the resolved config, saves it, builds env, agent, buffer,
+logger and runner, trains, and returns the final ``eval/mean_reward`` so Hydra sweepers can optimise it.
 ``resume=<run dir or checkpoint>`` continues an interrupted run in its own run dir (docs/checkpoints.md).
 Ctrl-C or SIGTERM writes a checkpoint, closes the sinks and exits with 130 (143 for SIGTERM).
+A user error (a bad override, value, env id or space, a full disk) prints one ``error:`` line and exits with 2;
+``CARDIO_TRACEBACK=1`` shows its traceback (cardio/errors.py).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from cardio import checkpoint, provenance
 from cardio.build import build_runner, save_config
+from cardio.config import apply_zoo, check_command_line, describe_zoo
+from cardio.errors import report_user_errors
 from cardio.loggers import print_config_tree
+from cardio.validate import validate
 
 _default_format = warnings.formatwarning
 
@@ -39,9 +45,35 @@ warnings.formatwarning = format_warning
 
 @hydra.main(config_path="../configs", config_name="train", version_base=None)
 def main(cfg: DictConfig) -> float:
-    ckpt = None
+    with report_user_errors():
+        return train(cfg)
+
+
+def compose_run(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
+    """The config to run, validated, and the checkpoint to resume from (``None``: a fresh run)."""
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
     if cfg.get("resume") is not None:
-        cfg, ckpt = checkpoint.resume_config(cfg, list(HydraConfig.get().overrides.task))
+        resumed, ckpt = checkpoint.resume_config(cfg, overrides)
+        return validate(resumed), ckpt
+    first = cfg
+    cfg = apply_zoo(cfg, hydra_cfg.runtime.choices.get("zoo"), overrides, recompose)
+    validate(cfg)
+    if cfg is not first and hydra_cfg.output_subdir is not None:  # Hydra saved the first pass: keep its copy true
+        saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir) / "config.yaml"
+        if saved.is_file():
+            saved.write_text(OmegaConf.to_yaml(cfg))
+    return cfg, None
+
+
+def recompose(overrides: list[str]) -> DictConfig:
+    """``train.yaml`` composed again inside this Hydra app (the zoo overlay's second pass)."""
+    return hydra.compose(config_name=HydraConfig.get().job.config_name, overrides=overrides)
+
+
+def train(cfg: DictConfig) -> float:
+    cfg, ckpt = compose_run(cfg)
+    print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
     note = provenance.record_run(cfg.run_dir, cfg.get("device", "cpu"), resuming=ckpt is not None)
@@ -79,4 +111,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_command_line(sys.argv[1:])  # a bad override, option or value: one line, before Hydra makes the run dir
     main()

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
+
+from cardio import config
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -17,10 +18,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")  # no sink may reach a host from
 
 
 def compose_train(overrides: list[str] | None = None) -> DictConfig:
-    """``configs/train.yaml`` composed with ``overrides``, as ``scripts/train.py`` would see it."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        return compose("train", overrides=overrides or [], return_hydra_config=False)
+    """``configs/train.yaml`` composed with ``overrides`` and its zoo overlay, as ``scripts/train.py`` would see it."""
+    return config.compose_train(CONFIG_DIR, overrides or [])
 
 
 def shrink(cfg: DictConfig, run_dir: Path, total_steps: int = 512) -> DictConfig:

@@ -144,6 +144,7 @@ def test_train_resume_and_evaluate_commands_on_nested_dict(tmp_path: Path) -> No
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming from" in resumed.stdout
     evaluate = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run={run_dir}", "episodes=3"]
+    evaluate += [f"checkpoint={run_dir / 'last.ckpt'}", "trust_pickle=true"]  # resume state: trusted
     subprocess.run(evaluate, check=True, cwd=tmp_path, capture_output=True, timeout=120)
     result = json.loads((run_dir / "eval.json").read_text())
     assert result["env_steps"] == 128 and result["eval/mean_ep_length"] == 8.0

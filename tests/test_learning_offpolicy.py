@@ -26,7 +26,7 @@ def final_return(overrides: list[str], run_dir: Path) -> float:
 
 @pytest.mark.slow
 def test_sac_pendulum_swings_up_within_1e4_steps(tmp_path: Path) -> None:
-    # zoo numbers (configs/zoo/sac_Pendulum.yaml), half the budget: seed 0 was at -164 after 1e4 steps in the bench
+    # zoo numbers (configs/zoo/sac/Pendulum-v1.yaml), half the budget: seed 0 was at -164 after 1e4 steps in the bench
     assert final_return(["agent=sac", "env=Pendulum", "runner.total_steps=10000"], tmp_path) > -400
 
 

@@ -1,54 +1,81 @@
-"""Plots and aggregate scores from run dirs: grouping, bootstrap bands, IQM, SB3 overlay, a rendered PNG."""
+"""Plots and aggregate scores from a real multirun's run dirs: grouping, bootstrap bands, IQM, SB3 overlay, PNGs."""
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from cardio import plotting
 from cardio.cli import make_style
 
+REPO = Path(__file__).resolve().parents[1]
+# DQN jobs of about a second: 600 env steps, a few updates, evaluated at 300 and at the end
+TINY = [
+    "runner.total_steps=600",
+    "runner.eval_freq=300",
+    "runner.eval_episodes=2",
+    "runner.log_interval=300",
+    "runner.schedule.learning_starts=100",
+    "runner.schedule.train_freq=4",
+    "runner.schedule.gradient_steps=1",
+    "runner.schedule.batch_size=32",
+    "agent.hidden_sizes=[16]",
+    "logger=csv",
+]
 
-def write_run(path: Path, returns: list[float], agent: str = "DQNConfig", steps: int = 100) -> Path:
-    """A fake run dir: config.yaml plus progress.csv with rollout rows and eval rows (as the runner logs)."""
-    path.mkdir(parents=True)
-    (path / "config.yaml").write_text(f"agent:\n  _target_: cardio.agents.x.{agent}\nenv:\n  id: CartPole-v1\n")
-    rows = []
-    for i, value in enumerate(returns, start=1):
-        rows.append({"step": i * steps, "time/total_timesteps": i * steps, "rollout/ep_rew_mean": value})
-        rows.append({"step": i * steps, "eval/mean_reward": 2 * value})
-    pd.DataFrame(rows).to_csv(path / "progress.csv", index=False)
-    return path
+
+@pytest.fixture(scope="module")
+def multirun(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``make multirun agent.lr=1e-3,1e-4 seed=0,1``: two configurations x two seeds, job dirs 0-3."""
+    sweep_dir = tmp_path_factory.mktemp("plot") / "multirun"
+    command = [sys.executable, "scripts/train.py", "-m", "agent.lr=1e-3,1e-4", "seed=0,1", *TINY]
+    subprocess.run([*command, f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    return sweep_dir
 
 
-@pytest.fixture
-def multirun(tmp_path: Path) -> Path:
-    """Hydra multirun layout: two configurations x two seeds (seed left out of the subdir names)."""
-    root = tmp_path / "multirun"
-    write_run(root / "0_agent.lr=0.1", [1, 2, 3])
-    write_run(root / "1_agent.lr=0.1", [3, 4, 5])
-    write_run(root / "2_agent.lr=0.5", [0, 0, 1])
-    write_run(root / "3_agent.lr=0.5", [0, 1, 1])
-    return root
+def finals(sweep_dir: Path) -> dict[str, list[float]]:
+    """``agent.lr=...`` -> the final eval/mean_reward of its jobs, from the ``final.json`` each job wrote."""
+    out: dict[str, list[float]] = {}
+    for path in sorted(sweep_dir.glob("*/final.json")):
+        record = json.loads(path.read_text())
+        lr = next(o for o in record["overrides"] if o.startswith("agent.lr="))
+        out.setdefault(f"agent.lr={float(lr.partition('=')[2])}", []).append(record["value"])
+    return out
 
 
 def test_seeds_of_one_configuration_group_together(multirun: Path) -> None:
     groups = plotting.group_runs(plotting.load_runs([multirun]))
-    assert {k: len(v) for k, v in groups.items()} == {
-        "DQN CartPole-v1 agent.lr=0.1": 2,
-        "DQN CartPole-v1 agent.lr=0.5": 2,
+    assert {k: sorted(r.path.name for r in v) for k, v in groups.items()} == {
+        "agent.lr=0.001": ["0", "1"],  # Hydra's order: lr varies slowest, the seed fastest
+        "agent.lr=0.0001": ["2", "3"],
     }
+    for group in groups.values():  # each group is the two seeds of one configuration
+        seeds = sorted(yaml.safe_load((r.path / "config.yaml").read_text())["seed"] for r in group)
+        assert seeds == [0, 1]
+    # negative control: configs compared without agent.lr (as the job dirs' names, which hold no override,
+    # were compared before) merge the two configurations into one n=4 curve
+    merged = plotting.group_runs(plotting.load_runs([multirun]), ignore=["agent.lr"])
+    assert {k: len(v) for k, v in merged.items()} == {"DQN CartPole-v1": 4}
 
 
 def test_curve_takes_the_metric_rows_only_and_names_missing_metrics(multirun: Path) -> None:
-    run = plotting.load_runs([multirun / "0_agent.lr=0.1"])[0]
+    run = plotting.load_runs([multirun / "0"])[0]
     x, y = plotting.curve(run.data, "eval/mean_reward")
-    assert x.tolist() == [100, 200, 300] and y.tolist() == [2 * 1, 2 * 2, 2 * 3]
+    with (multirun / "0" / "progress.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["eval/mean_reward"]]
+    assert x.tolist() == [300, 600] == [float(r["step"]) for r in rows]
+    assert y.tolist() == [float(r["eval/mean_reward"]) for r in rows]
+    assert y[-1] == json.loads((multirun / "0" / "final.json").read_text())["value"]
     assert plotting.pick_metric([run], None) == "eval/mean_reward"
     with pytest.raises(KeyError, match=r"train/nope.*rollout/ep_rew_mean"):
         plotting.curve(run.data, "train/nope")
@@ -90,12 +117,14 @@ def test_make_plot_writes_readable_pngs_and_scores(multirun: Path, tmp_path: Pat
     monitor.write_text('#{"t_start": 0}\nr,l,t\n5,50,0.1\n7,70,0.2\n')
     out = tmp_path / "plots"
     # the words `make plot runs=... metric=...` forwards, glob included
-    scores = main([f"runs={multirun}/*", "metric=rollout/ep_rew_mean", f"out={out}", f"overlay=SB3 DQN:{monitor}"])
-    assert scores["DQN CartPole-v1 agent.lr=0.1"][0] == pytest.approx(np.mean([3, 5]))  # IQM of 2 runs = mean
-    for name in ("curve_rollout_ep_rew_mean.png", "aggregate_rollout_ep_rew_mean.png"):
+    scores = main([f"runs={multirun}/*", "metric=eval/mean_reward", f"out={out}", f"overlay=SB3 DQN:{monitor}"])
+    assert list(scores) == ["agent.lr=0.001", "agent.lr=0.0001"]
+    for label, values in finals(multirun).items():  # IQM of 2 runs = their mean
+        assert scores[label][0] == pytest.approx(np.mean(values))
+    for name in ("curve_eval_mean_reward.png", "aggregate_eval_mean_reward.png"):
         image = np.asarray(Image.open(out / name).convert("L"))
         assert image.shape[0] > 100 and image.shape[1] > 400 and image.std() > 10  # a drawn figure, not blank
-    curve = np.asarray(Image.open(out / "curve_rollout_ep_rew_mean.png").convert("RGB")).reshape(-1, 3).astype(int)
+    curve = np.asarray(Image.open(out / "curve_eval_mean_reward.png").convert("RGB")).reshape(-1, 3).astype(int)
     colourful = np.abs(curve - curve.mean(axis=1, keepdims=True)).sum(axis=1) > 60
     assert colourful.sum() > 200  # coloured lines and bands were drawn, not only black text and axes
 
@@ -122,7 +151,7 @@ def test_the_learning_curve_carries_title_labels_and_legend(multirun: Path, tmp_
     finally:
         plt.Figure.savefig = real_savefig  # type: ignore[method-assign]
     assert captured["x"] == "env steps" and captured["y"] == "eval/mean_reward" and "95 %" in captured["title"]
-    assert captured["legend"] == ["DQN CartPole-v1 agent.lr=0.1 (n=2)", "DQN CartPole-v1 agent.lr=0.5 (n=2)"]
+    assert captured["legend"] == ["agent.lr=0.001 (n=2)", "agent.lr=0.0001 (n=2)"]
 
 
 def test_make_style_words_become_options() -> None:
@@ -134,3 +163,97 @@ def test_no_runs_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no progress\.csv"):
         plotting.find_runs([tmp_path])
     assert json.dumps(plotting.iqm_ci([]))  # empty input gives NaNs, not a crash
+
+
+def test_a_label_names_a_swapped_class_once_not_every_key_it_brings() -> None:
+    dqn = {"agent._target_": "cardio.agents.dqn.DQNConfig", "agent.lr": 1e-3, "agent.double_q": False, "env.id": "A"}
+    ppo = {"agent._target_": "cardio.agents.ppo.PPOConfig", "agent.lr": 3e-4, "agent.clip_range": 0.2, "env.id": "A"}
+    varying = ["agent._target_", "agent.lr", "agent.double_q", "agent.clip_range"]
+    assert plotting.describe(dqn, varying) == "agent=DQNConfig"
+    assert plotting.describe(ppo, varying) == "agent=PPOConfig"
+    assert plotting.describe(dqn, ["agent.lr", "env.id"]) == "agent.lr=0.001 env.id=A"
+
+
+def test_runs_without_config_yaml_are_never_merged(multirun: Path, tmp_path: Path) -> None:
+    for job in ("0", "2"):  # two real runs of different configs, their config.yaml lost
+        shutil.copytree(multirun / job, tmp_path / "lost" / job)
+        (tmp_path / "lost" / job / "config.yaml").unlink()
+    with pytest.warns(UserWarning, match="has no config.yaml"):
+        groups = plotting.group_runs(plotting.load_runs([tmp_path / "lost"]))
+    assert sorted(len(v) for v in groups.values()) == [1, 1]
+
+
+def test_configs_of_one_class_that_differ_are_not_merged_under_the_class_name(multirun: Path) -> None:
+    runs = plotting.load_runs([multirun / "0", multirun / "2"])  # DQN lr=1e-3 and DQN lr=1e-4
+    ppo = plotting.Run(runs[0].path, runs[0].data, {**runs[0].config, "agent._target_": "x.PPOConfig"})
+    labels = sorted(plotting.group_runs([*runs, ppo]))
+    assert len(labels) == 3 and all("agent.lr=" in label for label in labels), labels
+
+
+def test_runs_take_comma_lists_and_globs(multirun: Path, tmp_path: Path) -> None:
+    from scripts.plot import main
+
+    scores = main([f"runs={multirun}/0,{multirun}/2", f"out={tmp_path / 'a'}"])  # `make plot runs=a,b`
+    assert list(scores) == ["agent.lr=0.001", "agent.lr=0.0001"]
+    scores = main([f"runs={multirun}/[01]", f"out={tmp_path / 'b'}"])  # a glob over the two seeds of one config
+    assert list(scores) == ["DQN CartPole-v1"]
+    with pytest.raises(FileNotFoundError, match=r"\[45\]: matches no run dir"):
+        main([f"runs={multirun}/[45]", f"out={tmp_path / 'c'}"])
+
+
+@pytest.fixture(scope="module")
+def two_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real multirun of two configurations on two envs, two seeds each (8 jobs), final evaluation only."""
+    sweep_dir = tmp_path_factory.mktemp("envs") / "multirun"
+    short = [w for w in TINY if not w.startswith(("runner.total_steps", "runner.eval_freq", "runner.eval_episodes"))]
+    command = [sys.executable, "scripts/train.py", "-m", "agent.lr=1e-3,1e-4", "env=CartPole,Acrobot", "seed=0,1"]
+    command += [*short, "runner.total_steps=300", "runner.eval_freq=0", "runner.eval_episodes=1"]
+    subprocess.run([*command, f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    return sweep_dir
+
+
+def test_the_aggregate_across_envs_scores_normalised_final_evals(two_envs: Path, tmp_path: Path) -> None:
+    from scripts.plot import main
+
+    norm = {"CartPole-v1": (20.0, 500.0), "Acrobot-v1": (-500.0, -100.0)}
+    words = [f"norm={env}:{low}:{high}" for env, (low, high) in norm.items()]
+    main([f"runs={two_envs}/*", "aggregate=true", "reps=200", f"out={tmp_path}", *words])
+    record = json.loads((tmp_path / "envs_eval_mean_reward.json").read_text())
+    assert record["envs"] == ["CartPole-v1", "Acrobot-v1"]
+    # the score matrix is each job's final eval (final.json) normalised by hand: [seed, env] per method
+    expected: dict[str, list[list[float]]] = {}
+    for path in sorted(two_envs.glob("*/final.json"), key=lambda p: int(p.parent.name)):
+        job = json.loads(path.read_text())
+        over = dict(o.split("=", 1) for o in job["overrides"])
+        env = {"CartPole": "CartPole-v1", "Acrobot": "Acrobot-v1"}[over["env"]]
+        low, high = norm[env]
+        rows = expected.setdefault(f"agent.lr={float(over['agent.lr'])}", [[0.0, 0.0], [0.0, 0.0]])
+        rows[int(over["seed"])][record["envs"].index(env)] = (job["value"] - low) / (high - low)
+    assert record["scores"].keys() == expected.keys()
+    for label, matrix in expected.items():
+        np.testing.assert_allclose(record["scores"][label], matrix)
+        iqm, low, high = record["results"][label]["IQM"]
+        assert iqm == pytest.approx(np.mean(sorted(np.ravel(matrix))[1:3])) and low <= iqm <= high
+    (pair,) = [k for k in record["results"] if " vs " in k]
+    x, y = (np.array(expected[m]) for m in pair.split(" vs "))
+    wins = np.mean(
+        [(x[:, None, t] > y[None, :, t]).mean() + 0.5 * (x[:, None, t] == y[None, :, t]).mean() for t in (0, 1)]
+    )
+    assert record["results"][pair]["P(X > Y)"][0] == pytest.approx(wins)
+    image = np.asarray(Image.open(tmp_path / "envs_eval_mean_reward.png").convert("L"))
+    assert image.shape[1] > 1000 and image.std() > 10
+
+
+def test_the_aggregate_refuses_a_method_missing_an_env(two_envs: Path, tmp_path: Path) -> None:
+    runs = plotting.load_runs([two_envs])
+    kept = [r for r in runs if not (r.config["agent.lr"] == 1e-4 and r.config["env.id"] == "Acrobot-v1")]
+    with pytest.raises(
+        ValueError, match=r"method 'agent.lr=0.0001' has runs per env \{'CartPole-v1': 2, 'Acrobot-v1': 0\}"
+    ):
+        plotting.score_matrices(kept, "eval/mean_reward", {"CartPole-v1": (0, 1), "Acrobot-v1": (0, 1)})
+    # by default the 0 of a score is a random policy's return (CartPole-v1: about 22) and the 1 the env's
+    # registered reward_threshold
+    (low, high) = plotting.reference_scores(["CartPole-v1"])["CartPole-v1"]
+    assert 15 < low < 30 and high == 475.0
+    with pytest.raises(ValueError, match=r"Pendulum-v1 registers no reward_threshold.*norm=Pendulum-v1:LOW:HIGH"):
+        plotting.reference_scores(["Pendulum-v1"])

@@ -53,6 +53,7 @@ def test_run_dir_records_commit_diff_command_and_versions_and_resume_notices_cha
     assert len(json.loads((run_dir / "provenance.json").read_text())["resumes"]) == 1
 
     evaluate = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"run={run_dir}", "episodes=1"]
+    evaluate += [f"checkpoint={run_dir / 'last.ckpt'}", "trust_pickle=true"]
     evaluated = subprocess.run(evaluate, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0 and "evaluating" in evaluated.stdout and "torch 0.0.1" in evaluated.stdout
 

@@ -4,7 +4,7 @@ Mnih et al. 2016, "Asynchronous Methods for Deep Reinforcement Learning" (arXiv:
 synchronous form; advantages by GAE (:func:`cardio.returns.gae`; ``gae_lambda = 1`` gives the paper's
 n-step returns, truncated episodes bootstrapped from their true final observation). Defaults are SB3's A2C
 defaults (RMSprop, ``n_steps = 5`` in ``configs/runner``); rl-zoo values per env live in
-``configs/zoo/a2c_<Env>.yaml``.
+``configs/zoo/a2c/<EnvId>.yaml``.
 
 Metrics returned by :meth:`A2C.update` (SB3's names): ``train/loss``, ``train/policy_loss``,
 ``train/value_loss``, ``train/entropy_loss``, ``train/explained_variance``, ``train/learning_rate``,
@@ -14,7 +14,7 @@ Metrics returned by :meth:`A2C.update` (SB3's names): ``train/loss``, ``train/po
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +31,13 @@ from cardio.returns import explained_variance, gae
 @dataclass
 class A2CConfig(AgentConfig["A2C"]):
     """A2C hyperparameters; the same keys, in the same order, as ``configs/agent/a2c.yaml``."""
+
+    zoo_name: ClassVar[str] = "a2c"
+    """Tuned hyperparameters live in ``configs/zoo/a2c/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """Action spaces it takes."""
 
     lr: float = 7e-4
     """Learning rate (the initial one under a linear schedule)."""
@@ -84,8 +91,8 @@ class A2C(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("A2C", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
-        require_space("A2C", "observation", observation_space, OBSERVATION_SPACES, env_id)
+        require_space("A2C", "action", action_space, A2CConfig.action_spaces, env_id)
+        require_space("A2C", "observation", observation_space, A2CConfig.observation_spaces, env_id)
         self.config = c = config or A2CConfig()
         if c.lr_schedule not in ("constant", "linear"):
             raise ValueError(f"agent.lr_schedule must be 'constant' or 'linear', got {c.lr_schedule!r}")

@@ -32,10 +32,13 @@ An agent is any object with these methods (a ``typing.Protocol``, no base class 
 
 from __future__ import annotations
 
-from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
+import importlib
+import pkgutil
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import gymnasium as gym
 
+from cardio.errors import ConfigError
 from cardio.pytree import Tree
 
 
@@ -52,28 +55,77 @@ class Agent(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class SpaceError(ValueError):
+class SpaceError(ConfigError):
     """An agent given a space it cannot handle (DQN on Box actions, SAC on Discrete...)."""
+
+
+def agents_taking(role: str, space: gym.Space) -> list[str]:
+    """Names of cardio's agents whose config declares ``space``'s class among its ``<role>_spaces``.
+
+    Every module of :mod:`cardio.agents` is scanned for config classes that declare ``observation_spaces`` and
+    ``action_spaces`` (class attributes), so a new agent file counts without a list to update; a module whose
+    optional framework is missing (JAX) is skipped.
+
+    Args:
+        role: ``"action"`` or ``"observation"``.
+        space: the space an agent would have to take.
+    """
+    import cardio.agents
+
+    names: list[str] = []
+    for info in pkgutil.iter_modules(cardio.agents.__path__):
+        try:
+            module = importlib.import_module(f"cardio.agents.{info.name}")
+        except Exception:  # an optional framework that is not installed
+            continue
+        for obj in vars(module).values():
+            declared = getattr(obj, f"{role}_spaces", None)
+            if not (isinstance(obj, type) and obj.__module__ == module.__name__ and isinstance(declared, tuple)):
+                continue
+            if isinstance(space, declared):
+                names.append(obj.__name__.removesuffix("Config"))
+    return sorted(set(names))
+
+
+def space_refusal(
+    agent: str, role: str, space: gym.Space, allowed: tuple[type[gym.Space], ...], env_id: str | None
+) -> str | None:
+    """The refusal message of :func:`require_space`, or ``None`` when ``space`` is one of ``allowed``."""
+    if isinstance(space, allowed):
+        return None
+    names = " or ".join(cls.__name__ for cls in allowed)
+    kind = type(space).__name__
+    others = [name for name in agents_taking(role, space) if name != agent]
+    if others:
+        way_out = f"agents that take {kind} {role}s: {', '.join(others)}"
+    elif role == "observation":
+        way_out = (
+            f"no cardio agent takes {kind} observations; flatten them with a wrapper in env.wrappers, e.g. "
+            f"gymnasium.wrappers.FlattenObservation"
+        )
+    else:
+        way_out = f"no cardio agent takes {kind} actions; wrap the env to expose Discrete or Box actions"
+    return (
+        f"{agent} needs a {names} {role} space, but env {env_id or '<unknown>'!r} has {role} space {space}; {way_out}"
+    )
 
 
 def require_space(
     agent: str, role: str, space: gym.Space, allowed: tuple[type[gym.Space], ...], env_id: str | None
 ) -> None:
-    """Raise :class:`SpaceError` naming the agent, the env and the space unless ``space`` is one of ``allowed``.
+    """Raise :class:`SpaceError` naming the agent, the env and the space unless ``space`` is one of ``allowed``;
+    the message lists the agents that do take that space (:func:`agents_taking`), or says that none does.
 
     Args:
         agent: agent name for the message, e.g. ``"DQN"``.
         role: ``"action"`` or ``"observation"``.
         space: the env's (single-env) space.
-        allowed: accepted space classes.
+        allowed: accepted space classes (an agent passes its config's ``action_spaces``/``observation_spaces``).
         env_id: the env id for the message (``None`` when unknown).
     """
-    if not isinstance(space, allowed):
-        names = " or ".join(cls.__name__ for cls in allowed)
-        raise SpaceError(
-            f"{agent} needs a {names} {role} space, but env {env_id or '<unknown>'!r} has {role} space {space}. "
-            f"Pick an agent that supports {type(space).__name__} {role}s."
-        )
+    message = space_refusal(agent, role, space, allowed, env_id)
+    if message is not None:
+        raise SpaceError(message)
 
 
 AgentT = TypeVar("AgentT")
@@ -83,8 +135,18 @@ class AgentConfig(Generic[AgentT]):
     """Base of every ``XConfig`` dataclass: the knobs live in the subclass, :meth:`build` is shared.
 
     A subclass names its agent in :meth:`agent_class`; the agent's constructor takes
-    ``(observation_space, action_space, config, *, device, seed, env_id)``.
+    ``(observation_space, action_space, config, *, device, seed, env_id)``. Three class attributes describe it
+    to the rest of cardio: ``zoo_name`` (its folder under ``configs/zoo/``), and ``observation_spaces`` /
+    ``action_spaces`` (the space classes it takes: validation refuses others before anything is built, and a
+    refusal lists the agents that do take the space).
     """
+
+    zoo_name: ClassVar[str]
+    """Folder of this algorithm's tuned hyperparameters: ``configs/zoo/<zoo_name>/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]]
+    """Observation space classes the agent takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]]
+    """Action space classes the agent takes."""
 
     def agent_class(self) -> type[AgentT]:
         """The agent class these knobs configure."""

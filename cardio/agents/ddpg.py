@@ -3,12 +3,13 @@
 Lillicrap et al. 2016, "Continuous control with deep reinforcement learning" (arXiv:1509.02971). As in SB3, DDPG
 is TD3 (``cardio/agents/td3.py``) with one critic, an actor step on every update and no target smoothing, so
 this file holds only the knobs; the update and its metric names are :class:`~cardio.agents.td3.TD3`'s.
-Defaults are SB3's DDPG defaults; the rl-zoo values per env live in ``configs/zoo/ddpg_<Env>.yaml``.
+Defaults are SB3's DDPG defaults; the rl-zoo values per env live in ``configs/zoo/ddpg/<EnvId>.yaml``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import gymnasium as gym
 
@@ -18,6 +19,13 @@ from cardio.agents.td3 import TD3, TD3Config
 @dataclass
 class DDPGConfig:
     """DDPG hyperparameters; the same keys, in the same order, as ``configs/agent/ddpg.yaml``."""
+
+    zoo_name: ClassVar[str] = "ddpg"
+    """Tuned hyperparameters live in ``configs/zoo/ddpg/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Action spaces it takes."""
 
     lr: float = 1e-3
     """Adam learning rate of actor and critic."""

@@ -2,7 +2,7 @@
 
 Mnih et al. 2015, "Human-level control through deep reinforcement learning" (Nature 518); double DQN:
 van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the rl-zoo values per env live in
-``configs/zoo/dqn_<Env>.yaml``. Replay, collection and the update schedule are the runner's business.
+``configs/zoo/dqn/<EnvId>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
 ``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``train/learning_rate``,
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -28,6 +28,7 @@ from cardio.agents.networks import (
     make_torso,
     obs_batch_size,
     obs_to_tensor,
+    syncs_due,
     to_tensor,
 )
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
@@ -37,6 +38,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class DQNConfig(AgentConfig["DQN"]):
     """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
+
+    zoo_name: ClassVar[str] = "dqn"
+    """Tuned hyperparameters live in ``configs/zoo/dqn/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    """Action spaces it takes."""
 
     lr: float = 1e-4
     """Adam learning rate."""
@@ -77,8 +85,8 @@ class DQN(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DQN", "observation", observation_space, OBSERVATION_SPACES, env_id)
+        require_space("DQN", "action", action_space, DQNConfig.action_spaces, env_id)
+        require_space("DQN", "observation", observation_space, DQNConfig.observation_spaces, env_id)
         self.config = c = config or DQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
@@ -97,10 +105,9 @@ class DQN(Checkpointable):
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
-        due = env_steps // c.target_update_interval
-        if due > self.target_syncs:
+        sync, self.target_syncs = syncs_due(env_steps, c.target_update_interval, self.target_syncs)
+        if sync:  # (counted from the step counter, so a Runner.reset() restarts the syncs too)
             hard_update(self.target_net, self.q_net)
-            self.target_syncs = due
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""

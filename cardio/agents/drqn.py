@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, to_tensor
+from cardio.agents.networks import argmax_random_ties, flat_dim, hard_update, mlp, syncs_due, to_tensor
 from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
 
@@ -38,6 +38,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class DRQNConfig(AgentConfig["DRQN"]):
     """DRQN hyperparameters; the same keys, in the same order, as ``configs/agent/drqn.yaml``."""
+
+    zoo_name: ClassVar[str] = "drqn"
+    """Tuned hyperparameters live in ``configs/zoo/drqn/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    """Action spaces it takes."""
 
     lr: float = 1e-3
     """Adam learning rate."""
@@ -101,8 +108,8 @@ class DRQN(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DRQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DRQN", "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space("DRQN", "action", action_space, DRQNConfig.action_spaces, env_id)
+        require_space("DRQN", "observation", observation_space, DRQNConfig.observation_spaces, env_id)
         self.config = c = config or DRQNConfig()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
@@ -124,10 +131,9 @@ class DRQN(Checkpointable):
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
-        due = env_steps // c.target_update_interval
-        if due > self.target_syncs:
+        sync, self.target_syncs = syncs_due(env_steps, c.target_update_interval, self.target_syncs)
+        if sync:  # (counted from the step counter, so a Runner.reset() restarts the syncs too)
             hard_update(self.target_net, self.q_net)
-            self.target_syncs = due
 
     def act(self, obs: np.ndarray, explore: bool, state: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Epsilon-greedy (or greedy) actions from ``obs [N, D]`` and ``state [N, H]``; the GRU always steps, so

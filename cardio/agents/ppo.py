@@ -2,7 +2,7 @@
 
 Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv:1707.06347); advantages by GAE
 (:func:`cardio.returns.gae`, truncated episodes bootstrapped from their true final observation). Defaults are
-SB3's PPO defaults; the rl-zoo values per env live in ``configs/zoo/ppo_<Env>.yaml``. The rollout length
+SB3's PPO defaults; the rl-zoo values per env live in ``configs/zoo/ppo/<EnvId>.yaml``. The rollout length
 (``n_steps``) belongs to the runner (``runner.schedule.n_steps``); epochs and minibatches are the agent's.
 
 Metrics returned by :meth:`PPO.update` (SB3's names): ``train/loss``, ``train/policy_gradient_loss``,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +31,13 @@ from cardio.returns import explained_variance, gae
 @dataclass
 class PPOConfig(AgentConfig["PPO"]):
     """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
+
+    zoo_name: ClassVar[str] = "ppo"
+    """Tuned hyperparameters live in ``configs/zoo/ppo/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """Action spaces it takes."""
 
     lr: float = 3e-4
     """Adam learning rate (the initial one under a linear schedule)."""
@@ -91,8 +98,8 @@ class PPO(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("PPO", "action", action_space, (gym.spaces.Discrete, gym.spaces.Box), env_id)
-        require_space("PPO", "observation", observation_space, OBSERVATION_SPACES, env_id)
+        require_space("PPO", "action", action_space, PPOConfig.action_spaces, env_id)
+        require_space("PPO", "observation", observation_space, PPOConfig.observation_spaces, env_id)
         self.config = c = config or PPOConfig()
         for key in ("lr_schedule", "clip_range_schedule"):
             if getattr(c, key) not in SCHEDULES:

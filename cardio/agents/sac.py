@@ -1,7 +1,7 @@
 """SAC: soft actor-critic with twin Q-networks and automatic entropy tuning.
 
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv:1812.05905). Defaults are SB3's SAC
-defaults; the rl-zoo values per env live in ``configs/zoo/sac_<Env>.yaml``. The policy is a tanh-squashed Gaussian
+defaults; the rl-zoo values per env live in ``configs/zoo/sac/<EnvId>.yaml``. The policy is a tanh-squashed Gaussian
 in ``[-1, 1]``, rescaled to the env's bounds in :meth:`SAC.act`; stored actions are mapped back for the critics.
 
 Metrics returned by :meth:`SAC.update`: ``train/actor_loss``, ``train/critic_loss`` (sum of the twin MSEs),
@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -39,6 +39,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class SACConfig(AgentConfig["SAC"]):
     """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
+
+    zoo_name: ClassVar[str] = "sac"
+    """Tuned hyperparameters live in ``configs/zoo/sac/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Action spaces it takes."""
 
     lr: float = 3e-4
     """Adam learning rate of actor, critics and entropy coefficient."""
@@ -120,8 +127,8 @@ class SAC(Checkpointable):
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
-        require_space("SAC", "observation", observation_space, OBSERVATION_SPACES, env_id)
+        require_space("SAC", "action", action_space, SACConfig.action_spaces, env_id)
+        require_space("SAC", "observation", observation_space, SACConfig.observation_spaces, env_id)
         self.config = c = config or SACConfig()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
         action_dim = flat_dim(action_space)

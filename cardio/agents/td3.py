@@ -2,7 +2,7 @@
 
 Fujimoto et al. 2018, "Addressing Function Approximation Error in Actor-Critic Methods" (arXiv:1802.09477):
 clipped double Q, delayed actor and target updates, and target policy smoothing. Defaults are SB3's TD3 defaults;
-the rl-zoo values per env live in ``configs/zoo/td3_<Env>.yaml``. DDPG is this agent with one critic, no delay
+the rl-zoo values per env live in ``configs/zoo/td3/<EnvId>.yaml``. DDPG is this agent with one critic, no delay
 and no smoothing (``cardio/agents/ddpg.py``). The actor outputs ``tanh`` actions in ``[-1, 1]``; exploration
 noise is added there, clipped, and rescaled to the env's bounds in :meth:`TD3.act`.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +33,13 @@ from cardio.agents.state import Checkpointable
 @dataclass
 class TD3Config(AgentConfig["TD3"]):
     """TD3 hyperparameters; the same keys, in the same order, as ``configs/agent/td3.yaml``."""
+
+    zoo_name: ClassVar[str] = "td3"
+    """Tuned hyperparameters live in ``configs/zoo/td3/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Action spaces it takes."""
 
     lr: float = 1e-3
     """Adam learning rate of actor and critics."""
@@ -84,8 +91,8 @@ class TD3(Checkpointable):
         env_id: str | None = None,
         name: str = "TD3",
     ) -> None:
-        require_space(name, "action", action_space, (gym.spaces.Box,), env_id)
-        require_space(name, "observation", observation_space, (gym.spaces.Box,), env_id)
+        require_space(name, "action", action_space, TD3Config.action_spaces, env_id)
+        require_space(name, "observation", observation_space, TD3Config.observation_spaces, env_id)
         self.config = c = config or TD3Config()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
         self.rng = np.random.default_rng(seed)  # exploration noise

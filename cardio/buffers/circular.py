@@ -45,6 +45,7 @@ import optree
 
 from cardio.buffers.nstep import nstep_window
 from cardio.checkpoint import atomic_write
+from cardio.errors import ConfigError
 from cardio.pytree import Tree, named_leaves, structure, tree_leaves, tree_map
 
 _BOOL = np.dtype(bool)
@@ -58,7 +59,7 @@ ROW_VIEW_LIMIT = 1 << 16  # pooled output blocks per batch shape; beyond that, b
 _FORMAT = "cardio-buffer-v1"
 
 
-class BufferError(ValueError):
+class BufferError(ConfigError):
     """A transition or request that does not fit the buffer; the message names the field and both shapes."""
 
 

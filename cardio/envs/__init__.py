@@ -8,6 +8,14 @@ from cardio.envs.nested import NestedDictEnv
 
 if "cardio/Counting-v0" not in gym.registry:
     gym.register("cardio/Counting-v0", entry_point="cardio.envs.counting:CountingEnv")
+# CartPole-v1 with the velocities masked, under rl-baselines3-zoo's id (configs/env/CartPoleNoVel.yaml)
+if "CartPoleNoVel-v1" not in gym.registry:
+    gym.register(
+        "CartPoleNoVel-v1",
+        entry_point="cardio.envs.wrappers:cartpole_no_velocity",
+        max_episode_steps=500,
+        reward_threshold=475.0,
+    )
 if "cardio/NestedDict-v0" not in gym.registry:
     gym.register("cardio/NestedDict-v0", entry_point="cardio.envs.nested:NestedDictEnv")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import importlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -9,12 +11,45 @@ import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 from hydra.utils import get_method
 
+from cardio.errors import ConfigError
+
 AUTORESET_MODES = {"same_step": AutoresetMode.SAME_STEP, "next_step": AutoresetMode.NEXT_STEP}
 
 ENV_EPISODE_KEY = "env_episode"
 """Info key under which each copy's innermost ``RecordEpisodeStatistics`` reports the env's own episode return
 and length (``{"r", "l", "t"}``), before any user wrapper rescales or clips rewards. The gatherer reads it, so
 ``rollout/ep_rew_mean`` and ``eval/*`` are the env's returns (SB3's ``Monitor`` convention)."""
+
+
+def check_env_id(id: str) -> str:
+    """The registered id of ``id``, importing the module of gymnasium's ``module:EnvId`` form first (as
+    ``gym.make`` does), so a user's own env needs no edit inside cardio.
+
+    Args:
+        id: a registered id (``"CartPole-v1"``) or ``"my_pkg.envs:Maze-v0"`` (``my_pkg.envs`` registers it).
+
+    Raises:
+        ConfigError: the module cannot be imported, or the id is not registered; the message names close ids.
+    """
+    module, _, name = id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(
+                f"env.id={id!r}: cannot import module {module!r} ({exc}); the `module:EnvId` form imports "
+                f"`module` (it must be importable, e.g. on PYTHONPATH) and then makes EnvId"
+            ) from exc
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.7)
+        close += [k for k in gym.registry if k.lower().startswith(name.split("-")[0].lower()) and k not in close]
+        hint = f"similar registered ids: {', '.join(close[:5])}" if close else "no similar registered id"
+        where = f" after importing {module!r}" if module else ""
+        raise ConfigError(
+            f"env.id={id!r}: no gymnasium env registered as {name!r}{where}; {hint} "
+            f"(your own env: env.id=your_module:YourEnv-v0, with your_module calling gymnasium.register)"
+        )
+    return name
 
 
 def _resolve_wrapper(spec: str | Callable[..., gym.Env] | dict[str, Any]) -> Callable[[gym.Env], gym.Env]:
@@ -55,7 +90,8 @@ def make_env(
     """Build a vector env of ``num_envs`` copies of gymnasium env ``id``.
 
     Args:
-        id: any registered gymnasium id, e.g. ``"CartPole-v1"`` or ``"cardio/Counting-v0"``.
+        id: any registered gymnasium id, e.g. ``"CartPole-v1"`` or ``"cardio/Counting-v0"``, or gymnasium's
+            ``"module:EnvId"`` form (``module`` is imported first and registers ``EnvId``).
         num_envs: parallel copies (1 is fine: the gatherer always sees a leading env dim).
         seed: seeds the action space here; the gatherer seeds ``reset`` once with it.
         kwargs: passed to ``gym.make`` for each copy (e.g. ``{"continuous": true}``).
@@ -66,17 +102,15 @@ def make_env(
             dense ``[T, N]``) or ``"next_step"`` (gymnasium's default; the gatherer drops the reset step).
 
     Raises:
-        ValueError: unknown env id, or an option value outside its choices.
+        ConfigError: unknown env id (a ``ValueError``), or an option value outside its choices.
     """
     if num_envs <= 0:
-        raise ValueError(f"env.num_envs must be positive, got {num_envs} (env {id!r})")
+        raise ConfigError(f"env.num_envs must be positive, got {num_envs} (env {id!r})")
     if autoreset not in AUTORESET_MODES:
-        raise ValueError(f"env.autoreset must be one of {sorted(AUTORESET_MODES)}, got {autoreset!r}")
+        raise ConfigError(f"env.autoreset must be one of {sorted(AUTORESET_MODES)}, got {autoreset!r}")
     if vectorization not in ("sync", "async"):
-        raise ValueError(f"env.vectorization must be 'sync' or 'async', got {vectorization!r}")
-    if id not in gym.registry:
-        close = [k for k in gym.registry if k.lower().startswith(id.split("-")[0].lower())][:5]
-        raise ValueError(f"unknown gymnasium env id {id!r} (env.id); similar registered ids: {close or 'none'}")
+        raise ConfigError(f"env.vectorization must be 'sync' or 'async', got {vectorization!r}")
+    check_env_id(id)  # imports the module of a `module:EnvId` id, so the workers' gym.make finds it too
     wrapper_fns = [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not in a worker process
 
     def make_one() -> gym.Env:

@@ -53,3 +53,14 @@ class MaskVelocity(gym.ObservationWrapper):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation[self.keep]
+
+
+def cartpole_no_velocity(**kwargs: object) -> gym.Env:
+    """``CartPoleNoVel-v1``'s entry point: CartPole-v1 (its kwargs pass through) with the velocities masked.
+
+    Registered under its own id (as rl-baselines3-zoo does) so that anything keyed on the env id, the zoo
+    hyperparameters and the run dir name among them, tells it apart from plain CartPole-v1.
+    """
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    return MaskVelocity(CartPoleEnv(**kwargs), keep=POSITION_INDICES["CartPole"])  # type: ignore[arg-type]

@@ -10,7 +10,8 @@ A sink is any object with ``write(metrics, step)`` and ``close()``. Optional hoo
 
 Add one by writing that small class and a ``configs/logger/<name>.yaml`` that puts it under ``sinks.<name>``
 (docs/logging.md walks through a real example). A failing sink is warned about once and skipped: logging never
-stops training.
+stops training, except for a full disk (``ENOSPC``/``EDQUOT``), which raises :class:`~cardio.errors.DiskFullError`
+naming the file: every later write, checkpoints included, would fail too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from cardio.errors import DiskFullError, is_disk_full
 
 
 @runtime_checkable
@@ -65,6 +68,12 @@ class Logger:
             return
         try:
             getattr(sink, method)(*args)
+        except OSError as exc:
+            if is_disk_full(exc):  # every later write would fail too, checkpoints included: stop with one line
+                where = getattr(sink, "path", None) or getattr(sink, "log_dir", None) or exc.filename or self.run_dir
+                raise DiskFullError(where, exc) from exc
+            self.failed.add(name)
+            warnings.warn(f"logger sink {name!r} failed in {method}() and is now skipped: {exc!r}", stacklevel=3)
         except Exception as exc:  # a logging failure must never stop training
             self.failed.add(name)
             warnings.warn(f"logger sink {name!r} failed in {method}() and is now skipped: {exc!r}", stacklevel=3)

@@ -23,6 +23,7 @@ import importlib
 import math
 import multiprocessing
 import os
+import re
 import socket
 import time
 import warnings
@@ -33,17 +34,18 @@ from typing import Any
 
 import numpy as np
 import optuna
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from cardio.build import build_logger, build_runner
+from cardio import config
+from cardio.build import build_logger, build_runner, save_config
+from cardio.rundir import log_to, write_final
 from cardio.sweep.pruning import TrialReporter
 from cardio.sweep.settings import CONFIG_DIR, SweepConfig, SweepConfigError
 from cardio.sweep.space import Param, parse_space
+from cardio.validate import validate
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.RUNNING, TrialState.WAITING)
@@ -87,10 +89,9 @@ class Sweep:
 
 
 def compose_train(config_dir: str | Path, overrides: list[str], hydra_node: bool = False) -> DictConfig:
-    """``train.yaml`` composed with ``overrides``, as ``scripts/train.py`` would see it."""
-    GlobalHydra.instance().clear()  # whoever composed last (a test, a Hydra app) may have left it set
-    with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
-        return compose("train", overrides=overrides, return_hydra_config=hydra_node)
+    """``train.yaml`` composed with ``overrides`` and the zoo overlay of its env id, as ``scripts/train.py`` would
+    see it (:func:`cardio.config.compose_train`)."""
+    return config.compose_train(config_dir, overrides, hydra_node=hydra_node)
 
 
 # -------------------------------------------------------------------------------------------------- study
@@ -198,9 +199,10 @@ class Objective:
         values = []
         for i, seed in enumerate(self.settings.seeds):
             run_dir = self.sweep.trial_root / f"trial_{trial.number:04d}" / f"seed_{seed}"
-            cfg = compose_train(self.sweep.config_dir, [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"])
+            run_overrides = [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"]
+            cfg = validate(compose_train(self.sweep.config_dir, run_overrides))
             offset = i * int(cfg.runner.total_steps)
-            values.append(self._train(trial, cfg, offset))
+            values.append(self._train(trial, cfg, offset, run_overrides))
             trial.set_user_attr(f"value_seed_{seed}", values[-1])
         value = float(np.mean(values))
         if not math.isfinite(value):
@@ -208,18 +210,37 @@ class Objective:
             raise optuna.TrialPruned(f"objective {value}")
         return value
 
-    def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int) -> float:
+    def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int, overrides: list[str]) -> float:
+        """One seed of a trial in its own run dir, laid out as ``scripts/train.py`` lays out its own
+        (:mod:`cardio.rundir`): ``config.yaml`` first, ``final.json`` however the run ends."""
+        run_dir = Path(str(cfg.run_dir))
+        save_config(cfg, run_dir)
         reporter = TrialReporter(trial, self.settings.metric, self.settings.objective, step_offset)
-        logger = build_logger(cfg)
-        logger.sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
-        runner = build_runner(cfg, logger=logger, callbacks=[reporter])
-        try:
-            runner.run()
-        finally:
-            logger.close()
-            for gatherer in (runner.gatherer, runner.eval_gatherer):
-                if gatherer is not None:
-                    gatherer.env.close()
+        status, reason = "FAILED", None
+        with log_to(run_dir):
+            try:
+                logger = build_logger(cfg)
+                logger.sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
+                runner = build_runner(cfg, logger=logger, callbacks=[reporter])
+                try:
+                    runner.run()
+                finally:
+                    logger.close()
+                    for gatherer in (runner.gatherer, runner.eval_gatherer):
+                        if gatherer is not None:
+                            gatherer.env.close()
+                status = "COMPLETED"
+            except optuna.TrialPruned as exc:
+                status, reason = "PRUNED", str(exc)
+                raise
+            except FloatingPointError as exc:  # a non-finite guard stopped the run: diverged, pruned like a NaN loss
+                status, reason = "PRUNED", f"diverged: {exc}"
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                write_final(run_dir, overrides, status, reporter.value(), reason)
         return reporter.value()
 
     def _refuse_surplus(self, trial: optuna.Trial) -> None:
@@ -270,9 +291,7 @@ def work(sweep: Sweep, worker_index: int = 0) -> None:
 
 
 def _work_in_child(sweep: Sweep, worker_index: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    # torch's intra-op threads are set per trial by cardio.build (``torch_threads``), only when the agent uses it.
     work(sweep, worker_index)
 
 
@@ -296,7 +315,7 @@ def run_workers(sweep: Sweep) -> None:
 # -------------------------------------------------------------------------------------------------- the sweep
 def check_space(sweep: Sweep) -> dict[str, str | None]:
     """Compose the base config once; every searched key must exist. Returns the config group choices."""
-    cfg = compose_train(sweep.config_dir, sweep.overrides, hydra_node=True)
+    cfg = validate(compose_train(sweep.config_dir, sweep.overrides, hydra_node=True))  # one line if the base is bad
     choices: dict[str, str | None] = dict(cfg.hydra.runtime.choices)
     for key in sweep.space:
         if key in choices:
@@ -350,8 +369,10 @@ def report(study: optuna.Study, sweep: Sweep, choices: dict[str, str | None]) ->
         f"study {study.study_name!r}: {states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} pruned, "
         f"{states[TrialState.FAIL]} failed"
     )
+    for line in stop_reasons(study):
+        print(f"  {line}")
     if not states[TrialState.COMPLETE]:
-        print("no complete trial: nothing to export")
+        print("no trial completed: no best trial, no config exported")
         return
     best = study.best_trial
     print(f"best trial {best.number}: {sweep.settings.metric} ({sweep.settings.objective}) = {best.value:.4g}")
@@ -362,6 +383,31 @@ def report(study: optuna.Study, sweep: Sweep, choices: dict[str, str | None]) ->
     if sweep.settings.plots:
         for png in plot_study(study, sweep.trial_root):
             print(f"plot: {png}")
+
+
+def stop_reasons(study: optuna.Study) -> list[str]:
+    """Why trials were pruned or failed, one line per reason: ``2 pruned (trials 0, 1): diverged: train/loss=nan``.
+
+    Reasons differing only in the env step they happened at count as one (``at env step N`` is dropped).
+    """
+    reasons: dict[str, list[int]] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.PRUNED:
+            why = str(t.user_attrs.get("pruned_reason", "pruned (no reason recorded)"))
+            kind = "pruned"
+        elif t.state == TrialState.FAIL:
+            why = str(t.user_attrs.get("fail_reason", "failed (worker died or no reason recorded)"))
+            kind = "failed"
+        else:
+            continue
+        key = f"{kind}: " + re.sub(r" at env step \d+", "", (why.splitlines() or [""])[0])
+        reasons.setdefault(key, []).append(t.number)
+    lines = []
+    for key, numbers in reasons.items():
+        kind, _, why = key.partition(": ")
+        shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+        lines.append(f"{len(numbers)} {kind} (trial{'s' if len(numbers) > 1 else ''} {shown}): {why}")
+    return lines
 
 
 def experiment_text(best: optuna.trial.FrozenTrial, sweep: Sweep, choices: dict[str, str | None]) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from cardio.errors import ConfigError
+from cardio.paths import config_dir
 from cardio.sweep.space import parse_space
 
 CONFIG_DIR = config_dir()
@@ -23,7 +25,7 @@ SHORTHANDS = ("n_trials", "timeout", "n_workers", "storage", "study_name")
 """Sweep keys accepted without the ``sweep.`` prefix (none of them is a key of train.yaml)."""
 
 
-class SweepConfigError(ValueError):
+class SweepConfigError(ConfigError):
     """A sweep file or sweep override that cannot work; the message names the key and the way out."""
 
 

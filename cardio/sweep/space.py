@@ -25,10 +25,12 @@ from typing import Any
 
 import optuna
 
+from cardio.errors import ConfigError
+
 KINDS = ("float", "int", "categorical")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError):
     """A ``params`` entry of a sweep file that cannot be sampled; the message names the key and the fix."""
 
 

@@ -29,6 +29,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from cardio.rundir import write_final
+
 FIELDS = ("config", "n", "mean", "std", "min", "max", "failed", "values")
 
 
@@ -52,14 +54,12 @@ class MultirunSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         status = job_return.status
         value = job_return.return_value if status == JobStatus.COMPLETED else None
-        record = {
-            "overrides": list(job_return.overrides or []),
-            "status": status.name,
-            "value": float(value) if isinstance(value, int | float) else None,
-        }
-        out = Path(str(config.hydra.runtime.output_dir))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "final.json").write_text(json.dumps(record, indent=1))
+        write_final(
+            Path(str(config.hydra.runtime.output_dir)),
+            list(job_return.overrides or []),
+            status.name,
+            float(value) if isinstance(value, int | float) else None,
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -1,0 +1,50 @@
+"""On-policy schedule: fill a rollout of ``n_steps`` transitions per env, hand all of it to the agent.
+
+The rollout buffer holds ``n_steps x num_envs`` transitions (``cardio.build`` sizes it); epochs and minibatches
+are the agent's business. Under NEXT_STEP autoreset an env loses one vector step per episode end (the masked
+reset row), so collection goes on until every env's stream is full, and full streams drop their extra rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cardio.runner import Runner
+
+
+@dataclass
+class OnPolicySchedule:
+    """Rollout length for on-policy agents (epochs and minibatches are the agent's)."""
+
+    n_steps: int = 2048
+    """Vector steps per rollout: the rollout buffer holds ``n_steps x num_envs`` transitions."""
+
+    def check(self, runner: Runner) -> int:
+        """Refuse a rollout buffer of the wrong size."""
+        from cardio.runner import ScheduleError
+
+        if self.n_steps <= 0:
+            raise ScheduleError(f"runner.schedule.n_steps must be positive, got {self.n_steps}")
+        expected = self.n_steps * runner.num_envs
+        if runner.buffer.capacity != expected:
+            raise ScheduleError(
+                f"on-policy rollout buffer needs capacity n_steps*num_envs = {self.n_steps}*{runner.num_envs} "
+                f"= {expected}, got buffer.capacity={runner.buffer.capacity}"
+            )
+        return expected
+
+    def step(self, runner: Runner) -> None:
+        """Clear the rollout buffer, fill it, and run one agent update on the whole ``[T, N]`` rollout."""
+        buffer = runner.buffer
+        buffer.clear()
+        # the last rollout of a run is cut to the steps left: an update on fewer rows, not steps beyond the budget
+        rows = runner.vector_steps_left(buffer.slots_per_env)
+        while bool(np.any(buffer.size < rows)):
+            transition, valid = runner.collect()
+            # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
+            buffer.add(transition, valid & (buffer.size < rows))
+        runner.learn(buffer.as_rollout(rows))
