@@ -126,9 +126,7 @@ def read_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise WeightsError(
-            f"{path} is not a plain weights file (refused without unpickling anything): {exc}"
-        ) from exc
+        raise WeightsError(f"{path} is not a plain weights file (refused without unpickling anything): {exc}") from exc
 
 
 def _restore(template: Any, arrays: dict[str, np.ndarray], path: str, source: Path) -> Any:

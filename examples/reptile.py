@@ -48,9 +48,7 @@ def reptile_step(meta: Any, adapted: Any, step_size: float) -> None:
     for name, part in state.items():
         is_network = isinstance(part, dict) and part and all(isinstance(v, torch.Tensor) for v in part.values())
         if is_network:  # a torch module's state_dict: move its float tensors
-            state[name] = {
-                k: old[name][k].lerp(v, step_size) if v.is_floating_point() else v for k, v in part.items()
-            }
+            state[name] = {k: old[name][k].lerp(v, step_size) if v.is_floating_point() else v for k, v in part.items()}
     meta.load_state_dict(state)
 
 
@@ -58,9 +56,7 @@ def target_params(agent: Any) -> list[torch.Tensor]:
     return [p.detach().clone() for p in agent.target_net.parameters()]
 
 
-def main(
-    iterations: int = 3, inner_steps: int = 800, step_size: float = 0.5, seed: int = 0
-) -> list[dict[str, float]]:
+def main(iterations: int = 3, inner_steps: int = 800, step_size: float = 0.5, seed: int = 0) -> list[dict[str, float]]:
     """Run Reptile and return one record per outer iteration: task, inner-run episode return, target synced.
 
     Args:
