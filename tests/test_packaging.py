@@ -83,3 +83,24 @@ def test_built_wheel_trains_from_a_fresh_venv() -> None:
     done = subprocess.run(["bash", str(ROOT / ".ci" / "wheel.sh")], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "wheel check passed" in done.stdout
+
+
+def test_readme_links_docs_pages_that_exist_and_the_site_lists_every_page() -> None:
+    import re
+
+    import yaml
+
+    links = re.findall(r"\]\((docs/[^)#]+)", (ROOT / "README.md").read_text())
+    assert "docs/install.md" in links and "docs/index.md" in links
+    assert all((ROOT / link).is_file() for link in links), [link for link in links if not (ROOT / link).is_file()]
+
+    def pages(nav: list) -> set[str]:
+        out: set[str] = set()
+        for item in nav:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            out |= pages(value) if isinstance(value, list) else {value}
+        return out
+
+    nav = pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
+    on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert nav == on_disk, (sorted(on_disk - nav), sorted(nav - on_disk))
