@@ -123,10 +123,10 @@ def test_agent_trains_checkpoints_resumes_and_evaluates_on_nested_dict(agent: st
     assert np.isfinite(metrics["eval/mean_reward"]) and metrics["eval/mean_ep_length"] == 8
 
 
-def test_dqn_learns_the_goal_from_a_nested_dict() -> None:
+def test_dqn_learns_the_goal_from_a_nested_dict(tmp_path: Path) -> None:
     """The goal is in the observation, so a greedy DQN that reads the Dict scores 8 of 8; uniform play scores
     8/3 (negative control: the same agent before training)."""
-    runner = nested_runner("dqn", Path("unused"), 512)
+    runner = nested_runner("dqn", tmp_path, 512)
     before = runner.evaluate(10)["eval/mean_reward"]
     after = runner.run()["eval/mean_reward"]
     assert before < 5.0 <= 7.0 <= after, (before, after)

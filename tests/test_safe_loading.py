@@ -67,7 +67,9 @@ def test_weights_round_trip_into_a_fresh_agent(name: str, tmp_path: Path) -> Non
 
 def test_weights_that_do_not_fit_name_the_key(tmp_path: Path) -> None:
     weights.save_weights(DQNConfig(hidden_sizes=(8,)).build(BOX3, TWO), tmp_path / "small.npz")
-    with pytest.raises(weights.WeightsError, match=r"'q_net/0.layers.0.weight' is float32\[8, 3\], this agent has float32\[16, 3\]"):
+    with pytest.raises(
+        weights.WeightsError, match=r"'q_net/0.layers.0.weight' is float32\[8, 3\], this agent has float32\[16, 3\]"
+    ):
         weights.load_weights(DQNConfig(hidden_sizes=(16,)).build(BOX3, TWO), tmp_path / "small.npz")
     with pytest.raises(weights.WeightsError, match=r"lacks 'actor/torso.layers.0.weight'"):
         weights.load_weights(SACConfig(hidden_sizes=(8,)).build(BOX3, BOX3), tmp_path / "small.npz")

@@ -55,6 +55,7 @@ def main() -> float:
     """``cardio train`` / ``cardio-train`` / ``python scripts/train.py``: Hydra overrides from ``sys.argv``;
     ``-m`` for a multirun. The working directory's modules and ``configs/`` are found (cardio/commands)."""
     use_working_directory()
+    check_command_line(sys.argv[1:])  # a bad override, option or value: one line, before Hydra makes the run dir
     return hydra_main()
 
 
