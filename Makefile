@@ -15,7 +15,7 @@ LOCK := requirements.lock
 OWN_VARS := PYTHON=% VENV=% TORCH=% ARGS=% PYTEST_ARGS=%
 HYDRA_ARGS := $(filter-out $(OWN_VARS),$(MAKEOVERRIDES)) $(ARGS)
 
-.PHONY: install install-dev train multirun sweep evaluate plot test test-slow lint format docs lock wheel bench clean
+.PHONY: install install-dev train multirun sweep evaluate plot dataset test test-slow lint format docs lock wheel bench clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ evaluate: $(STAMP)
 
 plot: $(STAMP)
 	$(BIN)/python scripts/plot.py $(HYDRA_ARGS)
+
+# `make dataset recipe=cartpole_mixed seed=0`: a Minari dataset from trained runs (configs/dataset/, docs/offline.md).
+dataset: $(STAMP)
+	$(BIN)/python scripts/record.py $(HYDRA_ARGS)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -5,12 +5,13 @@
 
 ``CASES`` is the registry: one named :class:`Case` per agent and env, holding the Hydra overrides for cardio
 (the rl-zoo file ``configs/zoo/<algo>/<EnvId>.yaml`` applies itself) and a builder for the SB3 model with the same
-numbers (the off-policy builder reads them from the composed cardio config, so they cannot drift). For each seed,
-cardio then SB3 run in this process one after the other (interleaved, one torch thread each). Both are evaluated
-every ``eval_freq`` env steps on a separate env seeded ``seed + EVAL_SEED_OFFSET`` (``n`` deterministic episodes,
-the env's own returns), and once more at the end. Timed: training only (the evaluations' wall time is
-subtracted); reported as the ratio SB3 / cardio (> 1: cardio is faster), never as absolute times, since these
-machines are shared.
+numbers (the off-policy builder reads them from the composed cardio config, so they cannot drift). A case with a
+JAX twin (``jax="dqn_jax"``) also runs it, as the library ``cardio_jax``, on the torch twin's zoo numbers. For each
+seed, cardio, SB3 and cardio-jax run in this process one after the other (interleaved, one torch thread each).
+All are evaluated every ``eval_freq`` env steps on a separate env seeded ``seed + EVAL_SEED_OFFSET`` (``n``
+deterministic episodes, the env's own returns), and once more at the end. Timed: training only (the evaluations'
+wall time is subtracted); reported as the ratio SB3 / cardio (> 1: cardio is faster), never as absolute times,
+since these machines are shared.
 
 A case passes when ``min_pass`` of its seeds end at or above ``threshold``; a comparison case (DRQN vs DQN) passes
 when its mean final return beats its ``baseline`` case's by ``margin``. Each finished run appends one JSON line to
@@ -152,12 +153,19 @@ class Case:
     """Feasible on a 2-core CPU in minutes per seed (the LunarLander cases are not)."""
     note: str = ""
     """Printed under the case's heading in the table (why a case was not run, what it compares)."""
+    jax: str | None = None
+    """The JAX twin's agent option (``"dqn_jax"``), run as the library ``cardio_jax``; ``None``: no twin."""
 
 
 CASES: dict[str, Case] = {
-    "ppo_cartpole": Case(("agent=ppo", "env=CartPole"), 100_000, 500.0, 5, sb3=sb3_ppo_cartpole),
+    "dqn_cartpole": Case(
+        ("agent=dqn", "env=CartPole"), 50_000, 475.0, 4, eval_freq=5_000, sb3=sb3_off_policy, jax="dqn_jax"
+    ),
+    "ppo_cartpole": Case(("agent=ppo", "env=CartPole"), 100_000, 500.0, 5, sb3=sb3_ppo_cartpole, jax="ppo_jax"),
     "a2c_cartpole": Case(("agent=a2c", "env=CartPole"), 500_000, 475.0, 4, eval_freq=25_000, sb3=sb3_a2c_cartpole),
-    "sac_pendulum": Case(("agent=sac", "env=Pendulum"), 20_000, -200.0, 4, eval_freq=2_000, sb3=sb3_off_policy),
+    "sac_pendulum": Case(
+        ("agent=sac", "env=Pendulum"), 20_000, -200.0, 4, eval_freq=2_000, sb3=sb3_off_policy, jax="sac_jax"
+    ),
     "td3_pendulum": Case(("agent=td3", "env=Pendulum"), 20_000, -200.0, 4, eval_freq=2_000, sb3=sb3_off_policy),
     "ddpg_pendulum": Case(("agent=ddpg", "env=Pendulum"), 20_000, -250.0, 4, eval_freq=2_000, sb3=sb3_off_policy),
     "dqn_cartpole_novel": Case(("agent=dqn", "env=CartPoleNoVel"), 50_000, eval_freq=5_000, sb3=sb3_off_policy),
@@ -179,17 +187,31 @@ CASES: dict[str, Case] = {
 
 
 # ------------------------------------------------------------------------------------------------ runs
-def case_config(case: Case, seed: int) -> DictConfig:
-    """The composed cardio config of one seed of ``case`` (the SB3 builders read their numbers from it too)."""
-    overrides = [*case.overrides, f"seed={seed}", f"runner.total_steps={case.total_steps}", "logger=csv"]
+def jax_overrides(case: Case) -> list[str]:
+    """The case's overrides with its JAX twin as the agent, and the torch twin's rl-zoo file named explicitly
+    (``configs/zoo/<agent>_<Env>.yaml`` is picked by the agent option's name)."""
+    overrides = dict(o.split("=", 1) for o in case.overrides)
+    torch_agent, env = overrides["agent"], overrides["env"]
+    overrides["agent"] = str(case.jax)
+    if (ROOT / "configs" / "zoo" / f"{torch_agent}_{env}.yaml").is_file():
+        overrides["zoo"] = f"{torch_agent}_{env}"
+    return [f"{k}={v}" for k, v in overrides.items()]
+
+
+def case_config(case: Case, seed: int, lib: str = "cardio") -> DictConfig:
+    """The composed cardio config of one seed of ``case`` (the SB3 builders read their numbers from it too);
+    ``lib="cardio_jax"``: the JAX twin's."""
+    base = jax_overrides(case) if lib == "cardio_jax" else list(case.overrides)
+    overrides = [*base, f"seed={seed}", f"runner.total_steps={case.total_steps}", "logger=csv"]
     overrides += [f"runner.eval_freq={case.eval_freq}", f"runner.eval_episodes={case.eval_episodes}"]
     return compose_train(overrides)
 
 
-def run_cardio(name: str, case: Case, seed: int) -> dict[str, Any]:
-    """Train one seed with cardio; evaluations every ``eval_freq`` and at the end, eval time not counted."""
-    cfg = case_config(case, seed)
-    cfg.run_dir = str(ROOT / "outputs" / "bench" / f"{name}_seed{seed}")
+def run_cardio(name: str, case: Case, seed: int, lib: str = "cardio") -> dict[str, Any]:
+    """Train one seed with cardio (``lib="cardio_jax"``: its JAX twin); evaluations every ``eval_freq`` and at the
+    end, eval time not counted."""
+    cfg = case_config(case, seed, lib)
+    cfg.run_dir = str(ROOT / "outputs" / "bench" / f"{name}_{lib}_seed{seed}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runner = build_runner(cfg)
@@ -289,6 +311,7 @@ def plot_case(name: str, results: list[dict[str, Any]]) -> Path | None:
     case = CASES[name]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     lines = [(name, "cardio", "tab:red", "cardio"), (name, "sb3", "tab:blue", "SB3")]
+    lines += [(name, "cardio_jax", "tab:green", "cardio-jax")] if case.jax is not None else []
     if case.baseline is not None:  # name every curve: two agents share the plot
         lines = [(n, lib, colour, f"{tag} {n}") for n, lib, colour, tag in lines]
         lines += [(case.baseline, "cardio", "tab:orange", f"cardio {case.baseline}")]
@@ -316,6 +339,10 @@ def plot_case(name: str, results: list[dict[str, Any]]) -> Path | None:
     return path
 
 
+LIB_NAMES = {"cardio": "cardio", "cardio_jax": "cardio-jax", "sb3": "SB3"}
+"""How each library is named in the table."""
+
+
 def final_returns(name: str, lib: str, results: list[dict[str, Any]]) -> list[float]:
     return [r["final"] for r in results if r["case"] == name and r["lib"] == lib]
 
@@ -323,7 +350,7 @@ def final_returns(name: str, lib: str, results: list[dict[str, Any]]) -> list[fl
 def verdict(name: str, lib: str, results: list[dict[str, Any]]) -> str:
     """One library's result on a case against the case's criterion, e.g. ``cardio: 4/5 seeds >= -200 (...)``."""
     case, finals = CASES[name], final_returns(name, lib, results)
-    tag = "cardio" if lib == "cardio" else "SB3"
+    tag = LIB_NAMES[lib]
     stats = f"mean of finals {np.mean(finals):.1f}, IQM {iqm(finals):.1f}"
     if case.threshold is not None:
         passed = sum(f >= case.threshold for f in finals)
@@ -361,34 +388,44 @@ def write_table() -> str:
             lines += ["", f"## {name}", "", *note, f"Not run yet{why}: `python bench/learning.py {name}`."]
             continue
         by_seed: dict[int, dict[str, dict[str, Any]]] = {}
-        # Only seeds whose SB3 run came right after their cardio run (in this case's rows: other benches may have
-        # appended lines in between from other processes) are timed.
-        back_to_back: set[int] = set()
-        for previous, r in zip([None, *runs[:-1]], runs, strict=True):
+        # Only runs that came right after the seed's cardio run (in this case's rows: other benches may have
+        # appended lines in between from other processes) are timed against it: SB3 next, then cardio-jax.
+        back_to_back: set[tuple[int, str]] = set()
+        for i, r in enumerate(runs):
             by_seed.setdefault(r["seed"], {})[r["lib"]] = r
-            if (
-                r["lib"] == "sb3"
-                and previous is not None
-                and (previous["lib"], previous["seed"]) == ("cardio", r["seed"])
-            ):
-                back_to_back.add(r["seed"])
+            before = [(p["lib"], p["seed"]) for p in runs[max(i - 2, 0) : i]]
+            if r["lib"] == "sb3" and before[-1:] == [("cardio", r["seed"])]:
+                back_to_back.add((r["seed"], "sb3"))
+            if r["lib"] == "cardio_jax" and before == [("cardio", r["seed"]), ("sb3", r["seed"])]:
+                back_to_back.add((r["seed"], "cardio_jax"))
         sb3 = "" if case.sb3 is not None else " SB3 has no counterpart."
-        lines += ["", f"## {name}", "", f"`{' '.join(case.overrides)}`, {case.total_steps:,} env steps.{sb3}", ""]
-        lines += note
-        lines += ["| seed | cardio final | SB3 final | time ratio SB3/cardio |", "|---|---|---|---|"]
-        ratios = []
+        lines += ["", f"## {name}", "", f"`{' '.join(case.overrides)}`, {case.total_steps:,} env steps.{sb3}"]
+        libs_shown = ["cardio", "sb3"]
+        header = "| seed | cardio final | SB3 final | time ratio SB3/cardio |"
+        if case.jax is not None:
+            lines += [f"JAX twin: `{' '.join(jax_overrides(case))}`."]
+            libs_shown.append("cardio_jax")
+            header += " cardio-jax final | time ratio SB3/cardio-jax |"
+        lines += ["", *note, header, "|---" * (header.count("|") - 1) + "|"]
+        ratios: dict[str, list[float]] = {"cardio": [], "cardio_jax": []}  # SB3 time over each
         for seed, libs in sorted(by_seed.items()):
-            c, s = libs.get("cardio"), libs.get("sb3")
-            ratio = "-"
-            if c and s and seed in back_to_back:
-                ratios.append(s["train_wall"] / c["train_wall"])
-                ratio = f"{ratios[-1]:.2f}"
-            cf = f"{c['final']:.1f}" if c else "-"
-            sf = f"{s['final']:.1f}" if s else "-"
-            lines.append(f"| {seed} | {cf} | {sf} | {ratio} |")
-        summary = [verdict(name, lib, results) for lib in ("cardio", "sb3") if final_returns(name, lib, results)]
-        if ratios:
-            summary.append(f"median time ratio SB3/cardio {statistics.median(ratios):.2f} over {len(ratios)} seeds")
+            c, s, j = libs.get("cardio"), libs.get("sb3"), libs.get("cardio_jax")
+            cells = [f"{c['final']:.1f}" if c else "-", f"{s['final']:.1f}" if s else "-", "-"]
+            if c and s and (seed, "sb3") in back_to_back:
+                ratios["cardio"].append(s["train_wall"] / c["train_wall"])
+                cells[2] = f"{ratios['cardio'][-1]:.2f}"
+            if case.jax is not None:
+                cells += [f"{j['final']:.1f}" if j else "-", "-"]
+                if j and s and (seed, "cardio_jax") in back_to_back:
+                    ratios["cardio_jax"].append(s["train_wall"] / j["train_wall"])
+                    cells[4] = f"{ratios['cardio_jax'][-1]:.2f}"
+            lines.append(f"| {seed} | {' | '.join(cells)} |")
+        summary = [verdict(name, lib, results) for lib in libs_shown if final_returns(name, lib, results)]
+        for lib, values in ratios.items():
+            if values:
+                summary.append(
+                    f"median time ratio SB3/{LIB_NAMES[lib]} {statistics.median(values):.2f} over {len(values)} seeds"
+                )
         lines += ["", "; ".join(summary) + ".", ""]
         png = plot_case(name, results)
         if png is not None:
@@ -396,21 +433,32 @@ def write_table() -> str:
     speed_runs = [r for r in results if r["case"].endswith("_speed")]
     if speed_runs:
         lines += ["", "## Speed (training only, back to back, final evaluation only)", ""]
-        lines += ["| case | seed | env steps | time ratio SB3/cardio |", "|---|---|---|---|"]
-        lines += [f"| {r['case']} | {r['seed']} | {r['steps']:,} | {r['sb3'] / r['cardio']:.2f} |" for r in speed_runs]
+        lines += ["Where a JAX twin exists, cardio, SB3 and cardio-jax ran back to back (triples).", ""]
+        lines += ["| case | seed | env steps | time ratio SB3/cardio | time ratio SB3/cardio-jax |"]
+        lines += ["|---|---|---|---|---|"]
+        for r in speed_runs:
+            jax_ratio = f"{r['sb3'] / r['cardio_jax']:.2f}" if "cardio_jax" in r else "-"
+            lines.append(f"| {r['case']} | {r['seed']} | {r['steps']:,} | {r['sb3'] / r['cardio']:.2f} | {jax_ratio} |")
         lines.append("")
         for case_name in dict.fromkeys(r["case"] for r in speed_runs):
-            ratios = [r["sb3"] / r["cardio"] for r in speed_runs if r["case"] == case_name]
-            lines.append(
-                f"{case_name}: median time ratio SB3/cardio {statistics.median(ratios):.2f} over {len(ratios)} pairs."
-            )
+            rows = [r for r in speed_runs if r["case"] == case_name]
+            median = statistics.median(r["sb3"] / r["cardio"] for r in rows)
+            line = f"{case_name}: median time ratio SB3/cardio {median:.2f}"
+            triples = [r for r in rows if "cardio_jax" in r]
+            if triples:
+                jax_ratio = statistics.median(r["sb3"] / r["cardio_jax"] for r in triples)
+                line += f" over {len(rows)} pairs; SB3/cardio-jax {jax_ratio:.2f} over {len(triples)} triples."
+            else:
+                line += f" over {len(rows)} pairs."
+            lines.append(line)
     text = "\n".join(lines) + "\n"
     TABLE.write_text(text)
     return text
 
 
 def speed(names: list[str], pairs: int, steps: int = 30_000) -> None:
-    """Training wall time only, cardio and SB3 back to back ``pairs`` times (seeds 0, 1...), final eval only."""
+    """Training wall time only, cardio and SB3 (and the JAX twin, if any) back to back ``pairs`` times (seeds
+    0, 1...), final eval only."""
     for name in names:
         case = CASES[name]
         short = replace(case, total_steps=steps, eval_freq=10**9, eval_episodes=1)
@@ -418,7 +466,11 @@ def speed(names: list[str], pairs: int, steps: int = 30_000) -> None:
         for seed in range(pairs):
             cardio, sb3 = run_cardio(f"{name}_speed", short, seed)["train_wall"], run_sb3(short, seed)["train_wall"]
             ratios.append(sb3 / cardio)
-            append_result({"case": f"{name}_speed", "seed": seed, "steps": steps, "cardio": cardio, "sb3": sb3})
+            record = {"case": f"{name}_speed", "seed": seed, "steps": steps, "cardio": cardio, "sb3": sb3}
+            if case.jax is not None:
+                record["cardio_jax"] = run_cardio(f"{name}_speed", short, seed, "cardio_jax")["train_wall"]
+                print(f"{name} speed seed {seed}: SB3/cardio-jax {sb3 / record['cardio_jax']:.2f}", flush=True)
+            append_result(record)
             print(f"{name} speed pair {seed}: time ratio SB3/cardio {ratios[-1]:.2f}", flush=True)
         median = statistics.median(ratios)
         print(f"{name}: median time ratio SB3/cardio {median:.2f} over {pairs} pairs of {steps} steps")
@@ -429,6 +481,7 @@ def main() -> None:
     parser.add_argument("cases", nargs="*", help=f"case names, from {sorted(CASES)} (default: all CI cases)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="override the case's seeds")
     parser.add_argument("--no-sb3", action="store_true", help="cardio only")
+    parser.add_argument("--libs", nargs="+", choices=list(LIB_NAMES), default=None, help="only these libraries")
     parser.add_argument("--table", action="store_true", help="only rebuild the table and curves")
     parser.add_argument("--speed", type=int, default=0, metavar="PAIRS", help="only time PAIRS interleaved runs")
     parser.add_argument("--speed-steps", type=int, default=30_000, help="env steps per timed run (--speed)")
@@ -446,10 +499,11 @@ def main() -> None:
             case = CASES[name]
             for seed in args.seeds if args.seeds is not None else case.seeds:
                 libs = ["cardio"] + (["sb3"] if case.sb3 is not None and not args.no_sb3 else [])
-                for lib in libs:
+                libs += ["cardio_jax"] if case.jax is not None else []
+                for lib in [lib for lib in libs if args.libs is None or lib in args.libs]:
                     if (name, lib, seed) in done:
                         continue
-                    result = run_cardio(name, case, seed) if lib == "cardio" else run_sb3(case, seed)
+                    result = run_sb3(case, seed) if lib == "sb3" else run_cardio(name, case, seed, lib)
                     append_result({"case": name, "lib": lib, "seed": seed, **result})
                     print(f"{name} {lib} seed {seed}: final {result['final']:.1f}", flush=True)
     print(write_table())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from cardio.buffers.circular import CircularBuffer
 from cardio.loggers.base import Logger
 from cardio.runner import EVAL_SEED_OFFSET, OnPolicySchedule, Runner
 from cardio.sb3_files import SB3Files
+from cardio.schedules.offline import OfflineSchedule
 
 
 def seed_everything(seed: int | None) -> None:
@@ -60,12 +62,38 @@ def build_agent(cfg: DictConfig, env: gym.vector.VectorEnv, agent_config: Any = 
 
 
 def build_buffer(cfg: DictConfig, env: gym.vector.VectorEnv) -> CircularBuffer:
-    """The replay buffer; for an on-policy runner the capacity is forced to ``n_steps * num_envs``."""
+    """The replay buffer; for an on-policy runner the capacity is forced to ``n_steps * num_envs``; for an
+    offline runner it is the dataset ``runner.schedule.dataset``, checked against the env's spaces."""
     overrides: dict[str, Any] = {"num_envs": env.num_envs, "seed": cfg.get("seed")}
     schedule = instantiate(cfg.runner.schedule)
+    if isinstance(schedule, OfflineSchedule):
+        return load_offline_buffer(cfg, env, schedule)
     if isinstance(schedule, OnPolicySchedule):
         overrides["capacity"] = schedule.n_steps * env.num_envs
     return instantiate(cfg.buffer, _convert_="all", **overrides)
+
+
+def load_offline_buffer(cfg: DictConfig, env: gym.vector.VectorEnv, schedule: OfflineSchedule) -> CircularBuffer:
+    """The dataset of an offline run as a buffer; a dataset recorded on another env id gets a warning (its spaces
+    must match the env's, or loading fails naming the dataset and the mismatch)."""
+    from cardio.datasets.minari import DatasetError, load_dataset
+
+    if not schedule.dataset:
+        raise DatasetError("runner=offline needs a dataset: runner.schedule.dataset=<Minari id> (docs/offline.md)")
+    data = load_dataset(
+        schedule.dataset,
+        observation_space=env.single_observation_space,
+        action_space=env.single_action_space,
+        info_keys=schedule.info_keys,
+        pack=schedule.pack,
+        seed=cfg.get("seed"),
+    )
+    if data.env_id is not None and data.env_id != cfg.env.id:
+        warnings.warn(
+            f"dataset {schedule.dataset!r} was recorded on {data.env_id}; evaluating on env.id={cfg.env.id}",
+            stacklevel=2,
+        )
+    return data.buffer
 
 
 def build_logger(cfg: DictConfig) -> Logger:

@@ -218,7 +218,13 @@ def _hydra_error(exc: Exception) -> ConfigError:
 
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, value = str(exc.missing_cfg_file).rpartition("/")
-        options = ", ".join(o for o in exc.options if not o.startswith("_"))
+        names = [o for o in exc.options if not o.startswith("_")]
+        if group == ZOO_KEY:  # the tuned files sit one folder down: zoo=<algo>/<EnvId>
+            names += sorted(
+                str(p.relative_to(CONFIG_DIR / ZOO_KEY).with_suffix(""))
+                for p in (CONFIG_DIR / ZOO_KEY).glob("*/*.yaml")
+            )
+        options = ", ".join(names)
         return ConfigError(f"{group}={value}: no such option in configs/{group}/; choose one of: {options}")
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith(("Config search path", "provider=", "See https"))]

@@ -60,14 +60,19 @@ def _finite(leaf: Any) -> bool:
     return True
 
 
+UNDEFINED_OK = frozenset({"train/explained_variance"})
+"""Metrics that are NaN by definition in a healthy run: explained variance is undefined (NaN, as in SB3) when
+the rollout's returns have no variance."""
+
+
 def bad_metric(metrics: Mapping[str, Any]) -> str | None:
-    """``"metric <key> = <value>"`` for the first non-finite float metric, else ``None``.
+    """``"metric <key> = <value>"`` for the first non-finite metric (outside :data:`UNDEFINED_OK`), else ``None``.
 
     Args:
         metrics: an update's metrics (arrays such as ``td_error`` are checked too).
     """
     for key, value in metrics.items():
-        if not _finite(value):
+        if key not in UNDEFINED_OK and not _finite(value):
             shown = value if isinstance(value, float) else "non-finite entries"
             return f"metric {key} = {shown}"
     return None

@@ -28,6 +28,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from cardio.envs.factory import ENV_EPISODE_KEY
+from cardio.envs.single import OneEnvVector
 from cardio.pytree import Tree, tree_copy, tree_map
 
 Policy = Callable[[Tree], tuple[Any, dict[str, Any]]]
@@ -84,7 +85,24 @@ def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     """A plain ``gym.Env`` becomes a one-env SyncVectorEnv (SAME_STEP), so everything sees ``[N, ...]``."""
     if isinstance(env, gym.vector.VectorEnv):
         return env
-    return gym.vector.SyncVectorEnv([lambda: env], autoreset_mode=AutoresetMode.SAME_STEP)
+    return OneEnvVector(lambda: env, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def reports_own_returns(env: gym.vector.VectorEnv) -> bool:
+    """Whether every copy of a sync vector env has ``make_env``'s recorder (so every episode end comes with the
+    env's own return, and the gatherer need not sum rewards); ``False`` when it cannot tell (async, native)."""
+    if not isinstance(env, gym.vector.SyncVectorEnv):
+        return False
+    for sub in env.envs:
+        layer = sub
+        while not (
+            isinstance(layer, gym.wrappers.RecordEpisodeStatistics)
+            and getattr(layer, "_stats_key", None) == ENV_EPISODE_KEY
+        ):
+            if not isinstance(layer, gym.Wrapper):
+                return False
+            layer = layer.env
+    return True
 
 
 class Gatherer:
@@ -105,24 +123,57 @@ class Gatherer:
         self.obs: Tree | None = None
         self.pending = np.zeros(self.num_envs, dtype=bool)
         self.ep_return = np.zeros(self.num_envs, dtype=np.float64)
-        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
+        # Episode lengths are counted, not summed: ``ep_length = _steps - _ep_start`` (vector steps taken, and
+        # each env's count when its episode started; under NEXT_STEP one more, as the reset row does not count),
+        # so a step adds one Python int.
+        self._steps = 0
+        self._ep_start = np.zeros(self.num_envs, dtype=np.int64)
         self.finished: list[tuple[int, float, int]] = []  # (env, return, length) of episodes ended last step
         # called with (env, return, length) of every finished episode: the runner's per-episode callbacks
         self.on_episode: Callable[[int, float, int], None] | None = None
         self.started = time.perf_counter()
+        # ``valid`` of a step without reset rows: one shared read-only array, not a fresh ~pending each step
+        self._all_valid = np.ones(self.num_envs, dtype=bool)
+        self._all_valid.flags.writeable = False
+        self._no_done = np.zeros(self.num_envs, dtype=bool).tobytes()
+        self._sum_rewards = not reports_own_returns(self.env)
+
+    @property
+    def ep_length(self) -> np.ndarray:
+        """``[N]`` valid steps so far in each env's current episode (-1 while a NEXT_STEP reset row is due)."""
+        return self._steps - self._ep_start
+
+    @ep_length.setter
+    def ep_length(self, value: np.ndarray) -> None:
+        self._ep_start = self._steps - np.asarray(value, dtype=np.int64)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """``[N]`` bool: NEXT_STEP envs whose next step is a reset (see the module legend)."""
+        return self._pending
+
+    @pending.setter
+    def pending(self, value: np.ndarray) -> None:
+        self._pending = value
+        self._n_pending = int(np.count_nonzero(value))
+        self._any_pending = self._n_pending > 0  # most steps have none: the step skips the masking then
 
     def reset(self, seed: int | None = None) -> Tree:
         """Reset every env (seeded the first time with the gatherer's seed) and drop partial episodes."""
         if seed is None and self.obs is None:
             seed = self.seed
         self.obs, _ = self.env.reset(seed=seed)
-        self.pending[:] = False
+        self.pending = np.zeros(self.num_envs, dtype=bool)
         self.ep_return[:] = 0.0
-        self.ep_length[:] = 0
+        self.ep_length = np.zeros(self.num_envs, dtype=np.int64)
         return self.obs
 
     def step(self, policy: Policy) -> tuple[dict[str, Any], np.ndarray]:
-        """One vector step: ``(transition [N, ...], valid [N])``; rows with ``valid=False`` are not transitions."""
+        """One vector step: ``(transition [N, ...], valid [N])``; rows with ``valid=False`` are not transitions.
+
+        The common step (no episode ends, no reset rows) is a handful of numpy calls: everything about episode
+        ends runs only when one happened (``bench/collection.py`` measures the whole path against the bare loop).
+        """
         if self.obs is None:
             self.reset()
         obs = self.obs
@@ -130,51 +181,71 @@ class Gatherer:
         action, extras = policy(obs)
         # 2. step the env
         next_obs, reward, terminated, truncated, info = self.env.step(action)
-        done = terminated | truncated
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        # comparing bytes costs ~1/20 of a numpy call; most steps end no episode and skip all that follows
+        any_done = terminated.tobytes() != self._no_done or truncated.tobytes() != self._no_done
+        done = terminated | truncated if any_done else None
         # 3. drop autoreset rows: under NEXT_STEP this step is a reset for envs that ended last step
-        valid = ~self.pending
+        valid = ~self._pending if self._any_pending else self._all_valid
         # 4. the true final observation. SAME_STEP: from info (next_obs is already the reset obs); truncation
         #    must bootstrap from it (tests/test_gatherer.py::test_truncation_keeps_final_obs).
         carry = next_obs
-        if self.mode == AutoresetMode.SAME_STEP and done.any():
+        if done is not None and self.mode == AutoresetMode.SAME_STEP:
             next_obs = tree_copy(next_obs)
             for i in np.flatnonzero(done):
                 tree_map(lambda dst, src, i=i: dst.__setitem__(i, src), next_obs, info["final_obs"][i])
-        elif self.mode == AutoresetMode.DISABLED and done.any():
+        elif done is not None and self.mode == AutoresetMode.DISABLED:
             next_obs = tree_copy(next_obs)
             carry, _ = self.env.reset(options={"reset_mask": done})
+        reward = np.asarray(reward, dtype=np.float32)
         transition = {
             "obs": obs,
             "action": np.asarray(action),
-            "reward": np.asarray(reward, dtype=np.float32),
+            "reward": reward,
             "next_obs": next_obs,
-            "terminated": np.asarray(terminated, dtype=bool),
-            "truncated": np.asarray(truncated, dtype=bool),
+            "terminated": terminated,
+            "truncated": truncated,
             **extras,
         }
-        # 5. episode statistics, counted on valid rows only; the env's own return where its recorder reports one
-        #    (tests/test_evaluation.py::test_eval_returns_are_the_envs_own)
-        self.ep_return += np.where(valid, reward, 0.0)
-        self.ep_length += valid
+        # 5. episode statistics, counted on valid rows only (lengths from the step counter, see _ep_start);
+        #    rewards are summed only for envs whose own recorder does not report returns
+        self._steps += 1
+        if self._any_pending:
+            if self._sum_rewards:
+                np.add(self.ep_return, reward, out=self.ep_return, where=valid)
+            self.stats.env_steps += self.num_envs - self._n_pending
+        else:
+            if self._sum_rewards:
+                self.ep_return += reward
+            self.stats.env_steps += self.num_envs
+        self.finished = [] if done is None else self._end_episodes(info, done, valid)
+        # 6. carry the observation; NEXT_STEP envs that just ended owe a reset step next
+        self.obs = carry
+        if self.mode == AutoresetMode.NEXT_STEP and (done is not None or self._any_pending):
+            self.pending = np.zeros(self.num_envs, dtype=bool) if done is None else done & valid
+        return transition, valid
+
+    def _end_episodes(self, info: dict[str, Any], done: np.ndarray, valid: np.ndarray) -> list[tuple[int, float, int]]:
+        """Record the episodes that ended this step and restart their sums; returns ``(env, return, length)``.
+
+        The env's own return is used where its recorder reports one
+        (tests/test_evaluation.py::test_eval_returns_are_the_envs_own)."""
         own = env_episodes(info, self.mode)
         if own is not None:
             reported, own_return, own_length = own
             self.ep_return = np.where(reported, own_return, self.ep_return)
             self.ep_length = np.where(reported, own_length, self.ep_length)
-        self.finished = [
-            (int(i), float(self.ep_return[i]), int(self.ep_length[i])) for i in np.flatnonzero(done & valid)
-        ]
-        for env_index, episode_return, length in self.finished:
+        ended = (done & valid).nonzero()[0].tolist()
+        lengths = (self._steps - self._ep_start[ended]).tolist()
+        finished = list(zip(ended, self.ep_return[ended].tolist(), lengths, strict=True))
+        for env_index, episode_return, length in finished:
             self.stats.record(episode_return, length)
             if self.on_episode is not None:
                 self.on_episode(env_index, episode_return, length)
         self.ep_return[done] = 0.0
-        self.ep_length[done] = 0
-        self.stats.env_steps += int(valid.sum())
-        # 6. carry the observation; NEXT_STEP envs that just ended owe a reset step next
-        self.obs = carry
-        self.pending = done & valid if self.mode == AutoresetMode.NEXT_STEP else self.pending
-        return transition, valid
+        self._ep_start[done] = self._steps + (self.mode == AutoresetMode.NEXT_STEP)  # skip the reset row
+        return finished
 
     def random_policy(self, obs: Tree) -> tuple[Any, dict[str, Any]]:
         """Uniform actions from the env's (seeded) action space: warm-up is just a rollout with this."""

@@ -9,6 +9,10 @@ Curves: each seed's metric is interpolated onto a common grid of env steps (no e
 last point); the line is the mean over seeds and the band a 95 % percentile bootstrap of that mean (seeds
 resampled with replacement). Aggregate score: the interquartile mean (IQM) of the runs' final scores, with a
 95 % bootstrap CI (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice").
+
+Across envs (``make plot aggregate=true``): :func:`score_matrices` normalises each run's final score per env and
+stacks them per method, :func:`aggregate_across_envs` computes the rliable statistics of :mod:`cardio.aggregate`
+with stratified bootstrap CIs, :func:`plot_across_envs` draws them (docs/analysis.md).
 """
 
 from __future__ import annotations
@@ -101,7 +105,7 @@ def run_config(path: Path) -> dict[str, Any]:
         warnings.warn(f"{path} has no config.yaml: plotted as its own curve", stacklevel=2)
         return {"run": str(path)}
     flat = flatten(yaml.safe_load(config.read_text()) or {})
-    own_dirs = {str(path), str(path.resolve()), str(flat.get("run_dir"))}
+    own_dirs = {str(path), str(path.resolve())} | ({str(flat["run_dir"])} if flat.get("run_dir") else set())
 
     def per_run(key: str, value: Any) -> bool:
         if key.split(".", 1)[0] in PER_RUN_KEYS:

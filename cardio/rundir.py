@@ -3,17 +3,20 @@
 ::
 
     <run dir>/
-      config.yaml    the resolved config the run was built from         cardio.build.save_config
-      progress.csv   metrics, one row per log call                       cardio.loggers.Logger
-      metrics.jsonl  the same metrics, one JSON object per line          cardio.loggers.Logger
-      last.ckpt      the resume checkpoint (docs/checkpoints.md)          cardio.runner.Runner
-      final.json     overrides, how the run ended, final eval value       write_final
-      train.log      Python logging records of the run                   Hydra's job logging, or log_to
+      config.yaml    the resolved config the run was built from           cardio.build.save_config
+      progress.csv   metrics, one row per log call                         cardio.loggers.Logger
+      metrics.jsonl  the same metrics, one JSON object per line            cardio.loggers.Logger
+      last.ckpt      the resume checkpoint, a pickle (docs/checkpoints.md) cardio.runner.Runner
+      weights.npz    the agent as plain arrays, what evaluation loads      cardio.runner.Runner
+      final.json     overrides, how the run ended, final eval value        write_final
+      train.log      Python logging records of the run                     Hydra's job logging, or log_to
 
-One writer per file, shared by every caller, so ``scripts/evaluate.py run=<dir>``, ``make plot`` and
-``resume=<dir>`` read a sweep trial exactly as they read a training run. ``scripts/train.py`` gets
-``final.json`` and ``train.log`` from Hydra (the multirun callback and Hydra's job logging); the sweep driver,
-which builds runs without Hydra's app, calls :func:`write_final` and :func:`log_to` itself.
+A file added to every run dir belongs in a writer every caller shares (the Runner, the logger, or a function
+here), never in ``scripts/train.py`` alone. One writer per file, shared by every caller, so
+``scripts/evaluate.py run=<dir>``, ``make plot`` and ``resume=<dir>`` read a sweep trial exactly as they read a
+training run. ``scripts/train.py`` gets ``final.json`` and ``train.log`` from Hydra (the multirun callback and
+Hydra's job logging); the sweep driver, which builds runs without Hydra's app, calls :func:`write_final` and
+:func:`log_to` itself.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ FILES = (
     "progress.csv",
     "metrics.jsonl",
     "last.ckpt",
+    "weights.npz",
     "best.ckpt",
     "final.json",
     "train.log",

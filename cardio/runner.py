@@ -2,10 +2,11 @@
 
 Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps`` counts transitions (one
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
-``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps.
+``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps. An offline
+schedule (``clock = "updates"``) never steps the training env: its intervals count gradient updates (``steps``).
 
 The runner keeps the loop, evaluation and persistence. When to collect and when to learn is its schedule's
-business (``cardio/schedules/``: off-policy, on-policy), which calls back :meth:`Runner.collect` and
+business (``cardio/schedules/``: off-policy, on-policy, offline), which calls back :meth:`Runner.collect` and
 :meth:`Runner.learn`. torch is imported only when something already uses it (a torch agent): a JAX run never
 pays for it.
 """
@@ -19,23 +20,34 @@ import sys
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from cardio import checkpoint
+from cardio import checkpoint, finite
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.envs.normalize import Normalizer
 from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree, tree_map
-from cardio.schedules import OffPolicySchedule, OnPolicySchedule, Schedule
+from cardio.schedules import OfflineSchedule, OffPolicySchedule, OnPolicySchedule, Schedule
+from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
 
-__all__ = ["EVAL_SEED_OFFSET", "Callback", "OffPolicySchedule", "OnPolicySchedule", "Runner", "ScheduleError", "iqm"]
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "Callback",
+    "OffPolicySchedule",
+    "OfflineSchedule",
+    "OnPolicySchedule",
+    "Runner",
+    "ScheduleError",
+    "iqm",
+]
 
 EVAL_SEED_OFFSET = 1_000_003
 """The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
@@ -108,6 +120,11 @@ class Runner:
         checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end) and ``best.ckpt``
             (after each evaluation with the best ``eval/mean_reward`` so far); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
+        normalize: VecNormalize-style observation and reward normalisation (``cardio/envs/normalize.py``): a
+            :class:`~cardio.envs.normalize.Normalizer`, its keyword arguments as a dict, ``True`` for the
+            defaults, or ``None`` (off). Schedules store what :meth:`normalized` gives them.
+        check_finite: stop with :class:`~cardio.finite.NonFiniteError` at the first NaN or infinity in a batch,
+            an update's metrics or the agent's parameters, before it reaches a checkpoint (``cardio/finite.py``).
     """
 
     def __init__(
@@ -127,8 +144,13 @@ class Runner:
         callbacks: Sequence[Any] = (),
         checkpoint_dir: str | Path | None = None,
         checkpoint_freq: int = 0,
+        normalize: Normalizer | Mapping[str, Any] | bool | None = None,
+        check_finite: bool = True,
     ) -> None:
         self.agent = agent
+        if isinstance(normalize, Mapping):
+            normalize = Normalizer(**normalize)
+        self.normalizer: Normalizer | None = Normalizer() if normalize is True else (normalize or None)
         self.buffer = buffer
         self.schedule = schedule
         self.total_steps = int(total_steps)
@@ -140,6 +162,9 @@ class Runner:
         self.callbacks = list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_freq = int(checkpoint_freq)
+        self.check_finite = bool(check_finite)
+        self.last_checkpoint: Path | None = None  # the last good checkpoint: a NonFiniteError leaves it untouched
+        self._warned_weights = False
         self.gatherer = Gatherer(env, seed=seed, stats_window=stats_window)
         eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
         self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
@@ -154,7 +179,8 @@ class Runner:
         """Refuse option combinations that cannot work; warn about legal but surprising ones."""
         if not isinstance(self.agent, Agent):
             raise ScheduleError(f"agent {type(self.agent).__name__} lacks act/update/state_dict/load_state_dict")
-        if self.buffer.num_envs != self.num_envs:
+        # an offline buffer's streams are the dataset's episodes or segments, not env copies
+        if self.buffer.num_envs != self.num_envs and not self.counts_updates:
             raise ScheduleError(
                 f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
             )
@@ -162,10 +188,18 @@ class Runner:
             raise ScheduleError(
                 f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
             )
-        self.schedule.check(self)
-        # A schedule cuts its last rollout / collection phase to the steps left (vector_steps_left), so only a
-        # total that whole vector steps cannot hit runs over, by less than one vector step.
-        if self.total_steps % self.num_envs:
+        chunk = self.schedule.check(self)
+        if self.counts_updates:  # the offline clock: whole update phases
+            if self.total_steps % chunk:
+                actual = math.ceil(self.total_steps / chunk) * chunk
+                warnings.warn(
+                    f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} updates one "
+                    f"runner.step() makes; {actual} updates will run",
+                    stacklevel=3,
+                )
+        # A schedule that collects cuts its last rollout / collection phase to the steps left (vector_steps_left),
+        # so only a total that whole vector steps cannot hit runs over, by less than one vector step.
+        elif self.total_steps % self.num_envs:
             actual = math.ceil(self.total_steps / self.num_envs) * self.num_envs
             warnings.warn(
                 f"runner.total_steps={self.total_steps} is not a multiple of env.num_envs={self.num_envs} (one "
@@ -195,13 +229,34 @@ class Runner:
         """Transitions collected so far (all envs together)."""
         return self.gatherer.stats.env_steps
 
+    @property
+    def counts_updates(self) -> bool:
+        """Whether the schedule's clock is gradient updates (offline: ``clock = "updates"``) rather than env steps."""
+        return getattr(self.schedule, "clock", "env_steps") == "updates"
+
+    @property
+    def steps(self) -> int:
+        """The runner's clock, which ``total_steps``, ``log_interval``, ``eval_freq`` and ``checkpoint_freq``
+        count: env steps, or gradient updates for an offline schedule."""
+        return self.updates if self.counts_updates else self.env_steps
+
     def reset(self) -> None:
-        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics."""
+        """Start afresh with the same agent: reset the envs, empty the buffer, zero counters and statistics.
+
+        The env-step counter restarts at 0; the agent's and buffer's step-driven schedules (target syncs,
+        epsilon, learning rates, PER beta) follow it through ``on_progress``, and per-episode exploration noise
+        restarts through ``on_episode_end`` (every env starts a new episode).
+        """
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
         self._hook_episodes()
         self.buffer.clear()
+        if self.normalizer is not None:  # the statistics stay (the agent learnt on them); running returns restart
+            self.normalizer.returns = None
         self.reset_counters()
         self.reset_policy_state()
+        on_episode_end = getattr(self.agent, "on_episode_end", None)
+        if on_episode_end is not None:
+            on_episode_end(np.ones(self.num_envs, dtype=bool))
 
     def update_agent(self, agent: Agent) -> None:
         """Swap in another agent (e.g. one loaded from disk); the buffer and counters are kept."""
@@ -230,11 +285,15 @@ class Runner:
 
     def _policy(self, explore: bool, evaluation: bool = False) -> Any:
         """``obs -> (action, extras)``; a stateful agent gets its state and hands back ``extras["next_state"]``."""
+        norm = self.normalizer  # the agent sees normalised observations, frozen statistics in evaluation
         if self.policy_state is None:
-            return lambda obs: self.agent.act(obs, explore=explore)
+            if norm is None:
+                return lambda obs: self.agent.act(obs, explore=explore)
+            return lambda obs: self.agent.act(norm.normalize_obs(obs), explore=explore)
 
         def act(obs: Tree) -> tuple[Any, dict[str, Any]]:
             state = self.eval_state if evaluation else self.policy_state
+            obs = obs if norm is None else norm.normalize_obs(obs)
             action, extras = self.agent.act(obs, explore=explore, state=state)  # type: ignore[call-arg]
             setattr(self, "eval_state" if evaluation else "policy_state", extras.pop("next_state"))
             return action, extras
@@ -269,21 +328,41 @@ class Runner:
     def collect(self, random: bool = False) -> tuple[dict[str, Any], np.ndarray]:
         """One vector step of the training envs for a schedule: schedules advance (``on_progress``), the policy
         acts (uniform-random actions with ``random``, e.g. off-policy warm-up), episode ends reach the agent.
+        With a normaliser its statistics take in the observations about to be acted on (before the agent sees
+        them, as VecNormalize) and the step's discounted returns; the transition itself stays raw.
 
         Returns:
             ``(transition [N, ...], valid [N])`` from :meth:`Gatherer.step`; rows with ``valid=False`` are
             NEXT_STEP reset rows, not transitions.
         """
         self._progress()
+        norm = self.normalizer
+        if norm is not None:
+            if self.gatherer.obs is None:
+                self.gatherer.reset()
+            norm.update_obs(self.gatherer.obs, ~self.gatherer.pending)  # NEXT_STEP reset rows hold a stale obs
         policy = self.gatherer.random_policy if random else self._policy(True)
         transition, valid = self.gatherer.step(policy)
+        if norm is not None:
+            norm.update_returns(transition["reward"], transition["terminated"] | transition["truncated"], valid)
         self._end_episodes(transition, valid)
         return transition, valid
 
+    def normalized(self, batch: Any) -> Any:
+        """A transition batch (or rollout) as the agent must see it: observations and rewards normalised with the
+        current statistics (``cardio/envs/normalize.py``); unchanged without a normaliser."""
+        return batch if self.normalizer is None else self.normalizer.normalize_batch(batch)
+
     def learn(self, batch: Any, indices: np.ndarray | None = None) -> dict[str, Any]:
         """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
-        metrics are accumulated for the next log and returned."""
+        metrics are accumulated for the next log and returned. With ``check_finite`` a non-finite batch field or
+        metric stops the run (:class:`~cardio.finite.NonFiniteError`)."""
+        if self.check_finite:
+            self._guard(finite.bad_field(batch))
         metrics = self.agent.update(batch)
+        if self.check_finite and (bad := finite.bad_metric(metrics)) is not None:
+            weights_bad = finite.bad_parameter(self.agent)
+            self._guard(f"{bad} ({weights_bad or 'parameters still finite'})")
         td_error = metrics.pop("td_error", None)
         if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
             self.buffer.update_priorities(indices, td_error)
@@ -309,6 +388,17 @@ class Runner:
         """
         left = self.total_steps - self.env_steps
         return min(limit, math.ceil(left / self.num_envs)) if left > 0 else limit
+
+    def _guard(self, bad: str | None) -> None:
+        """Raise :class:`~cardio.finite.NonFiniteError` naming ``bad`` and the env step (``None``: all finite)."""
+        if bad is not None:
+            raise finite.NonFiniteError(
+                bad, self.env_steps, None if self.last_checkpoint is None else str(self.last_checkpoint)
+            )
+
+    def _guard_parameters(self) -> None:
+        if self.check_finite:
+            self._guard(finite.bad_parameter(self.agent))
 
     # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
@@ -345,7 +435,7 @@ class Runner:
         }
         self.last_eval = metrics
         self.last_eval_episodes = (returns, lengths)
-        self._last_eval_step = self.env_steps
+        self._last_eval_step = self.steps
         return metrics
 
     # ---------------------------------------------------------------------------------------------- the loop
@@ -369,17 +459,18 @@ class Runner:
         if isinstance(self.schedule, OnPolicySchedule):  # SB3 counts rollouts for on-policy algorithms only
             metrics["time/iterations"] = float(self.iterations)
         if self.logger is not None:
-            self.logger.log(metrics, self.env_steps)
-        self._last_log_step = self.env_steps
+            self.logger.log(metrics, self.steps)
+        self._last_log_step = self.steps
         return metrics
 
     def _eval_and_report(self) -> dict[str, float]:
         metrics = self.evaluate()
         if self.logger is not None:
-            self.logger.log(metrics, self.env_steps)
+            self.logger.log(metrics, self.steps)
         if metrics["eval/mean_reward"] > self.best_eval_reward:  # NaN never wins
             self.best_eval_reward = metrics["eval/mean_reward"]
             if self.checkpoint_dir is not None:
+                self._guard_parameters()  # a diverged agent is never written as the best one
                 self.save(self.checkpoint_dir / checkpoint.BEST_NAME)
         for cb in self.callbacks:
             if hasattr(cb, "on_eval"):
@@ -397,35 +488,36 @@ class Runner:
         if total_steps is not None:
             self.total_steps = int(total_steps)
         if self.logger is not None:
-            self.logger.start(self.total_steps, self.env_steps)
+            self.logger.start(self.total_steps, self.steps)
         with checkpoint.stop_on_signal() as stop:
-            while self.env_steps < self.total_steps:
+            while self.steps < self.total_steps:
                 self.step()
-                if self.env_steps >= self._next_log:
+                if self.steps >= self._next_log:
+                    self._guard_parameters()
                     self.log_now()
-                    self._next_log = (self.env_steps // self.log_interval + 1) * self.log_interval
-                if self.eval_gatherer is not None and self.env_steps >= self._next_eval:
+                    self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
+                if self.eval_gatherer is not None and self.steps >= self._next_eval:
                     self._eval_and_report()
-                    self._next_eval = (self.env_steps // self.eval_freq + 1) * self.eval_freq
-                if self.checkpoint_dir is not None and self.env_steps >= self._next_ckpt:
-                    self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
-                    self._next_ckpt = (self.env_steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+                    self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
+                if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
+                    self.write_checkpoint()
+                    self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
                 for cb in self.callbacks:
                     if hasattr(cb, "on_step_end"):
                         cb.on_step_end(self)
                 if self.logger is not None:
-                    self.logger.progress(self.env_steps)
+                    self.logger.progress(self.steps)
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
-                        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+                        path = self.write_checkpoint()
                     raise checkpoint.Interrupted(stop.signum, path)
-        final = self.log_now() if self._last_log_step != self.env_steps else {}
+        final = self.log_now() if self._last_log_step != self.steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
-            final = self.last_eval if self._last_eval_step == self.env_steps else self._eval_and_report()
+            final = self.last_eval if self._last_eval_step == self.steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
-            self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+            self.write_checkpoint()
         return final
 
     # ---------------------------------------------------------------------------------------------- persistence
@@ -512,6 +604,7 @@ class Runner:
             "policy_state": {"train": self.policy_state, "eval": self.eval_state},
             "rng": global_rng_state(),
             "logger": None if self.logger is None else self.logger.state_dict(),
+            "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
         }
 
     def _check_state(self, state: dict[str, Any], path: str | Path | None = None) -> None:
@@ -523,6 +616,12 @@ class Runner:
             )
         checkpoint.check_meta(state.get("meta", {}), self.meta(), path)
         checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
+        if (state.get("normalizer") is None) != (self.normalizer is None):
+            raise checkpoint.CheckpointError(
+                f"checkpoint and runner disagree on runner.normalize (checkpoint: "
+                f"{'on' if state.get('normalizer') is not None else 'off'}, runner: "
+                f"{'on' if self.normalizer is not None else 'off'})"
+            )
         if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
             raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
         for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng"):
@@ -570,7 +669,25 @@ class Runner:
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
+        if self.normalizer is not None and state.get("normalizer") is not None:
+            self.normalizer.load_state_dict(state["normalizer"])
         set_global_rng_state(state["rng"])
+
+    def write_checkpoint(self) -> Path:
+        """``last.ckpt`` (everything, pickled: for resuming) and ``weights.npz`` (the agent as plain arrays: safe
+        to share and evaluate, ``cardio/weights.py``) in ``checkpoint_dir``, once the parameters are checked
+        finite, so a diverged agent never overwrites the last good checkpoint."""
+        assert self.checkpoint_dir is not None, "write_checkpoint() needs a checkpoint_dir"
+        self._guard_parameters()
+        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
+        try:
+            save_weights(self.agent, self.checkpoint_dir / WEIGHTS_NAME, meta={"env_steps": self.env_steps})
+        except WeightsError as exc:  # a custom agent whose state is not plain arrays: last.ckpt still resumes it
+            if not self._warned_weights:
+                warnings.warn(f"{WEIGHTS_NAME} not written: {exc}", stacklevel=2)
+                self._warned_weights = True
+        self.last_checkpoint = path
+        return path
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""
@@ -586,3 +703,4 @@ class Runner:
         except checkpoint.CheckpointError as exc:
             raise checkpoint.CheckpointError(f"{path}: {exc}") from exc
         self.load_state_dict(state)
+        self.last_checkpoint = path

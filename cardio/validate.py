@@ -40,7 +40,13 @@ from cardio.errors import ConfigError
 GROUPS = ("env", "agent", "buffer", "runner", "logger")
 """Config groups every training config holds."""
 
-TOP_LEVEL: dict[str, Any] = {"seed": int | None, "device": str, "torch_threads": int, "resume": str | None}
+TOP_LEVEL: dict[str, Any] = {
+    "seed": int | None,
+    "seeds": list[int] | None,
+    "device": str,
+    "torch_threads": int,
+    "resume": str | None,
+}
 """Types of the root config's own keys."""
 
 EXTRA_KEYS: dict[str, dict[str, Any]] = {"runner": {"eval_num_envs": int}}
@@ -112,6 +118,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "runner.schedule.gradient_steps": ((lambda v: v >= 1 or v == -1), "an integer >= 1, or -1 (one per env step)"),
     "runner.schedule.batch_size": _at_least(1),
     "runner.schedule.n_steps": _at_least(1),
+    "runner.schedule.train_freq_unit": ((lambda v: v in ("step", "episode")), "'step' or 'episode'"),
     # env and logger
     "env.num_envs": _at_least(1),
     "logger.sinks.console.every": _at_least(1),
@@ -369,6 +376,10 @@ def _check_ranges(plain: Mapping[str, Any]) -> None:
         for v in values:
             if isinstance(v, str) and key == "agent.ent_coef":  # SAC's "auto" / "auto_0.1"
                 continue
+            if key == "runner.schedule.train_freq_unit":  # a word, not a number
+                if not ok(v):
+                    raise ConfigError(f"{key}={value!r}: expected {expected}")
+                continue
             if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or not ok(v):
                 raise ConfigError(f"{key}={value!r}: out of range; expected {expected}")
 
@@ -380,14 +391,16 @@ def _divisors_near(n: int, target: int) -> list[int]:
 
 def _check_rollout(plain: Mapping[str, Any]) -> None:
     """PPO-style agents split each rollout of ``n_steps * num_envs`` transitions into minibatches of
-    ``agent.batch_size``: it must divide the rollout, or each epoch would end on a smaller minibatch."""
+    ``agent.batch_size``: it must divide the rollout, or each epoch would end on a smaller minibatch. A batch
+    size of the rollout or more is one minibatch of the whole rollout (SB3's meaning; rl-zoo's PPO
+    MountainCarContinuous asks for 256 from a rollout of 8)."""
     has_n, n_steps = _lookup(plain, "runner.schedule.n_steps")
     has_b, batch = _lookup(plain, "agent.batch_size")
     if not (has_n and has_b) or not isinstance(batch, int) or not isinstance(n_steps, int):
         return
     num_envs = int(plain["env"].get("num_envs", 1))
     rollout = n_steps * num_envs
-    if batch > rollout or rollout % batch:
+    if batch < rollout and rollout % batch:
         near = ", ".join(str(d) for d in _divisors_near(rollout, batch))
         raise ConfigError(
             f"agent.batch_size={batch}: must divide the rollout runner.schedule.n_steps * env.num_envs = "
@@ -397,22 +410,17 @@ def _check_rollout(plain: Mapping[str, Any]) -> None:
 
 
 def _check_replay(plain: Mapping[str, Any]) -> None:
-    """An off-policy schedule samples ``batch_size`` from the buffer: it must hold that many, and hold them
-    before the first update (the runner refuses the same at construction; here it is caught before any output)."""
+    """An off-policy schedule samples ``batch_size`` from the buffer: it must be able to hold that many (the
+    runner refuses the same at construction; here it is caught before any output). ``learning_starts`` below the
+    batch size is legal (rl-zoo uses 0): the first update waits until a batch is stored."""
     has_b, batch = _lookup(plain, "runner.schedule.batch_size")
-    has_l, starts = _lookup(plain, "runner.schedule.learning_starts")
-    if not (has_b and has_l) or not isinstance(batch, int) or not isinstance(starts, int):
+    if not has_b or not isinstance(batch, int):
         return
     capacity = plain["buffer"].get("capacity")
     if isinstance(capacity, int) and batch > capacity:
         raise ConfigError(
             f"runner.schedule.batch_size={batch}: exceeds buffer.capacity={capacity}; lower the batch size or "
             f"raise buffer.capacity"
-        )
-    if starts < batch:
-        raise ConfigError(
-            f"runner.schedule.learning_starts={starts}: below runner.schedule.batch_size={batch}, so the first "
-            f"update would sample more than is stored; set runner.schedule.learning_starts >= {batch}"
         )
 
 
@@ -468,18 +476,30 @@ def _space_bytes(space: gym.Space) -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo, else free pages."""
+    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo (else the free pages),
+    capped by a cgroup v2 memory limit (a container or a SLURM job) when one is set."""
+    available: int | None = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    available = int(line.split()[1]) * 1024
     except OSError:
         pass
+    if available is None:
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            room = max(int(limit) - used, 0)
+            available = room if available is None else min(available, room)
+    except (OSError, ValueError):
+        pass
+    return available
 
 
 def _human(n: float) -> str:

@@ -100,7 +100,9 @@ def save_weights(agent: Any, path: str | os.PathLike[str], meta: Mapping[str, An
     if META in state:
         raise WeightsError(f"agent state_dict has a {META!r} entry, which weights files reserve")
     arrays = flatten({**state, META: dict(meta or {})})
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    if "allow_pickle" in arrays:  # np.savez would take it for its own keyword
+        raise WeightsError("agent state_dict has a top-level 'allow_pickle' entry, which .npz files cannot name")
+    return atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def weights_meta(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -15,6 +15,10 @@ from cardio import config
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 os.environ.setdefault("WANDB_MODE", "disabled")  # no sink may reach a host from the test suite
+# One intra-op thread for torch, numpy's BLAS and XLA, here and in every subprocess a test starts: small nets run
+# fastest on one, and several threads per process on a shared 2-core machine made one SAC update 10x slower.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 def compose_train(overrides: list[str] | None = None) -> DictConfig:

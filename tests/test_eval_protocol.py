@@ -46,6 +46,14 @@ def recorder(env: gym.vector.VectorEnv) -> Record:
     return layer
 
 
+ALWAYS_EXPLORING_DQN = (
+    "~zoo",
+    "agent.exploration_initial_eps=1.0",
+    "agent.exploration_final_eps=1.0",
+    "agent.hidden_sizes=[16]",
+)
+
+
 def runner_for(tmp_path, *overrides: str, seed: int = 3):
     cfg = compose_train(["env.wrappers=[tests.test_eval_protocol.Record]", f"seed={seed}", *overrides])
     cfg = shrink(cfg, tmp_path, total_steps=64)
@@ -82,9 +90,7 @@ def test_eval_env_is_seeded_apart_from_training_and_reproducibly(tmp_path) -> No
 
 
 def test_dqn_evaluation_is_greedy_even_with_epsilon_one(tmp_path) -> None:
-    runner = runner_for(
-        tmp_path, "~zoo", "agent.exploration_initial_eps=1.0", "agent.exploration_final_eps=1.0", "agent.hidden_sizes=[16]"
-    )
+    runner = runner_for(tmp_path, *ALWAYS_EXPLORING_DQN)
     runner.run()
     agent = runner.agent
     assert agent.epsilon == 1.0  # every training action is uniform-random
@@ -121,9 +127,7 @@ def test_sac_evaluation_takes_the_mean_action(tmp_path) -> None:
 @pytest.mark.parametrize("explore", [True])
 def test_negative_control_an_exploring_evaluation_is_caught(tmp_path, monkeypatch, explore: bool) -> None:
     """Plant the bug (evaluation acting with explore=True): the DQN comparison above must fail."""
-    runner = runner_for(
-        tmp_path, "~zoo", "agent.exploration_initial_eps=1.0", "agent.exploration_final_eps=1.0", "agent.hidden_sizes=[16]"
-    )
+    runner = runner_for(tmp_path, *ALWAYS_EXPLORING_DQN)
     runner.run()
     original = runner._policy
     monkeypatch.setattr(runner, "_policy", lambda _explore, evaluation=False: original(explore, evaluation))

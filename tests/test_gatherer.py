@@ -86,7 +86,7 @@ def test_make_env_builds_seeded_same_step_envs() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"id": "CartPol-v1"}, "unknown gymnasium env id 'CartPol-v1'"),
+        ({"id": "CartPol-v1"}, "env.id='CartPol-v1': no gymnasium env registered.*CartPole-v1"),
         ({"id": "CartPole-v1", "num_envs": 0}, "env.num_envs must be positive"),
         ({"id": "CartPole-v1", "autoreset": "never"}, "env.autoreset must be one of"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import warnings
 from collections import defaultdict
@@ -17,7 +19,12 @@ from cardio.loggers import Logger
 from tests.conftest import CONFIG_DIR, compose_train, shrink
 
 TABLE = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
-AGENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "agent").glob("*.yaml") if not p.stem.startswith("_"))
+HAS_JAX = importlib.util.find_spec("jax") is not None
+AGENTS = sorted(
+    p.stem
+    for p in (Path(CONFIG_DIR) / "agent").glob("*.yaml")
+    if not p.stem.startswith("_") and (HAS_JAX or not p.stem.endswith("_jax"))  # JAX twins need the jax extra
+)
 ENVS = ("CartPole", "Pendulum")  # a Discrete and a Box action space: train/std is Box-only
 
 
@@ -25,7 +32,8 @@ def documented() -> dict[str, set[str]]:
     """``{key: {emitters}}`` from the table's rows."""
     rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", TABLE.read_text(), re.M)
     assert rows, f"no table rows in {TABLE}"
-    return {key: {e.strip() for e in who.split(",")} for key, who in rows}
+    table = {key: {e.strip() for e in who.split(",")} for key, who in rows}
+    return {key: {e for e in who if e in AGENTS or e == "runner"} for key, who in table.items()}
 
 
 class Keys:
@@ -49,7 +57,9 @@ def tiny(agent: str, env: str, tmp_path: Path):
         cfg.runner.checkpoint_dir = None
         cfg.env.num_envs = 1
         schedule = cfg.runner.schedule
-        if "n_steps" in schedule:
+        if "dataset" in schedule:  # offline: a tiny dataset recorded here for this env
+            schedule.dataset, schedule.gradient_steps, schedule.batch_size = tiny_dataset(env), 16, 8
+        elif "n_steps" in schedule:
             schedule.n_steps = 32
             if "batch_size" in cfg.agent:
                 cfg.agent.batch_size = 32
@@ -62,10 +72,26 @@ def tiny(agent: str, env: str, tmp_path: Path):
     return cfg
 
 
+def tiny_dataset(env: str) -> str:
+    """A 3-episode uniform-policy dataset of ``env`` under ``$MINARI_DATASETS_PATH`` (made once)."""
+    from cardio.build import build_env
+    from cardio.datasets.minari import datasets_path, write_dataset
+    from cardio.datasets.record import record_episodes
+
+    dataset_id = f"test/{env}/uniform-v0"
+    if not (datasets_path() / dataset_id).exists():
+        vec = build_env(compose_train([f"env={env}", "env.num_envs=1"]))
+        episodes = record_episodes(None, vec, 3, epsilon=1.0, seed=0)
+        space = (vec.single_observation_space, vec.single_action_space)
+        write_dataset(dataset_id, episodes, env_spec=None, observation_space=space[0], action_space=space[1])
+    return dataset_id
+
+
 def emitted(tmp_path: Path) -> dict[str, set[str]]:
     """``{key: {emitters}}`` from tiny real runs of every agent option on every env it accepts."""
     found: dict[str, set[str]] = defaultdict(set)
     torch.set_num_threads(1)
+    os.environ["MINARI_DATASETS_PATH"] = str(tmp_path / "minari")  # the offline agents' tiny datasets
     for agent in AGENTS:
         ran = False
         for env in ENVS:

@@ -195,8 +195,10 @@ def test_runs_take_comma_lists_and_globs(multirun: Path, tmp_path: Path) -> None
 
     scores = main([f"runs={multirun}/0,{multirun}/2", f"out={tmp_path / 'a'}"])  # `make plot runs=a,b`
     assert list(scores) == ["agent.lr=0.001", "agent.lr=0.0001"]
-    scores = main([f"runs={multirun}/[01]", f"out={tmp_path / 'b'}"])  # a glob over the two seeds of one config
+    scores = main([f"runs={multirun}/[01]"])  # a glob over the two seeds of one config
     assert list(scores) == ["DQN CartPole-v1"]
+    assert (multirun / "plots" / "curve_eval_mean_reward.png").is_file()  # beside the glob, not in a dir "[01]"
+    assert not (multirun / "[01]").exists()
     with pytest.raises(FileNotFoundError, match=r"\[45\]: matches no run dir"):
         main([f"runs={multirun}/[45]", f"out={tmp_path / 'c'}"])
 

@@ -61,3 +61,19 @@ def test_reptile_example_syncs_the_target_network_after_every_reset() -> None:
     spec.loader.exec_module(reptile)
     records = reptile.main(iterations=3, inner_steps=400, step_size=0.5, seed=0)
     assert [r["target_synced"] for r in records] == [1.0, 1.0, 1.0]
+
+
+def test_reset_restarts_per_episode_exploration_noise() -> None:
+    from cardio import CircularBuffer, OffPolicySchedule, Runner
+    from cardio.agents.td3 import TD3Config
+    from cardio.envs import make_env
+
+    env = make_env("Pendulum-v1", num_envs=2, seed=0)
+    agent = TD3Config(hidden_sizes=(8,), noise_type="ou").build(env.single_observation_space, env.single_action_space)
+    schedule = OffPolicySchedule(learning_starts=1000, train_freq=4, batch_size=8)
+    runner = Runner(env, agent, CircularBuffer(1000, num_envs=2), schedule, total_steps=40, seed=0)
+    runner.run()  # random warm-up actions; the OU process is driven by act() only
+    agent.act(np.zeros((2, 3), np.float32), explore=True)
+    assert np.abs(agent.noise.x).min() > 0
+    runner.reset()
+    np.testing.assert_array_equal(agent.noise.x, 0.0)  # every env starts a new episode

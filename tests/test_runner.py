@@ -67,9 +67,36 @@ def test_gradient_steps_minus_one_means_one_update_per_env_step() -> None:
     assert len(agent.batches) == 2 * 8  # two phases past learning_starts, 8 env steps each
 
 
+def test_learning_starts_below_batch_size_waits_for_a_batch() -> None:
+    # rl-zoo sets learning_starts: 0; the first update waits until the buffer holds batch_size transitions
+    runner, agent = counting_runner(num_envs=4, learning_starts=0, train_freq=1, gradient_steps=1, batch_size=10)
+    runner.step()
+    runner.step()
+    assert len(runner.buffer) == 8 and not agent.batches  # 8 stored < 10: no update yet, no error
+    runner.step()
+    assert len(runner.buffer) == 12 and len(agent.batches) == 1  # the first batch as soon as 10 are stored
+    assert agent.progress[0] == 0  # no warm-up: the agent's own policy from the first step (it acts 0)
+    assert (runner.buffer.get(np.arange(4))["action"] == 0).all()
+
+
+def test_train_freq_in_episodes_updates_after_each_finished_episode() -> None:
+    # one env, episodes of 5 steps: SB3's train_freq=(1, "episode") collects one whole episode per phase
+    runner, agent = counting_runner(
+        num_envs=1, learning_starts=0, train_freq=1, train_freq_unit="episode", gradient_steps=-1, batch_size=2
+    )
+    runner.step()
+    assert runner.env_steps == 5 and len(agent.batches) == 5  # gradient_steps=-1: one per env step collected
+    runner.step()
+    assert runner.env_steps == 10 and len(agent.batches) == 10
+    # with two episodes per phase, a phase is twice as long
+    runner, agent = counting_runner(num_envs=1, learning_starts=0, train_freq=2, train_freq_unit="episode")
+    runner.step()
+    assert runner.env_steps == 10
+    with pytest.raises(ScheduleError, match=r"train_freq_unit must be 'step' or 'episode', got 'month'"):
+        counting_runner(train_freq_unit="month")
+
+
 def test_schedule_errors_name_the_keys() -> None:
-    with pytest.raises(ScheduleError, match=r"learning_starts=10 is below batch_size=32"):
-        counting_runner(learning_starts=10, batch_size=32)
     env = make_env("cardio/Counting-v0", num_envs=2)
     with pytest.raises(ScheduleError, match=r"n_steps\*num_envs = 16\*2 = 32, got buffer.capacity=64"):
         Runner(env, CountingAgent(), CircularBuffer(64, num_envs=2), OnPolicySchedule(n_steps=16))

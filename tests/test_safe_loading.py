@@ -129,7 +129,7 @@ def test_a_malicious_weights_file_is_refused_without_running_it(
         planted.write_bytes(pickle.dumps(Planted(marker)))
     else:  # a well-formed .npz whose one array holds a pickled object
         arrays = weights.read_weights(run_dir / weights.WEIGHTS_NAME)
-        arrays["q_net/0.weight"] = np.array([Planted(marker)], dtype=object)
+        arrays["q_net/0.layers.0.weight"] = np.array([Planted(marker)], dtype=object)
         np.savez(planted, **arrays)
     with pytest.raises(SystemExit) as exc:
         evaluate([f"run={run_dir}", "episodes=1", f"weights={planted}"])
@@ -137,5 +137,15 @@ def test_a_malicious_weights_file_is_refused_without_running_it(
     assert "refused without unpickling" in capsys.readouterr().err
     # negative control: numpy's own default would have run it
     with np.load(planted, allow_pickle=True) if plant != "pickle_file" else open(planted, "rb") as f:
-        _ = f["q_net/0.weight"] if plant != "pickle_file" else pickle.load(f)
+        _ = f["q_net/0.layers.0.weight"] if plant != "pickle_file" else pickle.load(f)
     assert marker.exists()
+
+
+def test_load_agent_builds_the_run_agent_from_config_and_weights(run_dir: Path) -> None:
+    agent = weights.load_agent(run_dir)
+    saved = weights.read_weights(run_dir / weights.WEIGHTS_NAME)
+    np.testing.assert_array_equal(agent.q_net[0].layers[0].weight.detach().numpy(), saved["q_net/0.layers.0.weight"])
+    action, _ = agent.act(np.zeros((3, 4), np.float32), explore=False)
+    assert action.shape == (3,)
+    with pytest.raises(weights.WeightsError, match=r"has no config\.yaml"):
+        weights.load_agent(run_dir / "nowhere")

@@ -67,7 +67,7 @@ BAD_INPUTS = [
     (["agent.lrr=0.1"], ["agent.lrr", "+agent.lrr"]),
     (["+agent.lrr=0.1"], ["agent.lrr=0.1", "no argument 'lrr'", "lr"]),
     (["env.num_envs=0"], ["env.num_envs=0", ">= 1"]),
-    (["runner.schedule.learning_starts=10"], ["runner.schedule.learning_starts=10", "batch_size=64"]),
+    (["runner.schedule.train_freq_unit=month"], ["runner.schedule.train_freq_unit='month'", "'step' or 'episode'"]),
     (["seed=1,2"], ["seed=1,2", "-m"]),
     (["zoo=nope"], ["zoo=nope", "none", "dqn/CartPole-v1"]),
 ]
@@ -154,7 +154,8 @@ def test_refusal_lists_the_agents_that_take_the_space() -> None:
     message = space_refusal("DQN", "action", gym.spaces.Box(-1, 1, (1,)), (gym.spaces.Discrete,), "Pendulum-v1")
     assert message is not None
     listed = message.split("agents that take Box actions:")[1]
-    assert {n.strip() for n in listed.split(",")} == {"A2C", "DDPG", "PPO", "SAC", "TD3"}
+    # the offline agents (BC, IQL, TD3+BC) take Box actions too: runner=offline, docs/offline.md
+    assert {n.strip() for n in listed.split(",")} == {"A2C", "BC", "DDPG", "IQL", "PPO", "SAC", "TD3", "TD3BC"}
     # each agent named really builds on that env (the suggestion is true)
     for name in ("SAC", "TD3", "DDPG", "PPO", "A2C"):
         cfg = compose_train(CONFIG_DIR, [f"agent={name.lower()}", "env=Pendulum"])

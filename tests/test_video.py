@@ -34,7 +34,7 @@ def test_a_tiny_mp4_reads_back_with_its_frames_and_an_even_size(tmp_path: Path) 
 
 def test_evaluate_writes_gif_and_mp4_of_the_same_episode(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    train = [sys.executable, "scripts/train.py", "runner.total_steps=200", "runner.eval_freq=0", "logger=csv"]
+    train = [sys.executable, "scripts/train.py", "runner.total_steps=256", "runner.eval_freq=0", "logger=csv"]
     subprocess.run([*train, "runner.eval_episodes=1", f"hydra.run.dir={run_dir}"], cwd=REPO, check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     evaluate([f"run={run_dir}", "episodes=1", "video=true", "video_format=gif,mp4"])

@@ -23,7 +23,8 @@ from cardio.errors import ConfigError
 from tests.conftest import CONFIG_DIR, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO_FILES = sorted((Path(CONFIG_DIR) / "zoo").glob("*/*.yaml"))
+# one zoo file per algorithm (the first by name) keeps this fast; tests/test_import_zoo.py composes and builds every one
+ZOO_FILES = [sorted(folder.glob("*.yaml"))[0] for folder in sorted((Path(CONFIG_DIR) / "zoo").glob("*/"))]
 TINY = [
     "logger=csv",
     "runner.total_steps=256",
@@ -36,11 +37,14 @@ TINY = [
 
 # ------------------------------------------------------------------------------------------------ zoo rules
 def test_env_id_alone_gets_no_other_envs_numbers() -> None:
-    """`agent=dqn env.id=Acrobot-v1` used to train with configs/zoo/dqn_CartPole.yaml (lr 2.3e-3)."""
-    cfg = compose_train(["agent=dqn", "env.id=Acrobot-v1"])
-    plain = compose_train(["agent=dqn", "env=Acrobot"])
-    assert cfg.zoo is None and cfg.agent.lr == pytest.approx(1e-4) and cfg.runner.schedule.train_freq == 4
-    assert cfg == plain  # the env group and env.id agree
+    """`agent=dqn env.id=X` (the env group still CartPole) used to train with configs/zoo/dqn_CartPole.yaml."""
+    untuned = compose_train(["agent=dqn", "env.id=CartPole-v0"])  # no zoo file for CartPole-v0
+    assert untuned.zoo is None and untuned.agent.lr == pytest.approx(1e-4)  # DQN's own default, not 2.3e-3
+    assert untuned.runner.schedule.train_freq == 4 and untuned.buffer.capacity == 1_000_000
+    acrobot = compose_train(["agent=dqn", "env.id=Acrobot-v1"])  # Acrobot's own zoo file, not CartPole's
+    overlay = OmegaConf.load(Path(CONFIG_DIR) / "zoo" / "dqn" / "Acrobot-v1.yaml")
+    assert acrobot.zoo == "dqn/Acrobot-v1" and acrobot.agent.lr == overlay.agent.lr != pytest.approx(2.3e-3)
+    assert acrobot == compose_train(["agent=dqn", "env=Acrobot"])  # the env group and env.id agree
 
 
 @pytest.mark.parametrize("path", ZOO_FILES, ids=[f"{p.parent.name}/{p.stem}" for p in ZOO_FILES])
@@ -75,7 +79,7 @@ def test_precedence_defaults_zoo_experiment_command_line() -> None:
     for leaf, value in _leaves(tuned.get("agent"), "agent"):
         assert OmegaConf.select(experiment, leaf) == value  # experiment over the zoo
     assert compose_train(["experiment=dqn_cartpole_tuned", "agent.lr=0.5"]).agent.lr == 0.5  # command line wins
-    forced = compose_train(["env.id=Acrobot-v1", "zoo=dqn/CartPole-v1"])  # an explicit choice is honoured
+    forced = compose_train(["env.id=CartPole-v0", "zoo=dqn/CartPole-v1"])  # an explicit choice is honoured
     assert forced.zoo == "dqn/CartPole-v1" and forced.agent.lr == pytest.approx(2.3e-3)
 
 
@@ -94,7 +98,7 @@ def test_cartpole_novel_has_its_own_id_and_zoo() -> None:
 def test_sweep_trials_compose_with_the_zoo_of_their_env_id() -> None:
     from cardio.sweep.driver import compose_train as sweep_compose
 
-    assert sweep_compose(CONFIG_DIR, ["env.id=Acrobot-v1"]).zoo is None
+    assert sweep_compose(CONFIG_DIR, ["env.id=CartPole-v0"]).zoo is None
     assert sweep_compose(CONFIG_DIR, ["env.id=CartPole-v1"]).agent.lr == pytest.approx(2.3e-3)
 
 
@@ -202,21 +206,22 @@ def test_four_runs_started_at_once_get_four_intact_run_dirs(tmp_path: Path) -> N
 
 def test_two_multiruns_at_once_get_their_own_sweep_dirs_and_each_job_its_zoo(tmp_path: Path) -> None:
     sweep = tmp_path / "multi"
-    words = ["-m", f"hydra.sweep.dir={sweep}", "env.id=CartPole-v1,Acrobot-v1", *TINY]
+    words = ["-m", f"hydra.sweep.dir={sweep}", "env.id=CartPole-v1,CartPole-v0", *TINY]
     procs = [run([*words, f"seed={seed}"], cwd=tmp_path) for seed in (0, 1)]
     outs = [finish(proc) for proc in procs]
     assert sorted(p.name for p in tmp_path.glob("multi*")) == ["multi", "multi_1"]
     for out in outs:
-        assert "zoo: configs/zoo/dqn/CartPole-v1.yaml applied" in out and "zoo: none (no configs/zoo/dqn/Acrobot" in out
+        assert "zoo: configs/zoo/dqn/CartPole-v1.yaml applied" in out
+        assert "zoo: none (no configs/zoo/dqn/CartPole-v0.yaml" in out
     seeds = set()
     for sweep_dir in (sweep, tmp_path / "multi_1"):
         cartpole = yaml.safe_load((sweep_dir / "0" / "config.yaml").read_text())
-        acrobot = yaml.safe_load((sweep_dir / "1" / "config.yaml").read_text())
+        untuned = yaml.safe_load((sweep_dir / "1" / "config.yaml").read_text())
         assert cartpole["zoo"] == "dqn/CartPole-v1" and cartpole["agent"]["lr"] == pytest.approx(2.3e-3)
-        assert acrobot["zoo"] is None and acrobot["env"]["id"] == "Acrobot-v1"
-        assert acrobot["agent"]["lr"] == pytest.approx(1e-4) and acrobot["runner"]["schedule"]["train_freq"] == 4
+        assert untuned["zoo"] is None and untuned["env"]["id"] == "CartPole-v0"
+        assert untuned["agent"]["lr"] == pytest.approx(1e-4) and untuned["runner"]["schedule"]["train_freq"] == 4
         hydra_copy = yaml.safe_load((sweep_dir / "0" / ".hydra" / "config.yaml").read_text())
         assert hydra_copy["agent"]["lr"] == pytest.approx(2.3e-3)  # Hydra's own record agrees
-        assert cartpole["seed"] == acrobot["seed"]
+        assert cartpole["seed"] == untuned["seed"]
         seeds.add(cartpole["seed"])
     assert seeds == {0, 1}

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
 from cardio.agents.networks import OBSERVATION_SPACES, obs_flatten, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
@@ -62,7 +63,9 @@ class A2CConfig(AgentConfig["A2C"]):
     rms_prop_alpha: float = 0.99
     """Smoothing constant of RMSprop's squared-gradient average."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
+    """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
+    vf_hidden_sizes: tuple[int, ...] | None = None
+    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], vf: [...]}``); ``None``: as the actor's."""
     activation: str = "tanh"
     """Activation of the MLPs: tanh, relu, elu or gelu."""
     ortho_init: bool = True
@@ -71,6 +74,10 @@ class A2CConfig(AgentConfig["A2C"]):
     """Initial log standard deviation of the Gaussian policy (Box actions)."""
     share_torso: bool = False
     """Actor and critic share one torso (SB3 does for CNNs)."""
+    use_sde: bool = False
+    """gSDE exploration for Box actions (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed."""
+    sde_sample_freq: int = -1
+    """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
 
     def agent_class(self) -> type[A2C]:
         return A2C
@@ -98,8 +105,11 @@ class A2C(Checkpointable):
             raise ValueError(f"agent.lr_schedule must be 'constant' or 'linear', got {c.lr_schedule!r}")
         self.device = torch.device(device)
         self.net = ActorCritic(
-            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso
-        ).to(self.device)
+            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso,
+            c.vf_hidden_sizes, c.use_sde,
+        ).to(self.device)  # fmt: skip
+        head = self.net.pi_head
+        self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer: torch.optim.Optimizer
         if c.use_rms_prop:
             self.optimizer = torch.optim.RMSprop(
@@ -115,6 +125,8 @@ class A2C(Checkpointable):
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
+        if explore and self.sde is not None:
+            self.sde.before_act(len(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
@@ -148,7 +160,7 @@ class A2C(Checkpointable):
         # Clipped optimiser step.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         metrics = {
@@ -162,4 +174,6 @@ class A2C(Checkpointable):
         log_std = getattr(self.net.pi_head, "log_std", None)
         if log_std is not None:
             metrics["train/std"] = log_std.exp().mean().item()
+        if self.sde is not None:  # the next rollout explores with fresh gSDE matrices
+            self.sde.new_rollout()
         return metrics

@@ -28,11 +28,14 @@ class ActorCritic(nn.Module):
         observation_space: any space :func:`~cardio.agents.networks.make_torso` reads: Box (MLP, or Nature-CNN
             for uint8 images), Discrete, and Dict / Tuple (one encoder per key).
         action_space: Discrete (categorical head) or Box (diagonal Gaussian head).
-        hidden_sizes: MLP torso widths, for actor and critic alike.
+        hidden_sizes: MLP torso widths of the actor (and of the critic unless ``vf_hidden_sizes``).
         activation: activation name, one of ``ACTIVATIONS``.
         ortho_init: SB3's orthogonal initialisation (otherwise torch's default).
         log_std_init: initial log standard deviation of a Gaussian head.
         share_torso: actor and critic read the same torso (its gradients come from both losses).
+        vf_hidden_sizes: the critic's own torso widths (SB3's ``net_arch=dict(pi=..., vf=...)``); ``None``: as the
+            actor's.
+        use_sde: gSDE exploration (:class:`~cardio.agents.heads.StateDependentNoiseHead`) for Box actions.
     """
 
     def __init__(
@@ -44,14 +47,22 @@ class ActorCritic(nn.Module):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         share_torso: bool = False,
+        vf_hidden_sizes: Sequence[int] | None = None,
+        use_sde: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"agent.activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         act_cls = ACTIVATIONS[activation]
         self.pi_torso = make_torso(observation_space, hidden_sizes, act_cls)
-        self.vf_torso = self.pi_torso if share_torso else make_torso(observation_space, hidden_sizes, act_cls)
-        self.pi_head = policy_head(self.pi_torso.features_dim, action_space, log_std_init)
+        if share_torso and vf_hidden_sizes is not None and list(vf_hidden_sizes) != list(hidden_sizes):
+            raise ValueError(
+                f"agent.share_torso=true needs one torso, but agent.hidden_sizes={list(hidden_sizes)} and "
+                f"agent.vf_hidden_sizes={list(vf_hidden_sizes)} differ; drop one of them"
+            )
+        vf_sizes = hidden_sizes if vf_hidden_sizes is None else vf_hidden_sizes
+        self.vf_torso = self.pi_torso if share_torso else make_torso(observation_space, vf_sizes, act_cls)
+        self.pi_head = policy_head(self.pi_torso.features_dim, action_space, log_std_init, use_sde)
         self.vf_head = nn.Linear(self.vf_torso.features_dim, 1)
         if ortho_init:
             for module, gain in ((self.pi_torso, math.sqrt(2)), (self.vf_torso, math.sqrt(2))):

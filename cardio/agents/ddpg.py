@@ -28,13 +28,19 @@ class DDPGConfig:
     """Action spaces it takes."""
 
     lr: float = 1e-3
-    """Adam learning rate of actor and critic."""
+    """Adam learning rate of actor and critic (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
     gamma: float = 0.99
     """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
     tau: float = 0.005
     """Polyak coefficient of the soft target updates made after every gradient step."""
     hidden_sizes: tuple[int, ...] = (400, 300)
-    """Hidden widths (ReLU) of the actor and of the critic."""
+    """Hidden widths of the actor, and of the critic unless ``qf_hidden_sizes``."""
+    qf_hidden_sizes: tuple[int, ...] | None = None
+    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], qf: [...]}``); ``None``: as the actor's."""
+    activation: str = "relu"
+    """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
     noise_type: str = "normal"
     """Exploration noise added to the actor's action: ``"normal"``, ``"ou"`` or ``"none"``."""
     noise_std: float = 0.1
@@ -52,9 +58,12 @@ class DDPGConfig:
         """A :class:`TD3` with one critic, no policy delay and no target smoothing (``SpaceError`` unless Box)."""
         td3 = TD3Config(
             lr=self.lr,
+            lr_schedule=self.lr_schedule,
             gamma=self.gamma,
             tau=self.tau,
             hidden_sizes=self.hidden_sizes,
+            qf_hidden_sizes=self.qf_hidden_sizes,
+            activation=self.activation,
             n_critics=1,
             policy_delay=1,
             target_policy_noise=0.0,

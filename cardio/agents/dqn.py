@@ -5,29 +5,31 @@ van Hasselt et al. 2016 (arXiv:1509.06461). Defaults are SB3's DQN defaults; the
 ``configs/zoo/dqn/<EnvId>.yaml``. Replay, collection and the update schedule are the runner's business.
 
 Metrics returned by :meth:`DQN.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
-``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``train/learning_rate``,
-``rollout/exploration_rate`` (epsilon).
+``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon),
+``train/learning_rate``.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import DQNConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.networks import (
-    OBSERVATION_SPACES,
+    activation_class,
     argmax_random_ties,
+    check_lr_schedule,
     hard_update,
     make_torso,
     obs_batch_size,
     obs_to_tensor,
+    scheduled_lr,
     syncs_due,
     to_tensor,
 )
@@ -35,45 +37,10 @@ from cardio.agents.noise import epsilon_greedy, linear_epsilon
 from cardio.agents.state import Checkpointable
 
 
-@dataclass
-class DQNConfig(AgentConfig["DQN"]):
-    """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
-
-    zoo_name: ClassVar[str] = "dqn"
-    """Tuned hyperparameters live in ``configs/zoo/dqn/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
-    """Action spaces it takes."""
-
-    lr: float = 1e-4
-    """Adam learning rate."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the Q-network's hidden layers (ReLU); image observations get a Nature-CNN before them, Dict and
-    Tuple observations one encoder per key (``cardio.agents.networks.make_torso``)."""
-    target_update_interval: int = 10_000
-    """Env steps between hard copies of the online network into the target network."""
-    exploration_fraction: float = 0.1
-    """Fraction of ``total_steps`` over which epsilon decays linearly from initial to final."""
-    exploration_initial_eps: float = 1.0
-    """Epsilon at step 0."""
-    exploration_final_eps: float = 0.05
-    """Epsilon after the decay."""
-    max_grad_norm: float = 10.0
-    """Gradient-norm clip of each optimiser step."""
-    double_q: bool = False
-    """Double DQN: pick the next action with the online net, value it with the target net."""
-
-    def agent_class(self) -> type[DQN]:
-        return DQN
-
-
 class DQN(Checkpointable):
     """Deep Q-Network agent; see the module docstring for the paper and metric names."""
 
-    checkpointed = ("q_net", "target_net", "optimizer", "epsilon", "target_syncs", "rng")
+    checkpointed = ("q_net", "target_net", "optimizer", "epsilon", "target_syncs", "lr", "rng")
 
     def __init__(
         self,
@@ -91,17 +58,21 @@ class DQN(Checkpointable):
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
-        torso = make_torso(observation_space, c.hidden_sizes, torch.nn.ReLU)
+        check_lr_schedule(c.lr_schedule)
+        torso = make_torso(observation_space, c.hidden_sizes, activation_class(c.activation))
         self.q_net = torch.nn.Sequential(torso, torch.nn.Linear(torso.features_dim, self.num_actions)).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         # fused: one kernel for all parameters, about 3x cheaper than the per-tensor loop on CPU.
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr, fused=True)
         self.epsilon = c.exploration_initial_eps
         self.target_syncs = 0
+        self.lr = c.lr  # the scheduled learning rate now
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
-        """Linear epsilon decay over env steps, and a hard target sync every ``target_update_interval``."""
+        """Linear epsilon decay and learning-rate schedule over env steps, and a hard target sync every
+        ``target_update_interval``."""
         c = self.config
+        self.lr = scheduled_lr([self.optimizer], c.lr, c.lr_schedule, max(1.0 - env_steps / max(total_steps, 1), 0.0))
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
@@ -146,16 +117,16 @@ class DQN(Checkpointable):
         # Clipped optimiser step.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         metrics: dict[str, Any] = {
             "train/loss": loss.item(),
-            "train/learning_rate": c.lr,
             "train/q_mean": q.mean().item(),
             "train/td_target_mean": td_target.mean().item(),
             "train/grad_norm": grad_norm.item(),
             "rollout/exploration_rate": self.epsilon,
+            "train/learning_rate": self.lr,
         }
         if "weight" in batch:
             metrics["td_error"] = (td_target - q).detach().abs().cpu().numpy()

@@ -187,7 +187,7 @@ class DRQN(Checkpointable):
         # Clipped optimiser step.
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), c.max_grad_norm, foreach=True)
         self.optimizer.step()
 
         return {

@@ -13,8 +13,7 @@ Metrics returned by :meth:`PPO.update` (SB3's names): ``train/loss``, ``train/po
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -22,65 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
-from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.networks import OBSERVATION_SPACES, obs_flatten, obs_index, obs_to_tensor, to_tensor
+from cardio.agents.base import require_space
+from cardio.agents.configs import SCHEDULES, PPOConfig  # the knobs, shared with the JAX twin; re-exported here
+from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
+from cardio.agents.networks import obs_flatten, obs_index, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
-
-
-@dataclass
-class PPOConfig(AgentConfig["PPO"]):
-    """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
-
-    zoo_name: ClassVar[str] = "ppo"
-    """Tuned hyperparameters live in ``configs/zoo/ppo/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
-    """Action spaces it takes."""
-
-    lr: float = 3e-4
-    """Adam learning rate (the initial one under a linear schedule)."""
-    lr_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    batch_size: int = 64
-    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
-    gamma: float = 0.99
-    """Discount per env step."""
-    gae_lambda: float = 0.95
-    """GAE lambda: 1 = Monte-Carlo returns, 0 = one-step TD."""
-    clip_range: float = 0.2
-    """Clip of the probability ratio, ``|ratio - 1| <= clip_range`` (the initial one under a linear schedule)."""
-    clip_range_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<clip>``)."""
-    clip_range_vf: float | None = None
-    """Clip of the value change around the rollout's values; ``None`` = no value clipping (SB3's default)."""
-    normalize_advantage: bool = True
-    """Standardise advantages per minibatch."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Gradient-norm clip of each optimiser step."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor and the critic MLPs (image observations get a Nature-CNN instead)."""
-    activation: str = "tanh"
-    """Activation of the MLPs: tanh, relu, elu or gelu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (Box actions)."""
-    share_torso: bool = False
-    """Actor and critic share one torso (SB3 does for CNNs)."""
-
-    def agent_class(self) -> type[PPO]:
-        return PPO
-
-
-SCHEDULES = ("constant", "linear")
 
 
 class PPO(Checkpointable):
@@ -107,8 +53,11 @@ class PPO(Checkpointable):
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # minibatch shuffles
         self.net = ActorCritic(
-            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso
-        ).to(self.device)
+            observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso,
+            c.vf_hidden_sizes, c.use_sde,
+        ).to(self.device)  # fmt: skip
+        head = self.net.pi_head
+        self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
         self._checked_batch = False  # the batch-size check looks at the first rollout (the last may be cut short)
@@ -122,6 +71,8 @@ class PPO(Checkpointable):
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
+        if explore and self.sde is not None:
+            self.sde.before_act(len(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
@@ -129,7 +80,8 @@ class PPO(Checkpointable):
         c, dev = self.config, self.device
         T, N = rollout["reward"].shape
         size = T * N
-        if size % c.batch_size and not self._checked_batch:  # legal, as in SB3, but each epoch ends on a runt
+        # legal, as in SB3, but each epoch ends on a runt (a batch of the rollout or more is the whole rollout)
+        if size % c.batch_size and c.batch_size < size and not self._checked_batch:
             warnings.warn(
                 f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
                 f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
@@ -178,7 +130,7 @@ class PPO(Checkpointable):
                 # Clipped optimiser step.
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 # Diagnostics: approx. KL (Schulman's k3 estimator) and the share of clipped ratios.
                 with torch.no_grad():
@@ -197,6 +149,8 @@ class PPO(Checkpointable):
         metrics = {key: val / n_minibatches for key, val in sums.items()}
         metrics["train/explained_variance"] = explained_variance(rollout["value"], returns)
         metrics["train/learning_rate"] = lr
+        if self.sde is not None:  # the next rollout explores with fresh gSDE matrices
+            self.sde.new_rollout()
         metrics["train/clip_range"] = clip
         log_std = getattr(self.net.pi_head, "log_std", None)
         if log_std is not None:

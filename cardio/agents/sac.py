@@ -13,67 +13,43 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
-from cardio.agents.base import AgentConfig, require_space
-from cardio.agents.heads import SquashedGaussianHead, from_env_bounds, to_env_bounds
+from cardio.agents.base import require_space
+from cardio.agents.configs import SACConfig  # the knobs, shared with the JAX twin; re-exported here
+from cardio.agents.heads import NoiseResampler, SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import (
-    OBSERVATION_SPACES,
+    activation_class,
+    check_lr_schedule,
     flat_dim,
     make_torso,
     mlp,
     obs_batch_size,
     obs_to_tensor,
+    scheduled_lr,
     soft_update,
     to_tensor,
 )
 from cardio.agents.state import Checkpointable
 
 
-@dataclass
-class SACConfig(AgentConfig["SAC"]):
-    """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
-
-    zoo_name: ClassVar[str] = "sac"
-    """Tuned hyperparameters live in ``configs/zoo/sac/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Action spaces it takes."""
-
-    lr: float = 3e-4
-    """Adam learning rate of actor, critics and entropy coefficient."""
-    gamma: float = 0.99
-    """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
-    tau: float = 0.005
-    """Polyak coefficient of the soft target-critic update made after every gradient step."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths (ReLU) of the actor torso and of each critic; Dict, Tuple and image observations are encoded
-    first (``cardio.agents.networks.make_torso``)."""
-    n_critics: int = 2
-    """Q-networks whose minimum is used (clipped double Q)."""
-    ent_coef: float | str = "auto"
-    """Entropy coefficient alpha: a float keeps it fixed, ``"auto"`` or ``"auto_0.1"`` learns it from 1 (or 0.1)."""
-    target_entropy: float | str = "auto"
-    """Entropy the tuning aims at; ``"auto"`` = minus the action dimension."""
-
-    def agent_class(self) -> type[SAC]:
-        return SAC
-
-
 class Actor(nn.Module):
     """Torso and a :class:`SquashedGaussianHead`: ``obs [B, ...] -> (action [B, A] in [-1, 1], log_prob [B])``."""
 
-    def __init__(self, observation_space: gym.Space, hidden_sizes: tuple[int, ...], action_dim: int) -> None:
+    def __init__(
+        self, observation_space: gym.Space, hidden_sizes: tuple[int, ...], action_dim: int,
+        activation: type[nn.Module] = nn.ReLU, use_sde: bool = False, log_std_init: float = -3.0,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.torso = make_torso(observation_space, hidden_sizes, nn.ReLU)
-        self.head = SquashedGaussianHead(self.torso.features_dim, action_dim)
+        self.torso = make_torso(observation_space, hidden_sizes, activation)
+        self.head = SquashedGaussianHead(
+            self.torso.features_dim, action_dim, use_sde=use_sde, log_std_init=log_std_init
+        )
 
     def forward(self, obs: Any, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.torso(obs), deterministic)
@@ -87,13 +63,20 @@ class Critic(nn.Module):
     Args:
         observation_space: the env's single-env observation space.
         action_dim: width of the flat action.
-        hidden_sizes: hidden widths (ReLU) of the MLP.
+        hidden_sizes: hidden widths of the MLP.
+        activation: activation class between its layers (``agent.activation``).
     """
 
-    def __init__(self, observation_space: gym.Space, action_dim: int, hidden_sizes: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_dim: int,
+        hidden_sizes: tuple[int, ...],
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__()
-        self.encoder = make_torso(observation_space, (), nn.ReLU)
-        self.q = mlp(self.encoder.features_dim + action_dim, hidden_sizes, 1)
+        self.encoder = make_torso(observation_space, (), activation)
+        self.q = mlp(self.encoder.features_dim + action_dim, hidden_sizes, 1, activation)
 
     def forward(self, obs: Any, action: torch.Tensor) -> torch.Tensor:
         return self.q(torch.cat([self.encoder(obs), action], dim=1)).squeeze(1)
@@ -115,6 +98,7 @@ class SAC(Checkpointable):
         "critic_optimizer",
         "log_alpha",
         "alpha_optimizer",
+        "lr",
     )
 
     def __init__(
@@ -135,9 +119,15 @@ class SAC(Checkpointable):
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
-        self.actor = Actor(observation_space, c.hidden_sizes, action_dim).to(dev)
-        critics = (Critic(observation_space, action_dim, c.hidden_sizes) for _ in range(c.n_critics))
+        check_lr_schedule(c.lr_schedule)
+        act_cls = activation_class(c.activation)
+        self.actor = Actor(observation_space, c.hidden_sizes, action_dim, act_cls, c.use_sde, c.log_std_init).to(dev)
+        qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
+        critics = (Critic(observation_space, action_dim, qf_sizes, act_cls) for _ in range(c.n_critics))
         self.critics = nn.ModuleList(critics).to(dev)
+        sde_head = self.actor.head.sde
+        self.sde = None if sde_head is None else NoiseResampler(sde_head, c.sde_sample_freq)
+        self.act_at_warmup = c.use_sde and c.use_sde_at_warmup  # the runner asks: own policy before learning_starts
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         # fused: one kernel per optimiser step instead of a loop over tensors (about 3x cheaper on CPU)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr, fused=True)
@@ -149,9 +139,18 @@ class SAC(Checkpointable):
         alpha0 = (float(start) if start else 1.0) if self.auto_alpha else float(c.ent_coef)
         self.log_alpha = torch.tensor(math.log(alpha0), device=dev, requires_grad=self.auto_alpha)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.lr) if self.auto_alpha else None
+        self.lr = c.lr  # the scheduled learning rate now
+
+    def on_progress(self, env_steps: int, total_steps: int) -> None:
+        """The learning-rate schedule (all three optimisers, as SB3) is a function of env steps."""
+        c = self.config
+        optimizers = [self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer]
+        self.lr = scheduled_lr(optimizers, c.lr, c.lr_schedule, max(1.0 - env_steps / max(total_steps, 1), 0.0))
 
     def act(self, obs: Any, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
+        if explore and self.sde is not None:
+            self.sde.before_act(obs_batch_size(obs))
         with torch.no_grad():
             action, _ = self.actor(obs_to_tensor(obs, self.device), deterministic=not explore)
             action = to_env_bounds(action, self.low, self.high)
@@ -168,6 +167,10 @@ class SAC(Checkpointable):
         discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
         metrics: dict[str, Any] = {}
 
+        # gSDE: one fresh noise matrix for this update's policy samples (SB3 redraws it every gradient step).
+        if self.sde is not None:
+            self.sde.head.resample(1)
+            self.sde.new_rollout()  # the next collection phase draws one matrix per env again
         # Entropy coefficient: raise alpha when the policy's entropy is below the target, lower it above.
         pi_action, log_prob = self.actor(obs)
         alpha = self.log_alpha.detach().exp()
@@ -203,11 +206,11 @@ class SAC(Checkpointable):
 
         metrics |= {
             "train/actor_loss": actor_loss.item(),
-            "train/learning_rate": c.lr,
             "train/critic_loss": critic_loss.item(),
             "train/ent_coef": alpha.item(),
             "train/q_mean": q[0].mean().item(),
             "train/entropy": -log_prob.mean().item(),
+            "train/learning_rate": self.lr,
         }
         if "weight" in batch:
             metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()

@@ -24,7 +24,15 @@ from torch import nn
 
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import from_env_bounds, to_env_bounds
-from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
+from cardio.agents.networks import (
+    activation_class,
+    check_lr_schedule,
+    flat_dim,
+    mlp,
+    scheduled_lr,
+    soft_update,
+    to_tensor,
+)
 from cardio.agents.noise import make_action_noise
 from cardio.agents.sac import Critic, q_values
 from cardio.agents.state import Checkpointable
@@ -42,13 +50,19 @@ class TD3Config(AgentConfig["TD3"]):
     """Action spaces it takes."""
 
     lr: float = 1e-3
-    """Adam learning rate of actor and critics."""
+    """Adam learning rate of actor and critics (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
     gamma: float = 0.99
     """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
     tau: float = 0.005
     """Polyak coefficient of the soft target updates (actor and critics)."""
     hidden_sizes: tuple[int, ...] = (400, 300)
-    """Hidden widths (ReLU) of the actor and of each critic."""
+    """Hidden widths of the actor, and of each critic unless ``qf_hidden_sizes``."""
+    qf_hidden_sizes: tuple[int, ...] | None = None
+    """Each critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], qf: [...]}``); ``None``: as the actor's."""
+    activation: str = "relu"
+    """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
     n_critics: int = 2
     """Q-networks whose minimum is the TD target (clipped double Q); DDPG uses 1."""
     policy_delay: int = 2
@@ -77,6 +91,7 @@ class TD3(Checkpointable):
         "actor_optimizer",
         "critic_optimizer",
         "updates",
+        "lr",
         "rng",
     )
 
@@ -100,8 +115,11 @@ class TD3(Checkpointable):
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
-        self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim), nn.Tanh()).to(dev)
-        critics = (Critic(observation_space, action_dim, c.hidden_sizes) for _ in range(c.n_critics))
+        check_lr_schedule(c.lr_schedule)
+        act_cls = activation_class(c.activation)
+        self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim, act_cls), nn.Tanh()).to(dev)
+        qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
+        critics = (Critic(observation_space, action_dim, qf_sizes, act_cls) for _ in range(c.n_critics))
         self.critics = nn.ModuleList(critics).to(dev)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
@@ -109,6 +127,13 @@ class TD3(Checkpointable):
         self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=c.lr)
         self.noise = make_action_noise(c.noise_type, action_dim, c.noise_std, self.rng)
         self.updates = 0
+        self.lr = c.lr  # the scheduled learning rate now
+
+    def on_progress(self, env_steps: int, total_steps: int) -> None:
+        """The learning-rate schedule (actor and critics) is a function of env steps."""
+        c = self.config
+        optimizers = [self.actor_optimizer, self.critic_optimizer]
+        self.lr = scheduled_lr(optimizers, c.lr, c.lr_schedule, max(1.0 - env_steps / max(total_steps, 1), 0.0))
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """The actor's action, plus clipped exploration noise when ``explore``, in the env's bounds."""
@@ -153,7 +178,7 @@ class TD3(Checkpointable):
         metrics: dict[str, Any] = {
             "train/critic_loss": critic_loss.item(),
             "train/q_mean": q[0].mean().item(),
-            "train/learning_rate": c.lr,
+            "train/learning_rate": self.lr,
         }
         # Delayed actor step (maximise the first critic) and soft target updates.
         if self.updates % c.policy_delay == 0:

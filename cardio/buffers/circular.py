@@ -205,6 +205,7 @@ class CircularBuffer:
         self._obs_leaves: list[int] = []  # input leaf index of each obs leaf
         self._blocks: dict[tuple[int, ...], list[list[np.ndarray]]] = {}  # pooled output blocks by batch shape
         self._aligned = True  # every stream at the same cursor and size (the fast add path)
+        self._full = False  # every stream holds slots_per_env rows (sizes stop changing)
         self._row = 0  # shared cursor while aligned
         self._filled = 0  # shared size while aligned
         # memory_saving: newest next_obs per stream, its done flag, and the side pool of final observations
@@ -267,7 +268,7 @@ class CircularBuffer:
             and not self.memory_saving
             and all(isinstance(v, np.ndarray) for v in batch.values())
         ):
-            keys = list(batch)
+            keys = list(self._fields)  # leaf order, the order of _flat (a flat dict's leaves are its keys)
             self._fast = True
             self._fast_get = operator.itemgetter(*keys) if len(keys) > 1 else lambda b: (b[keys[0]],)
             self._fast_sig = [(self._fields[k][0], self._fields[k][1]) for k in keys]
@@ -315,74 +316,93 @@ class CircularBuffer:
         Raises:
             BufferError: a field missing or extra, or a field's shape or dtype unlike the first transition's.
         """
-        # The common case first (every row a transition, every stream at one row, a flat dict of ndarrays of
-        # the stored dtypes), inlined: one C-level comparison of every field's (shape, dtype), then one row
-        # copy per field through cached row views. This is what makes an 8-env add cost about as much as one
-        # SB3 single-transition add (bench/buffer.py).
-        if (
-            self._fast
-            and self._aligned
-            and type(batch) is dict
-            and len(batch) == len(self._fast_sig)
-            and (
-                mask is None
-                or (
-                    type(mask) is np.ndarray
-                    and mask.dtype is _BOOL
-                    and mask.shape == self._mask_shape
-                    and mask.tobytes() == self._all_true
-                )
-            )
-        ):
+        # The common case first (a flat dict of ndarrays of the stored dtypes), inlined: one C-level comparison
+        # of every field's (shape, dtype) replaces _check. When every row is a transition and every stream is at
+        # one row, it is one row copy per field through cached row views: this is what makes an 8-env add cost
+        # about as much as one SB3 single-transition add (bench/buffer.py). Otherwise (NEXT_STEP reset rows
+        # masked out, streams apart) the checked leaves go straight to the general write.
+        if self._fast and type(batch) is dict and len(batch) == len(self._fast_sig):
             try:
                 srcs = self._fast_get(batch)
                 fits = list(map(_SHAPE_DTYPE, srcs)) == self._fast_sig
             except (KeyError, AttributeError):
                 fits = False
             if fits:
-                row = self._row
-                if self._row_views is not None:
-                    views = self._row_views[row]
-                    if views is None:
-                        views = self._row_views[row] = [dst[row] for dst in self._fast_dst]
-                    for _ in map(operator.setitem, views, _ELLIPSES, srcs):  # type: ignore[arg-type]
-                        pass
-                else:
-                    for _ in map(operator.setitem, self._fast_dst, itertools.repeat(row), srcs):  # type: ignore[arg-type]
-                        pass
-                if self._has_write_hook:
-                    self._written(slice(row * self.num_envs, (row + 1) * self.num_envs))
-                self._row = 0 if row + 1 == self.slots_per_env else row + 1
-                if self._filled < self.slots_per_env:
-                    self._filled += 1
-                self._stale = True
+                full = mask is None or (
+                    type(mask) is np.ndarray
+                    and mask.dtype is _BOOL
+                    and mask.shape == self._mask_shape
+                    and mask.tobytes() == self._all_true
+                )
+                if full and self._aligned:
+                    self._add_row(srcs)
+                    return
+                if not full:
+                    mask = self._checked_mask(mask)
+                self._add_general(srcs, None if full else mask)
                 return
         if self.storage is None:
             self._allocate(batch)
         if mask is not None:
-            mask = np.asarray(mask)
-            if mask.dtype != _BOOL or mask.shape != self._mask_shape:
-                raise BufferError(f"add() mask must be bool of shape ({self.num_envs},), got {mask.dtype} {mask.shape}")
+            mask = self._checked_mask(mask)
         full = mask is None or mask.tobytes() == self._all_true
         self._add_general(self._check(batch), None if full else mask)
 
-    def _add_general(self, leaves: list[np.ndarray], mask: np.ndarray | None) -> None:
-        envs: Any = slice(None) if mask is None else np.flatnonzero(mask)
-        cols = np.arange(self.num_envs)[envs]
-        if cols.size == 0:
-            return
-        rows = self.cursor[cols]
+    def _checked_mask(self, mask: Any) -> np.ndarray:
+        mask = np.asarray(mask)
+        if mask.dtype != _BOOL or mask.shape != self._mask_shape:
+            raise BufferError(f"add() mask must be bool of shape ({self.num_envs},), got {mask.dtype} {mask.shape}")
+        return mask
+
+    def _add_row(self, srcs: Any) -> None:
+        """Every stream writes row ``_row``: one row copy per field (leaves in ``_fast_dst`` order)."""
+        row = self._row
+        if self._row_views is not None:
+            views = self._row_views[row]
+            if views is None:
+                views = self._row_views[row] = [dst[row] for dst in self._fast_dst]
+            for _ in map(operator.setitem, views, _ELLIPSES, srcs):  # type: ignore[arg-type]
+                pass
+        else:
+            for _ in map(operator.setitem, self._fast_dst, itertools.repeat(row), srcs):  # type: ignore[arg-type]
+                pass
+        if self._has_write_hook:
+            self._written(slice(row * self.num_envs, (row + 1) * self.num_envs))
+        self._row = 0 if row + 1 == self.slots_per_env else row + 1
+        if self._filled < self.slots_per_env:
+            self._filled += 1
+        self._stale = True
+
+    def _add_general(self, leaves: Any, mask: np.ndarray | None) -> None:
+        """Write the rows where ``mask`` (``None``: all) at each stream's own cursor; ``leaves`` in leaf order."""
+        if mask is None:
+            envs: Any = slice(None)
+            cols = np.arange(self.num_envs)
+        else:
+            cols = envs = mask.nonzero()[0]  # np.flatnonzero costs 5x more in its Python wrappers
+            if cols.size == 0:
+                return
+        cursor, size = self.cursor, self.size
+        rows = cursor[cols]
         flat = rows * self.num_envs + cols
         if self.memory_saving:
             self._save_final_obs(leaves, envs, cols, flat)
         for dst, next_of, src in zip(self._flat, self._next_of, leaves, strict=True):
             if next_of < 0:
-                dst[flat] = src[envs]
-        self._written(flat)
-        self.cursor[cols] = (rows + 1) % self.slots_per_env
-        self.size[cols] = np.minimum(self.size[cols] + 1, self.slots_per_env)
-        self._aligned = bool(np.all(self.cursor == self.cursor[0]) and np.all(self.size == self.size[0]))
-        self._row, self._filled = int(self.cursor[0]), int(self.size[0])
+                dst[flat] = src if mask is None else src.take(envs, axis=0)  # take: 4x a fancy index on [N, d]
+        if self._has_write_hook:
+            self._written(flat)
+        cursor[cols] = (rows + 1) % self.slots_per_env
+        if not self._full:  # once every stream is full it stays full (until clear or load)
+            size[cols] = np.minimum(size[cols] + 1, self.slots_per_env)
+            self._full = bool(size.min() == self.slots_per_env)
+        if mask is None:
+            self._aligned = bool(np.all(cursor == cursor[0]) and np.all(size == size[0]))
+            self._row, self._filled = int(cursor[0]), int(size[0])
+        else:
+            # Some streams moved, others not: apart now (a rare realignment is caught by the next full add;
+            # until then the general path, correct in every case, does the work).
+            self._aligned = False
 
     def _save_final_obs(self, leaves: list[np.ndarray], envs: Any, cols: np.ndarray, flat: np.ndarray) -> None:
         """memory_saving bookkeeping for the rows about to be written at ``flat``."""
@@ -461,7 +481,7 @@ class CircularBuffer:
         self._stale = False
         self._cursor[:] = 0
         self._size[:] = 0
-        self._aligned, self._row, self._filled = True, 0, 0
+        self._aligned, self._row, self._filled, self._full = True, 0, 0, False
         self._final[:] = -1
         self._free = list(range(len(self._pool[0]) - 1, -1, -1)) if self._pool else []
         self._tail_done[:] = False
@@ -691,6 +711,7 @@ class CircularBuffer:
                 self._free = [int(x) for x in state["free"]]
         self._aligned = bool(np.all(cursor == cursor[0]) and np.all(size == size[0]))
         self._row, self._filled = int(cursor[0]), int(size[0])
+        self._full = bool(size.min() == self.slots_per_env)
         self._after_load(state)
 
     def _validate_state(self, state: Mapping[str, Any]) -> None:

@@ -93,7 +93,8 @@ def record_video(
         frames = [np.asarray(env.call("render")[0])]
         done = False
         while not done:
-            action, _ = runner.agent.act(obs, explore=False)
+            shown = obs if runner.normalizer is None else runner.normalizer.normalize_obs(obs)  # frozen statistics
+            action, _ = runner.agent.act(shown, explore=False)
             obs, _, terminated, truncated, _ = env.step(action)
             done = bool(terminated[0] or truncated[0])
             if not done:  # SAME_STEP autoreset: the obs after `done` is already the next episode's

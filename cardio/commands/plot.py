@@ -41,6 +41,13 @@ def split_runs(words: list[str]) -> list[str]:
     return out
 
 
+def default_out(path: str) -> Path:
+    """``<path>/plots``, where ``path`` loses any glob from its first wildcard on (``runs/x/*`` -> ``runs/x``)."""
+    cut = min([i for i in (path.find(c) for c in "*?[") if i >= 0], default=len(path))
+    head = Path(path[:cut]) if cut == len(path) or path[cut - 1] == "/" else Path(path[:cut]).parent
+    return head.resolve() / "plots"
+
+
 def parse_norm(specs: list[str]) -> dict[str, tuple[float, float]]:
     """``["CartPole-v1:22:500"]`` -> ``{"CartPole-v1": (22.0, 500.0)}`` (env ids may hold ``:`` themselves)."""
     norm = {}
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]
     runs = plotting.load_runs(paths)
     metric = plotting.pick_metric(runs, args.metric)
     groups = plotting.group_runs(runs)
-    out_dir = args.out if args.out is not None else Path(paths[0].split("*")[0]).resolve() / "plots"
+    out_dir = args.out if args.out is not None else default_out(paths[0])
     overlays = []
     for spec in args.overlay:
         label, sep, path = spec.rpartition(":")

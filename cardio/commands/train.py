@@ -24,6 +24,7 @@ from cardio.build import build_runner, save_config
 from cardio.commands import use_working_directory
 from cardio.config import apply_zoo, check_command_line, describe_zoo
 from cardio.errors import report_user_errors
+from cardio.finite import NonFiniteError
 from cardio.loggers import print_config_tree
 from cardio.paths import config_dir
 from cardio.validate import validate
@@ -86,6 +87,8 @@ def train(cfg: DictConfig) -> float:
     print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
+    if cfg.get("seeds") is not None:
+        return train_seeds(cfg, ckpt)
     note = provenance.record_run(cfg.run_dir, cfg.get("device", "cpu"), resuming=ckpt is not None)
     if note is not None:
         print(note)
@@ -94,6 +97,11 @@ def train(cfg: DictConfig) -> float:
         print(f"resuming from {ckpt}")
         runner.load(ckpt)
         runner.total_steps = int(cfg.runner.total_steps)  # `runner.total_steps=...` may extend a resumed run
+    elif cfg.get("init_from") is not None:  # offline-to-online: a trained agent and a full buffer, fresh counters
+        from cardio.datasets.finetune import warm_start
+
+        copied = warm_start(runner, cfg.init_from)
+        print(f"starting from {cfg.init_from}: agent loaded, {copied} transitions in the buffer")
     logger = runner.logger
     if logger is not None:
         logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
@@ -108,6 +116,8 @@ def train(cfg: DictConfig) -> float:
     except checkpoint.Interrupted as stop:
         print(stop, file=sys.stderr)
         exit_code = stop.exit_code
+    except NonFiniteError as diverged:  # one line naming the value and the step; the last checkpoint is kept
+        print(f"error: {diverged}", file=sys.stderr)
     except KeyboardInterrupt:
         exit_code = 130
         raise
@@ -118,6 +128,44 @@ def train(cfg: DictConfig) -> float:
     if exit_code:
         sys.exit(exit_code)
     return float(metrics.get("eval/mean_reward", float("nan")))
+
+
+def train_seeds(cfg: DictConfig, ckpt: Path | None) -> float:
+    """``seeds=[...]``: one run per seed in ``<run_dir>/seed_<s>/``, trained together (cardio/multiseed.py);
+    returns the mean final ``eval/mean_reward`` over seeds."""
+    from cardio.multiseed import MultiSeedError, MultiSeedRunner, seed_configs, write_finals
+
+    if ckpt is not None:
+        raise MultiSeedError(
+            "resume= with seeds=[...] is not supported yet; resume one seed: resume=<run dir>/seed_<s>"
+        )
+    configs = seed_configs(cfg)
+    for one in configs:
+        save_config(one, one.run_dir)
+        provenance.record_run(one.run_dir, one.get("device", "cpu"), resuming=False)
+    runners = [build_runner(one) for one in configs]
+    multi = MultiSeedRunner(runners, [int(one.seed) for one in configs])
+    for runner, one in zip(runners, configs, strict=True):
+        if runner.logger is not None:
+            runner.logger.log_config(OmegaConf.to_container(one, resolve=True))  # type: ignore[arg-type]
+    exit_code = 1
+    try:
+        finals = multi.run()
+        exit_code = 0
+    except checkpoint.Interrupted as stop:
+        print(stop, file=sys.stderr)
+        exit_code = stop.exit_code
+    except NonFiniteError as diverged:
+        print(f"error: {diverged}", file=sys.stderr)
+    finally:
+        for runner in runners:
+            if runner.logger is not None:
+                runner.logger.close(exit_code)
+    if exit_code:
+        sys.exit(exit_code)
+    write_finals(cfg.run_dir, multi.seeds, finals)
+    print(f"run dir: {cfg.run_dir}")
+    return float(sum(f.get("eval/mean_reward", float("nan")) for f in finals) / len(finals))
 
 
 if __name__ == "__main__":

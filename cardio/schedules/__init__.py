@@ -4,7 +4,8 @@ A schedule is a dataclass of its knobs (SB3 units, so rl-zoo numbers carry over)
 
 ``check(runner) -> int``
     Refuse option combinations that cannot work with this runner's env, buffer and agent (raising
-    :class:`~cardio.runner.ScheduleError` naming the keys and values); return the env steps one ``step`` collects.
+    :class:`~cardio.runner.ScheduleError` naming the keys and values); return the env steps one ``step`` collects
+    (offline: the updates it makes; such a schedule sets ``clock = "updates"`` and the runner counts updates).
 ``step(runner) -> None``
     One unit of training: collect through ``runner.collect`` and learn through ``runner.learn``.
 
@@ -13,6 +14,7 @@ The :class:`~cardio.runner.Runner` keeps the loop, evaluation and persistence; e
 
 from cardio.schedules.base import Schedule
 from cardio.schedules.off_policy import OffPolicySchedule
+from cardio.schedules.offline import OfflineSchedule
 from cardio.schedules.on_policy import OnPolicySchedule
 
-__all__ = ["OffPolicySchedule", "OnPolicySchedule", "Schedule"]
+__all__ = ["OffPolicySchedule", "OfflineSchedule", "OnPolicySchedule", "Schedule"]

@@ -1,8 +1,11 @@
-"""Off-policy schedule: collect ``train_freq`` vector steps into the replay buffer, then learn.
+"""Off-policy schedule: collect ``train_freq`` vector steps (or episodes) into the replay buffer, then learn.
 
-Units are SB3's: ``train_freq`` counts vector steps (N env steps each); ``learning_starts`` and ``batch_size``
-count transitions. Until ``learning_starts`` env steps have been collected the actions are uniform-random; from
-then on each phase runs ``gradient_steps`` updates on sampled batches (``-1``: one per env step collected).
+Units are SB3's: ``train_freq`` counts vector steps (N env steps each), or finished episodes with
+``train_freq_unit="episode"``; ``learning_starts`` and ``batch_size`` count transitions. Until ``learning_starts``
+env steps have been collected the actions are uniform-random (an agent with ``act_at_warmup``, gSDE's
+``use_sde_at_warmup``, explores with its own policy instead); from then on, once the buffer holds a batch, each
+phase runs ``gradient_steps`` updates on sampled batches (``-1``: one per env step collected). The buffer stores
+raw transitions; a runner normaliser applies to each sampled batch (``cardio/envs/normalize.py``).
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ class OffPolicySchedule:
     """When to collect and when to learn (SB3 units)."""
 
     learning_starts: int = 100
-    """Env steps of uniform-random actions before the first update."""
+    """Env steps of uniform-random actions before the first update; the first update also waits until the buffer
+    holds ``batch_size`` transitions, so 0 (rl-zoo's value for some envs) is legal."""
     train_freq: int = 4
-    """Vector steps collected between update phases (N env steps each)."""
+    """Vector steps (N env steps each) collected between update phases, or episodes with ``train_freq_unit``."""
     gradient_steps: int = 1
     """Updates per phase; -1 = as many as env steps collected in the phase."""
     batch_size: int = 32
     """Transitions per update."""
+    train_freq_unit: str = "step"
+    """``step``: ``train_freq`` counts vector steps; ``episode``: a phase lasts until ``train_freq`` episodes have
+    ended, over all envs together (SB3's ``train_freq=(1, "episode")``)."""
 
     def check(self, runner: Runner) -> int:
-        """Refuse a batch the buffer can never hold or the first update could not fill."""
+        """Refuse a batch the buffer can never hold, or an unknown ``train_freq_unit``."""
         from cardio.runner import ScheduleError
 
         if self.train_freq <= 0 or self.batch_size <= 0:
@@ -40,34 +47,47 @@ class OffPolicySchedule:
             raise ScheduleError(
                 f"runner.schedule.batch_size={self.batch_size} exceeds buffer.capacity={runner.buffer.capacity}"
             )
-        if self.learning_starts < self.batch_size:
+        if self.train_freq_unit not in ("step", "episode"):
             raise ScheduleError(
-                f"runner.schedule.learning_starts={self.learning_starts} is below batch_size={self.batch_size}: "
-                f"the first update would sample more than is stored; set learning_starts >= {self.batch_size}"
+                f"runner.schedule.train_freq_unit must be 'step' or 'episode', got {self.train_freq_unit!r}"
             )
-        return self.train_freq * runner.num_envs
+        return self.train_freq * runner.num_envs if self.train_freq_unit == "step" else runner.num_envs
 
     def step(self, runner: Runner) -> None:
-        """Collect ``train_freq`` vector steps, then run the phase's updates once past ``learning_starts``."""
-        collected = 0
-        phase = runner.vector_steps_left(self.train_freq)  # the run's last phase stops at total_steps
-        for _ in range(phase):
-            warmup = runner.env_steps < self.learning_starts
+        """Collect ``train_freq`` vector steps (or episodes), then run the phase's updates once past
+        ``learning_starts`` and once the buffer holds a batch. The run's last phase stops at ``total_steps``."""
+        collected = episodes = steps = 0
+        warm_up_randomly = not getattr(runner.agent, "act_at_warmup", False)
+        by_step = self.train_freq_unit == "step"
+        phase = runner.vector_steps_left(self.train_freq) if by_step else self.train_freq
+        cut_at_end = runner.env_steps < runner.total_steps  # a step() called past total_steps (by hand) runs whole
+        while (steps < phase) if by_step else (episodes < phase):
+            if not by_step and cut_at_end and runner.env_steps >= runner.total_steps:
+                break  # an episode phase ends with the run too; its updates are still made, as SB3 does
+            warmup = runner.env_steps < self.learning_starts and warm_up_randomly
             transition, valid = runner.collect(random=warmup)
-            runner.buffer.add(transition, valid)
+            runner.buffer.add(transition, valid)  # raw: a normaliser applies per sampled batch
             collected += int(valid.sum())
-        if runner.env_steps <= self.learning_starts:
+            episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
+            steps += 1
+        # SB3 samples with replacement from fewer than a batch; cardio waits until a batch is stored
+        if runner.env_steps <= self.learning_starts or len(runner.buffer) < self.batch_size:
             return
         # a phase cut short at the end of the run earns its share of the updates (gradient steps per sample kept)
-        n_updates = math.ceil(self.gradient_steps * phase / self.train_freq) if self.gradient_steps >= 0 else collected
+        if self.gradient_steps < 0:
+            n_updates = collected
+        elif by_step:
+            n_updates = math.ceil(self.gradient_steps * phase / self.train_freq)
+        else:
+            n_updates = self.gradient_steps
         if n_updates == 0:
             return
         buffer = runner.buffer
         if hasattr(buffer, "update_priorities"):  # priorities change between updates: sample one by one
             for _ in range(n_updates):
                 batch, indices = buffer.sample(self.batch_size)
-                runner.learn(batch, indices)
+                runner.learn(runner.normalized(batch), indices)
         else:  # one gather for the whole phase
             batches, indices = buffer.sample(self.batch_size, num_batches=n_updates)
             for j in range(n_updates):
-                runner.learn(tree_index(batches, j), indices[j])
+                runner.learn(runner.normalized(tree_index(batches, j)), indices[j])

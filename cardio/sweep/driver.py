@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cardio import config, provenance
 from cardio.build import build_logger, build_runner, save_config
+from cardio.finite import NonFiniteError
 from cardio.rundir import log_to, write_final
 from cardio.sweep.pruning import TrialReporter
 from cardio.sweep.settings import CONFIG_DIR, SweepConfig, SweepConfigError
@@ -202,7 +203,11 @@ class Objective:
             run_overrides = [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"]
             cfg = validate(compose_train(self.sweep.config_dir, run_overrides))
             offset = i * int(cfg.runner.total_steps)
-            values.append(self._train(trial, cfg, offset, run_overrides))
+            try:
+                values.append(self._train(trial, cfg, offset, run_overrides))
+            except NonFiniteError as exc:  # the runner's own guard: diverged, so pruned like a NaN loss
+                trial.set_user_attr("pruned_reason", f"diverged: {exc}")
+                raise optuna.TrialPruned(str(exc)) from exc
             trial.set_user_attr(f"value_seed_{seed}", values[-1])
         value = float(np.mean(values))
         if not math.isfinite(value):

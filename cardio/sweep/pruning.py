@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import optuna
 
+from cardio.finite import UNDEFINED_OK
+
 OBJECTIVES = ("final", "mean_eval")
 
 
@@ -56,7 +58,7 @@ class TrialReporter:
         if self.diverged is not None:
             return
         for key, value in metrics.items():
-            if key.startswith("train/") and not math.isfinite(float(value)):
+            if key.startswith("train/") and key not in UNDEFINED_OK and not math.isfinite(float(value)):
                 self.diverged = f"diverged: {key}={value} at env step {step}"
                 return
 
@@ -79,7 +81,7 @@ class TrialReporter:
         reported = self.value()
         self.trial.report(reported, step)
         # The final evaluation is the result, never a reason to throw the finished run away.
-        if runner.env_steps < runner.total_steps and self.trial.should_prune():
+        if _clock(runner) < runner.total_steps and self.trial.should_prune():
             self._prune(f"pruned at env step {step}: {self.metric} reported {reported:.4g}")
 
     @staticmethod
@@ -89,7 +91,7 @@ class TrialReporter:
         The runner evaluates at the first step past each multiple, which depends on ``train_freq`` and the
         env count; pruners compare trials at equal steps, so trials that differ there must report alike.
         """
-        steps, freq = int(runner.env_steps), int(runner.eval_freq)
+        steps, freq = _clock(runner), int(runner.eval_freq)
         if steps >= runner.total_steps or freq <= 0:
             return int(runner.total_steps)
         return steps // freq * freq
@@ -103,3 +105,9 @@ class TrialReporter:
     def _prune(self, reason: str) -> None:
         self.trial.set_user_attr("pruned_reason", reason)
         raise optuna.TrialPruned(reason)
+
+
+def _clock(runner: Any) -> int:
+    """What the runner's intervals count: env steps, or updates for an offline runner (``Runner.steps``)."""
+    steps = getattr(runner, "steps", None)
+    return int(runner.env_steps if steps is None else steps)

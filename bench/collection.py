@@ -1,0 +1,141 @@
+"""Collection benchmark: a random policy through cardio's ``Gatherer`` + ``CircularBuffer.add``, side by side
+with the bare gymnasium loop, in one process.
+
+Each pair builds both contenders once, then times them interleaved (bare, cardio, bare, cardio, ...) for
+``--repeats`` rounds of about ``--seconds`` each; it prints the median env steps/s of each and the median of the
+per-round ratios cardio / bare (issue 12's targets: >= 0.70 with one env, >= 0.80 with the native x64).
+
+Pairs
+  single     ``gym.make("CartPole-v1")``, ``action_space.sample()``, manual reset  vs  ``make_env(num_envs=1)``
+             (SAME_STEP autoreset, the env's own episode statistics), gatherer, 100k buffer.
+  native64   ``gym.make_vec(..., 64, vectorization_mode="vector_entry_point")`` stepped with
+             ``action_space.sample()``  vs  ``make_env(num_envs=64, vectorization="vector_entry_point",
+             autoreset="next_step")``, gatherer, 100k buffer (reset rows masked out of ``add``).
+  sync8      ``SyncVectorEnv`` of 8 (SAME_STEP)  vs  ``make_env(num_envs=8)``, gatherer, buffer: the sync path.
+
+Usage: python bench/collection.py [--pairs single,native64,sync8] [--repeats 5] [--seconds 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from cardio.buffers import CircularBuffer
+from cardio.envs import make_env
+from cardio.gatherer import Gatherer
+
+ENV_ID = "CartPole-v1"
+CAPACITY = 100_000
+
+
+def bare_single() -> Callable[[int], int]:
+    env = gym.make(ENV_ID)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+
+    def run(n: int) -> int:
+        for _ in range(n):
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+        return n
+
+    return run
+
+
+def bare_vector(num_envs: int, native: bool) -> Callable[[int], int]:
+    if native:
+        env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    else:
+        env = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+
+    def run(n: int) -> int:
+        for _ in range(n):
+            env.step(env.action_space.sample())
+        return n * num_envs
+
+    return run
+
+
+def cardio_collect(num_envs: int, **env_options: str) -> Callable[[int], int]:
+    env = make_env(ENV_ID, num_envs=num_envs, seed=0, **env_options)  # type: ignore[arg-type]
+    gatherer = Gatherer(env, seed=0)
+    buffer = CircularBuffer(CAPACITY, num_envs=num_envs, seed=0)
+
+    def run(n: int) -> int:
+        before = gatherer.stats.env_steps
+        for _ in range(n):
+            transition, valid = gatherer.step(gatherer.random_policy)
+            buffer.add(transition, valid)
+        return gatherer.stats.env_steps - before
+
+    return run
+
+
+PAIRS: dict[str, tuple[Callable[[], Callable[[int], int]], Callable[[], Callable[[int], int]]]] = {
+    "single": (bare_single, lambda: cardio_collect(1)),
+    "native64": (
+        lambda: bare_vector(64, native=True),
+        lambda: cardio_collect(64, vectorization="vector_entry_point", autoreset="next_step"),
+    ),
+    "sync8": (lambda: bare_vector(8, native=False), lambda: cardio_collect(8)),
+}
+
+
+def rate(run: Callable[[int], int], seconds: float, chunk: int = 200) -> float:
+    """Env steps per second of ``run`` (vector steps in chunks) for about ``seconds``."""
+    run(chunk)  # warm-up
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        done += run(chunk)
+    return done / elapsed
+
+
+def measure(pair: str, repeats: int, seconds: float) -> dict[str, float]:
+    """Interleaved rounds of one pair: median steps/s of each side and the median per-round ratio."""
+    make_bare, make_cardio = PAIRS[pair]
+    bare, cardio = make_bare(), make_cardio()
+    bare_rates, cardio_rates = [], []
+    for _ in range(repeats):
+        gc.collect()
+        bare_rates.append(rate(bare, seconds))
+        gc.collect()
+        cardio_rates.append(rate(cardio, seconds))
+    ratios = [c / b for c, b in zip(cardio_rates, bare_rates, strict=True)]
+    return {
+        "bare": statistics.median(bare_rates),
+        "cardio": statistics.median(cardio_rates),
+        "ratio": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", default="single,native64,sync8")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    print(f"| pair | bare steps/s | cardio steps/s | cardio / bare (median of {args.repeats}, min-max) |")
+    print("|---|---|---|---|")
+    for pair in args.pairs.split(","):
+        r = measure(pair, args.repeats, args.seconds)
+        print(
+            f"| {pair} | {r['bare']:,.0f} | {r['cardio']:,.0f} | "
+            f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Start-up benchmark: wall time from launching a process to its first env step, against the bare imports.
+
+    python bench/startup.py [--repeats 3]
+
+Each variant is a fresh ``python`` process, timed from just before it is launched to the moment its first env
+step returns (the child prints ``time.time()`` there; for the floors, after its imports). Variants run
+interleaved round by round; medians are printed, and each run's cost above the floor that it cannot avoid:
+
+  python          ``python -c pass``: the interpreter.
+  torch           ``import torch, torch._dynamo``: the framework a torch run pays before anything of cardio's
+                  (``Adam.step`` imports ``torch._dynamo`` unconditionally in torch 2.13).
+  torch run       ``scripts/train.py agent=dqn env=CartPole`` (zoo numbers, console logger) up to the first env
+                  step, through Hydra's entry point exactly as a user runs it.
+  random run      Hydra's config composed, ``make_env`` + ``CircularBuffer`` + ``Gatherer`` built, one random-
+                  policy step: everything a JAX (or any non-torch) run needs besides its framework. Reports
+                  whether torch was imported anyway.
+
+Issue 12's target: a run's start-up no more than 1.5 s above its framework floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import os, sys, time
+import cardio.gatherer as gatherer
+first = gatherer.Gatherer.step
+def step(self, policy):
+    out = first(self, policy)
+    print("FIRST_STEP", time.time(), "TORCH", "torch" in sys.modules, flush=True)
+    os._exit(0)
+gatherer.Gatherer.step = step
+"""
+
+TORCH_RUN = PROBE + """
+import runpy
+sys.argv = ["scripts/train.py", "agent=dqn", "env=CartPole", "runner.eval_freq=0", "hydra.run.dir=" + sys.argv[1]]
+runpy.run_path("scripts/train.py", run_name="__main__")
+"""
+
+RANDOM_RUN = PROBE + """
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from cardio.buffers.circular import CircularBuffer
+with initialize_config_dir(config_dir=os.path.abspath("configs"), version_base=None):
+    cfg = compose("train", overrides=["env=CartPole"])
+env = instantiate(cfg.env, seed=0, _convert_="all")
+buffer = CircularBuffer(1000, num_envs=env.num_envs)
+g = gatherer.Gatherer(env, seed=0)
+transition, valid = first(g, g.random_policy)
+buffer.add(transition, valid)
+g.step(g.random_policy)
+"""
+
+VARIANTS = {
+    "python": "import time; print('FIRST_STEP', time.time(), 'TORCH', False)",
+    "torch": "import time, torch, torch._dynamo; print('FIRST_STEP', time.time(), 'TORCH', True)",
+    "torch run": TORCH_RUN,
+    "random run": RANDOM_RUN,
+}
+
+
+def launch(code: str, run_dir: str) -> tuple[float, bool]:
+    """Seconds from launch to the child's FIRST_STEP line, and whether the child had imported torch."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYDRA_FULL_ERROR": "1"}
+    start = time.time()
+    out = subprocess.run(
+        [sys.executable, "-c", code, run_dir], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    for line in out.stdout.splitlines():
+        if line.startswith("FIRST_STEP"):
+            _, stamp, _, torch_loaded = line.split()
+            return float(stamp) - start, torch_loaded == "True"
+    raise RuntimeError(f"no first step in the child's output:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    walls: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    torch_loaded: dict[str, bool] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for name, code in VARIANTS.items():
+                wall, torch_loaded[name] = launch(code, str(Path(tmp) / f"{name.replace(' ', '_')}{r}"))
+                walls[name].append(wall)
+            print(f"round {r}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in walls.items()), flush=True)
+    floors = {"torch run": "torch", "random run": "python"}
+    print("| variant | median s to first env step | above its floor (median of pairs) | torch imported |")
+    print("|---|---|---|---|")
+    for name, values in walls.items():
+        floor = floors.get(name)
+        above = (
+            f"{statistics.median(a - b for a, b in zip(values, walls[floor], strict=True)):.2f} s over {floor}"
+            if floor
+            else "-"
+        )
+        print(f"| {name} | {statistics.median(values):.2f} | {above} | {torch_loaded[name]} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Held-out rl-zoo pairs: cardio's imported config next to SB3 on the same rl-zoo numbers, 3 seeds each.
+
+    nice -n 10 python bench/zoo_heldout.py --zoo <rl-zoo checkout> --lib sb3 [--pairs dqn_acrobot ...]
+    nice -n 10 python bench/zoo_heldout.py --lib cardio [--pairs ...] [--seeds 0 1 2]
+    python bench/zoo_heldout.py --table     # write the table into docs/zoo.md from the results file
+
+cardio runs ``agent=<algo> env=<Env>`` with the generated ``configs/zoo/<algo>/<EnvId>.yaml`` (named explicitly
+with ``zoo=...``, so the run does not depend on the automatic selection). SB3 is built here from the rl-zoo entry
+itself (read by ``scripts/import_zoo.py``), the way rl-zoo's own training script would: ``lin_<x>`` as a linear
+schedule, ``normalize`` as ``VecNormalize`` with the agent's gamma, ``policy_kwargs`` with its activation class,
+``noise_type`` as action noise. Both sides evaluate once at the end, 10 deterministic episodes on a separate env
+seeded ``seed + EVAL_SEED_OFFSET`` (frozen normalisation statistics), the env's own returns. Each finished run
+appends one JSON line to ``docs/bench/zoo_heldout.jsonl``; runs already there are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.import_zoo import HELDOUT_END, HELDOUT_START, load_algo, parse_expression  # noqa: E402
+
+RESULTS = ROOT / "docs" / "bench" / "zoo_heldout.jsonl"
+EVAL_EPISODES = 10
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One held-out (agent, env) pair."""
+
+    algo: str
+    """rl-zoo algorithm and cardio's ``agent=`` option."""
+    zoo_id: str
+    """The rl-zoo entry the numbers come from."""
+    env_id: str
+    """The env actually built (MuJoCo: v5 where rl-zoo tuned on v4)."""
+    env_config: str
+    """cardio's ``env=`` option."""
+    budget: int | None = None
+    """Env steps when reduced from rl-zoo's ``n_timesteps`` (stated in the table)."""
+
+
+PAIRS = {
+    "dqn_acrobot": Pair("dqn", "Acrobot-v1", "Acrobot-v1", "Acrobot"),
+    "dqn_mountaincar": Pair("dqn", "MountainCar-v0", "MountainCar-v0", "MountainCar"),
+    "ppo_mountaincarcontinuous": Pair(
+        "ppo", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous"
+    ),
+    "ppo_pendulum": Pair("ppo", "Pendulum-v1", "Pendulum-v1", "Pendulum"),
+    "a2c_acrobot": Pair("a2c", "Acrobot-v1", "Acrobot-v1", "Acrobot"),
+    "sac_mountaincarcontinuous": Pair(
+        "sac", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous"
+    ),
+    "ppo_hopper": Pair("ppo", "Hopper-v4", "Hopper-v5", "Hopper", budget=100_000),
+}
+
+
+def budget(pair: Pair, entry: dict[str, Any]) -> int:
+    return pair.budget if pair.budget is not None else int(float(entry["n_timesteps"]))
+
+
+def sb3_model(pair: Pair, entry: dict[str, Any], seed: int) -> tuple[Any, Any]:
+    """The SB3 model for an rl-zoo entry, and its training VecEnv."""
+    import stable_baselines3 as sb3
+    import torch
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    h = dict(entry)
+    for key in ("n_timesteps", "policy", "env_wrapper", "frame_stack", "callback"):
+        h.pop(key, None)
+    env = make_vec_env(pair.env_id, n_envs=int(h.pop("n_envs", 1)), seed=seed)
+    normalize = h.pop("normalize", False)
+    if normalize:
+        kwargs = parse_expression(normalize) if isinstance(normalize, str) else {}
+        env = VecNormalize(env, gamma=h.get("gamma", 0.99), **kwargs)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(h.get(key), str) and h[key].startswith("lin_"):
+            start = float(h[key][4:])
+            h[key] = lambda progress, start=start: progress * start
+    if isinstance(h.get("policy_kwargs"), str):
+        kwargs = parse_expression(h["policy_kwargs"])
+        if "activation_fn" in kwargs:
+            kwargs["activation_fn"] = getattr(torch.nn, kwargs["activation_fn"].split(".")[-1])
+        h["policy_kwargs"] = kwargs
+    if isinstance(h.get("train_freq"), list):
+        h["train_freq"] = tuple(h["train_freq"])
+    if "noise_type" in h:
+        kind, std = h.pop("noise_type"), h.pop("noise_std")
+        dim = env.action_space.shape[0]
+        noise_cls = NormalActionNoise if kind == "normal" else OrnsteinUhlenbeckActionNoise
+        h["action_noise"] = noise_cls(mean=np.zeros(dim), sigma=std * np.ones(dim))
+    cls = getattr(sb3, pair.algo.upper())
+    return cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **h), env
+
+
+def run_sb3(pair: Pair, entry: dict[str, Any], seed: int) -> dict[str, Any]:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from cardio.runner import EVAL_SEED_OFFSET
+
+    model, env = sb3_model(pair, entry, seed)
+    started = time.perf_counter()
+    model.learn(total_timesteps=budget(pair, entry))
+    elapsed = time.perf_counter() - started
+    eval_env = make_vec_env(pair.env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
+    if isinstance(env, VecNormalize):  # frozen training statistics, raw rewards
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = env.obs_rms
+    returns, _ = evaluate_policy(model, eval_env, EVAL_EPISODES, deterministic=True, return_episode_rewards=True)
+    return {"final": float(np.mean(returns)), "returns": [float(r) for r in returns], "train_s": elapsed}
+
+
+def run_cardio(pair: Pair, entry: dict[str, Any], seed: int) -> dict[str, Any]:
+    import warnings
+
+    from cardio.build import build_runner
+    from tests.conftest import compose_train
+
+    overrides = [
+        f"agent={pair.algo}", f"env={pair.env_config}", f"zoo={pair.algo}/{pair.env_id}", f"seed={seed}",
+        "runner.eval_freq=0", f"runner.eval_episodes={EVAL_EPISODES}", "runner.checkpoint_dir=null",
+        f"run_dir={ROOT / 'outputs' / 'bench' / 'zoo_heldout'}", "logger=csv",
+    ]  # fmt: skip
+    if pair.budget is not None:
+        overrides.append(f"runner.total_steps={pair.budget}")
+    cfg = compose_train(overrides)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runner = build_runner(cfg)
+    started = time.perf_counter()
+    final = runner.run()
+    elapsed = time.perf_counter() - started
+    return {"final": final["eval/mean_reward"], "train_s": elapsed}
+
+
+def load_results() -> list[dict[str, Any]]:
+    if not RESULTS.exists():
+        return []
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zoo", type=Path, default=None, help="rl-zoo checkout (needed for --lib sb3)")
+    parser.add_argument("--lib", choices=("cardio", "sb3"), default="cardio")
+    parser.add_argument("--pairs", nargs="*", default=list(PAIRS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument("--table", action="store_true", help="only print the table")
+    args = parser.parse_args()
+    if args.table:
+        write_table(table(load_results()))
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    for seed in args.seeds:  # seed-major: every pair gets a first seed before any gets a third
+        for name in args.pairs:
+            pair = PAIRS[name]
+            if any(r["pair"] == name and r["lib"] == args.lib and r["seed"] == seed for r in load_results()):
+                continue
+            entry = load_algo(args.zoo or Path("/nonexistent"), pair.algo)[pair.zoo_id] if args.lib == "sb3" else {}
+            if args.lib == "cardio":
+                from tests.conftest import compose_train
+
+                steps = int(compose_train([f"agent={pair.algo}", f"env={pair.env_config}",
+                                           f"zoo={pair.algo}/{pair.env_id}"]).runner.total_steps)  # fmt: skip
+                entry = {"n_timesteps": steps}
+            started = time.strftime("%H:%M:%S")
+            result = (run_sb3 if args.lib == "sb3" else run_cardio)(pair, entry, seed)
+            record = {"pair": name, "lib": args.lib, "seed": seed, "steps": budget(pair, entry), **result}
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with RESULTS.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            print(f"{started} {name} {args.lib} seed {seed}: {record['final']:.1f} ({result['train_s']:.0f} s)")
+
+
+def write_table(rows: str) -> None:
+    """Put the table between docs/zoo.md's held-out markers (written by scripts/import_zoo.py), and print it."""
+    doc = ROOT / "docs" / "zoo.md"
+    text = doc.read_text()
+    start, end = text.index(HELDOUT_START), text.index(HELDOUT_END)
+    doc.write_text(text[: start + len(HELDOUT_START)] + "\n" + rows + "\n" + text[end:])
+    print(rows)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """Markdown rows: pair, steps, cardio mean +- std (seeds), SB3 likewise, time ratio SB3/cardio."""
+    lines = ["| agent | env | env steps | cardio (mean ± std, seeds) | SB3 (mean ± std, seeds) | time SB3/cardio |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, pair in PAIRS.items():
+        cells = []
+        for lib in ("cardio", "sb3"):
+            finals = [r["final"] for r in results if r["pair"] == name and r["lib"] == lib]
+            if not finals:
+                cells.append("not run")
+                continue
+            std = statistics.pstdev(finals) if len(finals) > 1 else 0.0
+            cells.append(f"{statistics.mean(finals):.1f} ± {std:.1f} ({len(finals)})")
+        times = {lib: {r["seed"]: r["train_s"] for r in results if r["pair"] == name and r["lib"] == lib}
+                 for lib in ("cardio", "sb3")}  # fmt: skip
+        both = sorted(set(times["cardio"]) & set(times["sb3"]))
+        ratio = f"{statistics.median(times['sb3'][s] / times['cardio'][s] for s in both):.2f}" if both else "-"
+        steps = next((r["steps"] for r in results if r["pair"] == name), pair.budget)
+        env = pair.env_id + (f" (rl-zoo {pair.zoo_id})" if pair.zoo_id != pair.env_id else "")
+        lines.append(f"| {pair.algo.upper()} | {env} | {steps:.0e} | {cells[0]} | {cells[1]} | {ratio} |")
+    return "\n".join(lines)
+
+
+import numpy as np  # noqa: E402  (after the path setup, used by the SB3 builder)
+
+if __name__ == "__main__":
+    main()

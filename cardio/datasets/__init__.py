@@ -1,0 +1,1 @@
+"""Offline data: Minari datasets in and out of cardio's buffers (``cardio.datasets.minari``)."""

@@ -1,0 +1,127 @@
+"""Record a Minari dataset from trained cardio runs: ``make dataset recipe=cartpole_mixed seed=0``.
+
+A recipe (``configs/dataset/<name>.yaml``, or a path) names the dataset id and its sources; ``key=value``
+arguments override recipe keys (``seed=3``, ``sources.0.episodes=20``, ``overwrite=true``). Each source is a
+run dir written by ``scripts/train.py`` and one of
+
+* ``kind: agent``: its agent (from ``checkpoint``, default ``<run>/last.ckpt``) plays ``episodes`` episodes with
+  the chosen exploration (``epsilon``: probability of a uniform action; ``explore``: the agent's own training
+  exploration), on the run's env, seeded from the recipe's ``seed`` and the source's position;
+* ``kind: buffer``: the replay buffer saved in that checkpoint, cut into episodes.
+
+Several sources make a mixture (e.g. a converged and an early checkpoint). The dataset keeps the env's spec, so
+``minari.load_dataset(id).recover_environment()`` rebuilds it. Recording is deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from cardio import checkpoint
+from cardio.build import build_env, build_runner, seed_everything
+from cardio.datasets.minari import write_dataset
+from cardio.datasets.record import buffer_episodes, record_episodes
+from cardio.loggers import Logger
+
+RECIPES = Path(__file__).resolve().parent.parent / "configs" / "dataset"
+
+
+def load_recipe(args: list[str]) -> DictConfig:
+    """``recipe=<name or path>`` plus ``key=value`` overrides -> the merged recipe."""
+    overrides = [a for a in args if not a.startswith("recipe=")]
+    names = [a.split("=", 1)[1] for a in args if a.startswith("recipe=")]
+    if len(names) != 1 or any("=" not in a for a in args):
+        raise SystemExit(
+            f"usage: scripts/record.py recipe=<name in {RECIPES} or a .yaml path> [key=value ...]; got {args}"
+        )
+    path = Path(names[0])
+    if not path.is_file():
+        path = RECIPES / f"{names[0]}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+        raise SystemExit(f"recipe={names[0]}: no such file or recipe; shipped recipes: {shipped}")
+    recipe = OmegaConf.load(path)
+    assert isinstance(recipe, DictConfig)
+    for item in overrides:  # `sources.0.episodes=20` reaches into the list, which a dotlist merge cannot
+        key, value = item.split("=", 1)
+        OmegaConf.update(recipe, key, yaml.safe_load(value), merge=True)
+    return recipe
+
+
+def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]], DictConfig]:
+    """The episodes one source contributes, and the run's config."""
+    run = Path(source.run)
+    config_path = run / "config.yaml"
+    if not config_path.is_file():
+        raise SystemExit(f"source run={run} has no config.yaml; pass a run dir written by scripts/train.py")
+    cfg = OmegaConf.load(config_path)
+    assert isinstance(cfg, DictConfig)
+    runner = build_runner(cfg, logger=Logger())
+    runner.load(checkpoint.resolve(source.get("checkpoint") or run))
+    kind = source.get("kind", "agent")
+    if kind == "buffer":
+        return buffer_episodes(runner.buffer), cfg
+    if kind != "agent":
+        raise SystemExit(f"source kind={kind!r} (run={run}): use agent or buffer")
+    seed_everything(seed)  # the agent's own sampling (SAC) draws from torch's global generator
+    env_cfg = cfg.copy()
+    env_cfg.env.num_envs = 1
+    env_cfg.seed = seed
+    env = build_env(env_cfg)
+    episodes = record_episodes(
+        runner.agent,
+        env,
+        int(source.episodes),
+        epsilon=float(source.get("epsilon", 0.0)),
+        explore=bool(source.get("explore", False)),
+        seed=seed,
+    )
+    env.close()
+    return episodes, cfg
+
+
+def main(argv: list[str] | None = None) -> Path:
+    recipe = load_recipe(sys.argv[1:] if argv is None else argv)
+    episodes: list[dict[str, Any]] = []
+    cfg = None
+    for i, source in enumerate(recipe.sources):
+        got, cfg = source_episodes(source, seed=int(recipe.seed) * 1000 + i)
+        returns = [float(np.sum(ep["reward"])) for ep in got]
+        print(f"{source.run} ({source.get('kind', 'agent')}): {len(got)} episodes, mean return {np.mean(returns):.1f}")
+        episodes.extend(got)
+    assert cfg is not None, "a recipe needs at least one source"
+    # The spaces are those the agent saw (cardio's wrappers applied); the spec is the registered env's.
+    env_cfg = cfg.copy()
+    env_cfg.env.num_envs = 1
+    env = build_env(env_cfg)
+    if cfg.env.get("wrappers"):
+        print(f"note: the dataset's env spec is {cfg.env.id} without cardio's wrappers {list(cfg.env.wrappers)}")
+    path = write_dataset(
+        recipe.dataset_id,
+        episodes,
+        env_spec=gym.spec(cfg.env.id),
+        observation_space=env.single_observation_space,
+        action_space=env.single_action_space,
+        algorithm_name=recipe.get("algorithm_name"),
+        description=recipe.get("description"),
+        overwrite=bool(recipe.get("overwrite", False)),
+    )
+    env.close()
+    returns = [float(np.sum(ep["reward"])) for ep in episodes]
+    steps = sum(len(ep["reward"]) for ep in episodes)
+    print(
+        f"wrote {recipe.dataset_id} to {path}: {len(episodes)} episodes, {steps} steps, "
+        f"mean return {np.mean(returns):.1f}"
+    )
+    return path
+
+
+if __name__ == "__main__":
+    main()

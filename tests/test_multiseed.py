@@ -1,0 +1,108 @@
+"""Many seeds in one process (cardio/multiseed.py): each seed is the single-seed run, batched.
+
+Seed s must see exactly the env streams, replay samples and PRNG draws of ``seed=s`` alone, end with the same
+parameters (within float tolerance: a vmapped matmul may sum in another order), write the same run-dir layout,
+and resume exactly; what cannot be batched is refused by name.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+
+from cardio.agents.dqn import DQNConfig  # noqa: E402
+from cardio.multiseed import MultiSeedError, MultiSeedRunner  # noqa: E402
+from cardio.plotting import group_runs, load_runs  # noqa: E402
+from tests.test_jax_agents import Recorder, StopAt, make_runner  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (0, 1)
+
+
+def multi(agent: str, tmp: Path, crash_at: int | None = None) -> tuple[MultiSeedRunner, list[Recorder]]:
+    built = [
+        make_runner(
+            agent, tmp / f"seed_{s}", seed=s, callbacks=(StopAt(crash_at),) if crash_at and s == SEEDS[-1] else ()
+        )
+        for s in SEEDS
+    ]
+    return MultiSeedRunner([r for r, _ in built], SEEDS), [rec for _, rec in built]
+
+
+@pytest.mark.parametrize("agent", ["dqn", "sac"])
+def test_each_seed_is_its_single_seed_run(agent: str, tmp_path: Path) -> None:
+    together, recorders = multi(agent, tmp_path / "together")
+    together.run()
+    for i, seed in enumerate(SEEDS):
+        alone, recorder = make_runner(agent, tmp_path / f"alone_{seed}", seed=seed)
+        alone.run()
+        mine = together.runners[i]
+        # the data path: env streams into the buffer, and the buffer's sampling generator after the same draws
+        stored, expected = mine.buffer.state_dict(), alone.buffer.state_dict()
+        for key in ("obs", "action", "reward", "next_obs", "terminated"):
+            np.testing.assert_array_equal(stored["storage"][key], expected["storage"][key], err_msg=key)
+        assert stored["rng"] == expected["rng"]
+        # the learning: parameters and logged metrics within float tolerance
+        for a, b in zip(
+            jax.tree.leaves(mine.agent.state_dict()), jax.tree.leaves(alone.agent.state_dict()), strict=True
+        ):
+            np.testing.assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-4, atol=1e-5)
+        assert [step for step, _ in recorders[i].rows] == [step for step, _ in recorder.rows]
+        for (_, got), (_, want) in zip(recorders[i].rows, recorder.rows, strict=True):
+            assert got.keys() == want.keys()
+            for key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-3, abs=1e-4), key
+    # negative control: the two seeds really differ
+    assert recorders[0].rows != recorders[1].rows
+
+
+def test_all_seeds_resume_exactly_together(tmp_path: Path) -> None:
+    straight, expected = multi("dqn", tmp_path / "straight")
+    straight.run()
+    crashed, first = multi("dqn", tmp_path / "resumed", crash_at=512)
+    with pytest.raises(RuntimeError, match="crash"):
+        crashed.run()
+    resumed, second = multi("dqn", tmp_path / "resumed")
+    resumed.load(tmp_path / "resumed")
+    assert resumed.env_steps == 512
+    resumed.run()
+    for i in range(len(SEEDS)):
+        assert [row for row in first[i].rows if row[0] <= 512] + second[i].rows == expected[i].rows
+
+
+def test_refusals_name_the_reason_and_the_way_out(tmp_path: Path) -> None:
+    runners = [make_runner("dqn", tmp_path / str(s), seed=s)[0] for s in SEEDS]
+    for r in runners:  # a torch agent in the jax runner's place
+        r.agent = DQNConfig(hidden_sizes=(8,)).build(
+            r.gatherer.env.single_observation_space, r.gatherer.env.single_action_space
+        )
+    with pytest.raises(MultiSeedError, match=r"DQN has no pure functions.*seed=0,1,2"):
+        MultiSeedRunner(runners, SEEDS)
+    with pytest.raises(MultiSeedError, match=r"PPOJax is on-policy.*seed=0,1,2"):
+        MultiSeedRunner([make_runner("ppo", tmp_path / f"p{s}", seed=s)[0] for s in SEEDS], SEEDS)
+
+
+def test_train_py_seeds_writes_one_run_dir_per_seed_and_a_summary(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "scripts/train.py", "agent=dqn_jax", "env=CartPole", "seeds=[3,5]", "agent.hidden_sizes=[16]",
+        "runner.total_steps=600", "runner.schedule.learning_starts=100", "runner.eval_episodes=2",
+        "runner.log_interval=200", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for seed in (3, 5):
+        seed_dir = run_dir / f"seed_{seed}"
+        for name in ("config.yaml", "progress.csv", "last.ckpt", "final.json"):
+            assert (seed_dir / name).is_file(), f"{seed_dir}/{name}"
+        assert f"seed: {seed}\n" in (seed_dir / "config.yaml").read_text()
+    summary = (run_dir / "summary.csv").read_text().splitlines()
+    assert len(summary) == 2 and summary[1].split(",")[1] == "2"  # one config, two seeds
+    runs = load_runs([run_dir])  # what `make plot runs=<run_dir>` reads: two runs of one configuration
+    assert len(runs) == 2 and len(group_runs(runs)) == 1
