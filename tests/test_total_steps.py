@@ -72,6 +72,8 @@ SHIPPED += [[f"agent={a}", f"env={e}"] for a, e in itertools.product(options("ag
 @pytest.mark.parametrize("overrides", SHIPPED, ids=" ".join)
 def test_shipped_configs_build_without_a_warning(overrides: list[str], tmp_path: Path) -> None:
     cfg = compose_train(overrides)
+    if str(cfg.runner.schedule.get("_target_", "")).endswith("OfflineSchedule"):
+        pytest.skip("an offline agent needs a Minari dataset to build (tests/test_offline*.py)")
     with open_dict(cfg):
         cfg.run_dir = str(tmp_path)
         cfg.logger.sinks = {}
@@ -81,9 +83,13 @@ def test_shipped_configs_build_without_a_warning(overrides: list[str], tmp_path:
             runner = build_runner(cfg)
         except SpaceError:  # DQN on Pendulum and the like: refused, not warned about
             return
+        except ValueError as refused:  # a JAX twin refuses the zoo's knobs it lacks (refuse_unsupported)
+            assert "does not implement" in str(refused)
+            return
     schedule = runner.schedule
     if isinstance(schedule, OnPolicySchedule) and "batch_size" in cfg.agent:  # PPO's minibatches divide a rollout
-        assert (schedule.n_steps * runner.num_envs) % cfg.agent.batch_size == 0
+        rollout = schedule.n_steps * runner.num_envs
+        assert rollout % cfg.agent.batch_size == 0 or cfg.agent.batch_size >= rollout  # or one batch of it all
 
 
 class GoalAgent:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import OBSERVATION_SPACES, obs_flatten, obs_to_tensor, to_tensor
+from cardio.agents.networks import OBSERVATION_SPACES, obs_batch_size, obs_flatten, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -126,7 +126,7 @@ class A2C(Checkpointable):
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
         if explore and self.sde is not None:
-            self.sde.before_act(len(obs))
+            self.sde.before_act(obs_batch_size(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:

@@ -24,7 +24,7 @@ from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import require_space
 from cardio.agents.configs import SCHEDULES, PPOConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import obs_flatten, obs_index, obs_to_tensor, to_tensor
+from cardio.agents.networks import obs_batch_size, obs_flatten, obs_index, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -72,7 +72,7 @@ class PPO(Checkpointable):
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
         if explore and self.sde is not None:
-            self.sde.before_act(len(obs))
+            self.sde.before_act(obs_batch_size(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
