@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 5], help="values of S")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--steps", type=int, default=4000, help="env steps per seed")
+    parser.add_argument(
+        "--no-separate", action="store_true", help="time only one seed and S together (separate = S x one seed)"
+    )
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     for repeat in range(args.repeats):
@@ -57,9 +60,12 @@ def main() -> None:
             for s in args.seeds:
                 seeds = list(range(s))
                 together = timed_run([*CASES[case], f"seeds=[{','.join(map(str, seeds))}]"], args.steps)
-                separate = one + sum(timed_run([*CASES[case], f"seed={seed}"], args.steps) for seed in seeds[1:])
+                if args.no_separate:
+                    separate = s * one
+                else:
+                    separate = one + sum(timed_run([*CASES[case], f"seed={seed}"], args.steps) for seed in seeds[1:])
                 row = {"case": case, "S": s, "steps": args.steps, "repeat": repeat, "one": one,
-                       "together": together, "separate": separate}  # fmt: skip
+                       "together": together, "separate": separate, "separate_timed": not args.no_separate}  # fmt: skip
                 with RESULTS.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 print(

@@ -6,10 +6,11 @@
 
 ``runs``: for each case (rl-zoo numbers, from ``configs/zoo/``), Stable-Baselines3, cardio-torch and a minimal
 hand-written loop of the same arithmetic (same env, network, optimiser, batch and schedule; no metrics, no
-logging, no checks) train for ``--steps`` env steps, interleaved round by round (SB3, cardio, minimal, SB3, ...)
-in this process, one torch thread each. Training wall time only. Printed: each one's median time per 1e4 env
-steps and the medians of the per-round ratios against the minimal loop. cardio-jax is not here yet (the jax
-helper adds it).
+logging, no checks) train for the case's env steps (or ``--steps``), interleaved round by round (SB3, cardio,
+minimal, SB3, ...) in this process, one torch thread each. ``--clock cpu`` (default) times this process's CPU
+seconds of each whole call (build and one final evaluation episode included, both small); ``--clock wall`` the
+training loops' wall time only. Printed: the minimal loop's median time per 1e4 env steps and the medians of the
+per-round ratios. cardio-jax is not here yet (the jax helper adds it).
 
 ``update``: one DQN update (Adam, Huber, grad clip) by cardio's agent and by the minimal loop's update function,
 interleaved, for hidden widths [64, 64], [256, 256], [400, 300] and batch sizes 32, 64, 256.
@@ -17,13 +18,16 @@ interleaved, for hidden widths [64, 64], [256, 256], [400, 300] and batch sizes 
 ``levers``: the torch levers of issue 12 measured in isolation (old way vs new way, interleaved), on the
 rl-zoo DQN CartPole network ([256, 256], batch 64) and SAC's twin critics.
 
-These machines are shared and noisy (+-20 %): only the ratios within one run mean anything.
+``update`` and ``levers`` time this process's CPU seconds (one torch thread), which a shared machine's load
+hardly moves; ``runs`` times wall seconds (SB3's and cardio's loops are timed inside them). These machines are
+shared and noisy (+-20 %): only the ratios within one run mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import gc
 import statistics
 import sys
@@ -228,37 +232,47 @@ MINIMAL: dict[str, Callable[[int, int], None]] = {
 
 
 # ------------------------------------------------------------------------------------------------ sections
-def timed(fn: Callable[[], Any]) -> float:
+def timed(fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter) -> float:
     gc.collect()
-    start = time.perf_counter()
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def runs(cases: list[str], repeats: int) -> None:
+def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int = 0) -> None:
     print("| case | steps/run | SB3 / minimal | cardio-torch / minimal | SB3 / cardio | minimal s per 1e4 steps |")
     print("|---|---|---|---|---|---|")
     for name in cases:
         case, steps = RUN_CASES[name]
+        steps = steps_override or steps
         short = replace(case, total_steps=steps, eval_freq=10**9, eval_episodes=1)
         walls: dict[str, list[float]] = {"sb3": [], "cardio": [], "minimal": []}
         for seed in range(repeats):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                walls["sb3"].append(run_sb3(short, seed)["train_wall"])
-                walls["cardio"].append(run_cardio(f"{name}_perf", short, seed)["train_wall"])
-            walls["minimal"].append(timed(lambda seed=seed: MINIMAL[name](seed, steps)))
+                if clock == "wall":  # training only, timed inside each library's loop
+                    walls["sb3"].append(run_sb3(short, seed)["train_wall"])
+                    walls["cardio"].append(run_cardio(f"{name}_perf", short, seed)["train_wall"])
+                else:  # this process's CPU seconds for the whole call: build, training, one final episode
+                    walls["sb3"].append(timed(functools.partial(run_sb3, short, seed), time.process_time))
+                    walls["cardio"].append(
+                        timed(functools.partial(run_cardio, f"{name}_perf", short, seed), time.process_time)
+                    )
+            clock_fn = time.perf_counter if clock == "wall" else time.process_time
+            walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps), clock_fn))
             print(f"  {name} round {seed}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()), flush=True)
-
-        def ratio(a: str, b: str) -> str:
-            return f"{statistics.median(x / y for x, y in zip(walls[a], walls[b], strict=True)):.2f}"
 
         per_1e4 = statistics.median(walls["minimal"]) * 1e4 / steps
         print(
-            f"| {name} | {steps} | {ratio('sb3', 'minimal')} | {ratio('cardio', 'minimal')} | "
-            f"{ratio('sb3', 'cardio')} | {per_1e4:.1f} |",
+            f"| {name} | {steps} | {ratio(walls['sb3'], walls['minimal'])} | "
+            f"{ratio(walls['cardio'], walls['minimal'])} | {ratio(walls['sb3'], walls['cardio'])} | {per_1e4:.1f} |",
             flush=True,
         )
+
+
+def ratio(a: list[float], b: list[float]) -> str:
+    """Median of the per-round ratios a / b."""
+    return f"{statistics.median(x / y for x, y in zip(a, b, strict=True)):.2f}"
 
 
 def dqn_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
@@ -272,44 +286,48 @@ def dqn_batch(rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
     }
 
 
-def update(repeats: int, n: int = 100) -> None:
+def update(repeats: int, n: int = 30) -> None:
     """cardio's DQN.update vs the minimal update function: ms per update and their ratio."""
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
     print("| hidden | batch | minimal ms/update | cardio ms/update | cardio / minimal |")
     print("|---|---|---|---|---|")
-    rng = np.random.default_rng(0)
     for hidden in ((64, 64), (256, 256), (400, 300)):
         for size in (32, 64, 256):
-            batches = [dqn_batch(rng, size) for _ in range(n)]
-            agent = DQN(obs_space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=hidden), seed=0)
-            q = mlp(4, hidden, 2)
-            fn = dqn_update_fn(q, copy.deepcopy(q), torch.optim.Adam(q.parameters(), lr=1e-4, fused=True), 0.99, 10)
-            tensors = [
-                [torch.from_numpy(np.asarray(b[k])) for k in ("obs", "action", "reward", "next_obs", "terminated")]
-                for b in batches
-            ]
-            for t in tensors:
-                t[4] = t[4].float()
-
-            def cardio_side() -> None:
-                for b in batches:
-                    agent.update(b)
-
-            def minimal_side() -> None:
-                for t in tensors:
-                    fn(*t)
-
-            cardio_side(), minimal_side()  # warm-up
-            ms: dict[str, list[float]] = {"minimal": [], "cardio": []}
-            for _ in range(repeats):
-                ms["minimal"].append(timed(minimal_side) / n * 1e3)
-                ms["cardio"].append(timed(cardio_side) / n * 1e3)
-            ratio = statistics.median(c / m for c, m in zip(ms["cardio"], ms["minimal"], strict=True))
+            ms = time_update(hidden, size, repeats, n)
             print(
                 f"| {list(hidden)} | {size} | {statistics.median(ms['minimal']):.2f} | "
-                f"{statistics.median(ms['cardio']):.2f} | {ratio:.2f} |",
+                f"{statistics.median(ms['cardio']):.2f} | {ratio(ms['cardio'], ms['minimal'])} |",
                 flush=True,
             )
+
+
+def time_update(hidden: tuple[int, ...], size: int, repeats: int, n: int) -> dict[str, list[float]]:
+    """ms per update of each side over ``repeats`` interleaved rounds of ``n`` updates."""
+    rng = np.random.default_rng(0)
+    batches = [dqn_batch(rng, size) for _ in range(n)]
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    agent = DQN(obs_space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=hidden), seed=0)
+    q = mlp(4, hidden, 2)
+    fn = dqn_update_fn(q, copy.deepcopy(q), torch.optim.Adam(q.parameters(), lr=1e-4, fused=True), 0.99, 10)
+    keys = ("obs", "action", "reward", "next_obs", "terminated")
+    tensors = [[torch.from_numpy(np.asarray(b[k])) for k in keys] for b in batches]
+    for t in tensors:
+        t[4] = t[4].float()
+
+    def cardio_side() -> None:
+        for b in batches:
+            agent.update(b)
+
+    def minimal_side() -> None:
+        for t in tensors:
+            fn(*t)
+
+    cardio_side()  # warm-up
+    minimal_side()
+    ms: dict[str, list[float]] = {"minimal": [], "cardio": []}
+    for _ in range(repeats):
+        ms["minimal"].append(timed(minimal_side, time.process_time) / n * 1e3)
+        ms["cardio"].append(timed(cardio_side, time.process_time) / n * 1e3)
+    return ms
 
 
 def levers(repeats: int) -> None:
@@ -370,10 +388,10 @@ def levers(repeats: int) -> None:
         old(), new()
         for _ in range(repeats):
             for side, fn in (("old", old), ("new", new)):
-                start = time.perf_counter()
+                start = time.process_time()
                 for _ in range(n):
                     fn()
-                times[side].append((time.perf_counter() - start) / n * 1e6)
+                times[side].append((time.process_time() - start) / n * 1e6)
         ratio = statistics.median(b / a for a, b in zip(times["old"], times["new"], strict=True))
         print(
             f"| {name} | {statistics.median(times['old']):,.1f} | {statistics.median(times['new']):,.1f} | "
@@ -387,10 +405,12 @@ def main() -> None:
     parser.add_argument("section", choices=["runs", "update", "levers"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(RUN_CASES))
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="runs: CPU or wall seconds")
+    parser.add_argument("--steps", type=int, default=0, help="runs: env steps per round (0: the case's own)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.section == "runs":
-        runs(args.cases.split(","), args.repeats)
+        runs(args.cases.split(","), args.repeats, args.clock, args.steps)
     elif args.section == "update":
         update(args.repeats)
     else:

@@ -89,20 +89,15 @@ def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
 
 
 def reports_own_returns(env: gym.vector.VectorEnv) -> bool:
-    """Whether every copy of a sync vector env has ``make_env``'s recorder (so every episode end comes with the
-    env's own return, and the gatherer need not sum rewards); ``False`` when it cannot tell (async, native)."""
+    """Whether every episode end of this env comes with the env's own return: a sync vector env whose copies'
+    outermost layer is ``make_env``'s recorder (no user wrapper above it that could end an episode unseen by it).
+    The gatherer then need not sum rewards. ``False`` when it cannot tell (async, native, user wrappers)."""
     if not isinstance(env, gym.vector.SyncVectorEnv):
         return False
-    for sub in env.envs:
-        layer = sub
-        while not (
-            isinstance(layer, gym.wrappers.RecordEpisodeStatistics)
-            and getattr(layer, "_stats_key", None) == ENV_EPISODE_KEY
-        ):
-            if not isinstance(layer, gym.Wrapper):
-                return False
-            layer = layer.env
-    return True
+    return all(
+        isinstance(sub, gym.wrappers.RecordEpisodeStatistics) and getattr(sub, "_stats_key", None) == ENV_EPISODE_KEY
+        for sub in env.envs
+    )
 
 
 class Gatherer:

@@ -85,6 +85,14 @@ class SeedStack:
 
         self._phase = jax.jit(phase)
 
+        def act_one(policy: Any, keys: Any, index: Any, obs: Any, *shared: Any, explore: bool) -> tuple[Any, Any]:
+            # one seed alone (evaluation): its slice of the policy and its key, the new key written back
+            one = jax.tree.map(lambda x: x[index], policy)
+            action, key = self.agent.act_fn(one, keys[index], obs, *shared, explore=explore)
+            return action, keys.at[index].set(key)
+
+        self._act_one = jax.jit(act_one, static_argnames="explore")
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Exploring actions ``[S, N, ...]`` for the seeds' observations ``[S, N, ...]``."""
         policy, shared = self.agent.policy_args()
@@ -125,15 +133,14 @@ class SeedView:
         return jax.tree.map(lambda s, x: s.at[self.index].set(x), stacked, single)
 
     def act(self, obs: Any, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
-        """This seed's policy alone (evaluation): its slice of the parameters and its own key."""
-        stacked = self._swap(self._slice())
-        try:
-            action, extras = self.stack.agent.act(obs, explore)
-            single = self.stack.agent.state
-        finally:
-            self._swap(stacked)
-        self.stack.agent.state = self._write_back(single, stacked)
-        return action, extras
+        """This seed's policy alone (evaluation): its slice of the parameters and its own key, in one jitted call
+        that writes back only the key (writing back the whole state per step would cost far more)."""
+        agent = self.stack.agent
+        policy, shared = agent.policy_args()
+        obs = np.asarray(obs, np.float32)
+        action, keys = self.stack._act_one(policy, agent.state.key, self.index, obs, *shared, explore=explore)
+        agent.state = agent.state._replace(key=keys)
+        return agent.env_action(action, len(obs)), {}
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         on_progress = getattr(self.stack.agent, "on_progress", None)
@@ -166,13 +173,13 @@ def check_batchable(runners: Sequence[Runner]) -> None:
     """Refuse, with :class:`MultiSeedError`, runs whose seeds cannot move in lockstep through batched calls."""
     first = runners[0]
     agent = first.agent
+    if not isinstance(first.schedule, OffPolicySchedule):
+        raise _refuse(f"agent {type(agent).__name__} is on-policy; only off-policy JAX agents are batched")
     if not all(hasattr(agent, name) for name in ("act_fn", "update_fn", "policy_args", "update_args")):
         raise _refuse(
             f"agent {type(agent).__name__} has no pure functions to vmap (torch agents are not batched; the JAX "
             f"twins dqn_jax and sac_jax are)"
         )
-    if not isinstance(first.schedule, OffPolicySchedule):
-        raise _refuse(f"agent {type(agent).__name__} is on-policy; only off-policy JAX agents are batched")
     if hasattr(agent, "initial_state"):
         raise _refuse(f"agent {type(agent).__name__} is recurrent")
     if hasattr(first.buffer, "update_priorities"):
@@ -218,10 +225,14 @@ class MultiSeedRunner:
                 r._progress()  # schedules first, as Runner.collect does
                 if r.gatherer.obs is None:
                     r.gatherer.reset()
-            actions = self.stack.act(np.stack([r.gatherer.obs for r in self.runners]))
+            actions = self.stack.act(np.stack([np.asarray(r.gatherer.obs) for r in self.runners]))
             results = []
             for r, action in zip(self.runners, actions, strict=True):
-                transition, valid = r.gatherer.step(lambda obs, action=action: (action, {}))
+
+                def chosen(obs: Any, action: np.ndarray = action) -> tuple[np.ndarray, dict[str, Any]]:
+                    return action, {}  # this seed's row of the batched policy call
+
+                transition, valid = r.gatherer.step(chosen)
                 r._end_episodes(transition, valid)
                 results.append((transition, valid))
         for r, (transition, valid) in zip(self.runners, results, strict=True):

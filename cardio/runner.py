@@ -30,7 +30,7 @@ import numpy as np
 from cardio import checkpoint, finite
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
-from cardio.envs.normalize import Normalizer
+from cardio.envs.normalize import NORMALIZER_NAME, Normalizer
 from cardio.errors import ConfigError
 from cardio.gatherer import Gatherer
 from cardio.loggers.base import Logger
@@ -682,6 +682,8 @@ class Runner:
         path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
         try:
             save_weights(self.agent, self.checkpoint_dir / WEIGHTS_NAME, meta={"env_steps": self.env_steps})
+            if self.normalizer is not None:  # the weights act on normalised observations: their statistics too
+                self.normalizer.save(self.checkpoint_dir / NORMALIZER_NAME)
         except WeightsError as exc:  # a custom agent whose state is not plain arrays: last.ckpt still resumes it
             if not self._warned_weights:
                 warnings.warn(f"{WEIGHTS_NAME} not written: {exc}", stacklevel=2)

@@ -64,11 +64,13 @@ def test_dqn_twins_agree_on_loss_target_and_step(double_q: bool) -> None:
     jax_dqn.state = jax_dqn.state._replace(params=layers(torch_dqn.q_net), target_params=layers(torch_dqn.target_net))
     jax_dqn.state = jax_dqn.state._replace(opt_state=jax_dqn.tx.init(jax_dqn.state.params))
     batch = transitions(64, 4, RNG.integers(0, 3, 64))
+    grad_norms = []
     for _ in range(3):  # three steps: Adam's moments and the clip take part
         mine, theirs = torch_dqn.update(batch), jax_dqn.update(batch)
         for key in ("train/loss", "train/q_mean", "train/td_target_mean", "train/grad_norm"):
             assert theirs[key] == pytest.approx(mine[key], rel=1e-4, abs=1e-5), key
-    assert mine["train/grad_norm"] > 0.1  # the clip was active
+        grad_norms.append(mine["train/grad_norm"])
+    assert max(grad_norms) > 0.1  # the clip was active on at least one of the compared steps
     assert_same_layers(torch_dqn.q_net, jax_dqn.state.params)
 
 

@@ -46,7 +46,10 @@ def test_each_seed_is_its_single_seed_run(agent: str, tmp_path: Path) -> None:
         # the data path: env streams into the buffer, and the buffer's sampling generator after the same draws
         stored, expected = mine.buffer.state_dict(), alone.buffer.state_dict()
         for key in ("obs", "action", "reward", "next_obs", "terminated"):
-            np.testing.assert_array_equal(stored["storage"][key], expected["storage"][key], err_msg=key)
+            if agent == "dqn" or key == "terminated":  # discrete actions: the very same streams
+                np.testing.assert_array_equal(stored["storage"][key], expected["storage"][key], err_msg=key)
+            else:  # continuous actions carry the vmapped actor's float rounding (1e-7) into the env
+                np.testing.assert_allclose(stored["storage"][key], expected["storage"][key], atol=1e-4, err_msg=key)
         assert stored["rng"] == expected["rng"]
         # the learning: parameters and logged metrics within float tolerance
         for a, b in zip(

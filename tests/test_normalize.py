@@ -148,3 +148,32 @@ def test_statistics_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     plain, _ = runner_with(OffPolicySchedule(learning_starts=0, train_freq=8, batch_size=4), normalize=False)
     with pytest.raises(CheckpointError, match=r"disagree on runner\.normalize"):
         plain.load(path)
+
+
+def test_train_then_evaluate_restores_the_frozen_statistics(tmp_path: Path) -> None:
+    """The real thing: scripts/train.py with runner.normalize, then scripts/evaluate.py from weights.npz and
+    normalize.npz (no pickle): same eval env seed, same deterministic policy, same statistics -> the same returns."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from cardio import checkpoint
+    from scripts.evaluate import main as evaluate
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "scripts/train.py", f"hydra.run.dir={run_dir}", "agent=ppo", "env=Pendulum", "zoo=none",
+           "runner.normalize={gamma:0.9}", "runner.total_steps=512", "runner.schedule.n_steps=128",
+           "agent.batch_size=64", "runner.eval_freq=0", "runner.eval_episodes=2", "logger=csv"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "disabled"}
+    subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, timeout=300)
+    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    trained = [e["eval/mean_reward"] for e in evals if "eval/mean_reward" in e][-1]
+    saved = checkpoint.load(run_dir, "cardio.runner")["normalizer"]
+    assert saved["obs_rms"]["count"] > 512  # one set of statistics over every training observation
+    metrics = evaluate([f"run={run_dir}", "episodes=2"])
+    assert metrics["eval/mean_reward"] == pytest.approx(trained)
+    (run_dir / "normalize.npz").unlink()  # without the statistics the weights cannot be evaluated: refused
+    with pytest.raises(SystemExit):
+        evaluate([f"run={run_dir}", "episodes=2"])

@@ -136,3 +136,15 @@ def test_make_env_uses_the_one_env_vector_for_one_sync_copy() -> None:
     assert isinstance(make_env("CartPole-v1", num_envs=1), OneEnvVector)
     assert not isinstance(make_env("CartPole-v1", num_envs=2), OneEnvVector)
     assert isinstance(Gatherer(CountingEnv()).env, OneEnvVector)
+
+
+def test_an_episode_ended_by_a_user_wrapper_still_has_its_return() -> None:
+    """A TimeLimit above make_env's recorder ends episodes the recorder never sees: the gatherer must then count
+    the rewards itself (it skips that only when the recorder is the outermost layer)."""
+    limit = {"_target_": "gymnasium.wrappers.TimeLimit", "max_episode_steps": 3}
+    env = make_env("cardio/Counting-v0", num_envs=1, kwargs={"length": 10}, wrappers=[limit])
+    gatherer = Gatherer(env, seed=0)
+    for _ in range(12):
+        gatherer.step(gatherer.random_policy)
+    assert gatherer.stats.episodes == 4
+    assert list(gatherer.stats.returns) == [3.0] * 4 and list(gatherer.stats.lengths) == [3] * 4

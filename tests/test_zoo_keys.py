@@ -101,3 +101,12 @@ def test_a_wrapper_given_as_target_and_kwargs_builds() -> None:
     # the older spelling with _partial_ still works
     cfg = compose_train(["env=Pendulum", f"env.wrappers=[{wrapper[:-1]},_partial_:true}}]"])
     assert "ClipReward" in str(build_env(cfg).envs[0])  # type: ignore[attr-defined]
+
+
+def test_jax_twins_refuse_the_knobs_they_lack() -> None:
+    pytest.importorskip("jax")
+    from cardio.agents.jax.sac import SACJax, SACJaxConfig
+
+    with pytest.raises(ValueError, match=r"SAC \(JAX\) does not implement agent\.use_sde=True"):
+        SACJax(BOX_OBS, BOX, SACJaxConfig(use_sde=True))
+    SACJax(BOX_OBS, BOX, SACJaxConfig(hidden_sizes=(8,)))  # the defaults build

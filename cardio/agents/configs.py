@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 
 from cardio.agents.base import AgentConfig
+from cardio.errors import ConfigError
 
 
 def refuse_unsupported(config: Any, agent: str, keys: tuple[str, ...]) -> None:
@@ -27,12 +28,12 @@ def refuse_unsupported(config: Any, agent: str, keys: tuple[str, ...]) -> None:
         keys: the fields this agent does not implement; each must keep its default.
 
     Raises:
-        ValueError: a listed field differs from its default.
+        ConfigError: a listed field differs from its default (a user error: one line at the entry points).
     """
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     changed = [f"agent.{key}={getattr(config, key)!r}" for key in keys if getattr(config, key) != defaults[key]]
     if changed:
-        raise ValueError(
+        raise ConfigError(
             f"{agent} does not implement {', '.join(changed)}; use the torch agent, or set them back to their "
             f"defaults ({', '.join(f'{k}={defaults[k]!r}' for k in keys)})"
         )

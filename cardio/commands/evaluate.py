@@ -27,6 +27,7 @@ from cardio import checkpoint, provenance, weights
 from cardio.build import build_env, build_runner
 from cardio.cli import make_style
 from cardio.commands import use_working_directory
+from cardio.envs.normalize import NORMALIZER_NAME
 from cardio.errors import report_user_errors
 from cardio.loggers import Logger
 from cardio.runner import Runner
@@ -168,6 +169,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 env_steps = int(weights.weights_meta(source).get("env_steps", -1))
             except weights.WeightsError as exc:
                 parser.error(str(exc))
+            if runner.normalizer is not None:  # runner.normalize: the agent acts on normalised observations
+                stats = source.parent / NORMALIZER_NAME
+                if not stats.is_file():
+                    parser.error(f"the run normalises observations (runner.normalize) but {stats} is missing")
+                try:
+                    runner.normalizer.load(stats)
+                except ValueError as exc:
+                    parser.error(str(exc))
         metrics = runner.evaluate(args.episodes)
     result = {"checkpoint": str(source), "env_steps": env_steps, "episodes": args.episodes, **metrics}
     (args.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")

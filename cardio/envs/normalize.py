@@ -24,9 +24,15 @@ Where normalised values are used (``cardio/runner.py`` applies this module):
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+NORMALIZER_NAME = "normalize.npz"
+"""File the runner writes beside ``weights.npz`` when it normalises: the statistics as plain arrays, read with
+``allow_pickle=False`` by ``scripts/evaluate.py`` (the agent's weights alone would act on raw observations)."""
 
 
 class RunningMeanStd:
@@ -151,6 +157,37 @@ class Normalizer:
             "ret_rms": self.ret_rms.state_dict(),
             "returns": None if self.returns is None else self.returns.copy(),
         }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the statistics (not the running returns: evaluation does not need them) as a plain ``.npz``."""
+        from cardio.checkpoint import atomic_write
+
+        arrays = {"ret_mean": self.ret_rms.mean, "ret_var": self.ret_rms.var, "ret_count": np.array(self.ret_rms.count)}
+        if self.obs_rms is not None:
+            arrays |= {"obs_mean": self.obs_rms.mean, "obs_var": self.obs_rms.var}
+            arrays["obs_count"] = np.array(self.obs_rms.count)
+        return atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]  # numpy stubs
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Read :meth:`save`'s file without unpickling anything.
+
+        Raises:
+            ValueError: the file is missing or not a plain ``.npz`` of statistics.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                stored = {key: data[key] for key in data.files}
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a plain normalisation-statistics file ({exc})") from exc
+        self.ret_rms.load_state_dict(
+            {"mean": stored["ret_mean"], "var": stored["ret_var"], "count": float(stored["ret_count"])}
+        )
+        self.obs_rms = None
+        if "obs_mean" in stored:
+            self.obs_rms = RunningMeanStd(stored["obs_mean"].shape)
+            self.obs_rms.load_state_dict(
+                {"mean": stored["obs_mean"], "var": stored["obs_var"], "count": float(stored["obs_count"])}
+            )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["obs_rms"] is None:

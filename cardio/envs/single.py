@@ -12,13 +12,13 @@ It stays a ``SyncVectorEnv`` (same fields), so checkpoints capture and restore i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-_FLAG = {}
+_FLAG: dict[bool, np.ndarray] = {}  # read-only [False] and [True]: the flags of a one-env step
 for _value in (False, True):
     _FLAG[_value] = np.array([_value])
     _FLAG[_value].flags.writeable = False
@@ -47,6 +47,7 @@ class OneEnvVector(gym.vector.SyncVectorEnv):
             return super().step(actions)
         env = self.envs[0]
         mode = self.autoreset_mode
+        reward: SupportsFloat
         if mode == AutoresetMode.NEXT_STEP and self._autoreset_envs[0]:
             obs, env_info = env.reset()
             reward, terminated, truncated = 0.0, False, False

@@ -9,7 +9,8 @@ and ``key`` (the PRNG key of epsilon draws and argmax tie-breaks). ``act`` and `
 function of that state; epsilon and the target syncs follow env steps in ``on_progress``, as in the torch twin.
 
 Metrics returned by :meth:`DQNJax.update`: ``train/loss`` (Huber), ``train/q_mean`` (Q of the taken actions),
-``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon).
+``train/td_target_mean``, ``train/grad_norm`` (before clipping), ``rollout/exploration_rate`` (epsilon),
+``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ class DQNJax:
 
     def extra_metrics(self) -> dict[str, float]:
         """Metrics of the agent's Python-side schedules, added to every update's."""
-        return {"rollout/exploration_rate": self.epsilon}
+        return {"rollout/exploration_rate": self.epsilon, "train/learning_rate": self.config.lr}  # constant only
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as numpy: the state pytree, epsilon and the target-sync counter."""

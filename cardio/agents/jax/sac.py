@@ -12,7 +12,7 @@ update, in the torch twin's order.
 
 Metrics returned by :meth:`SACJax.update`: ``train/actor_loss``, ``train/critic_loss`` (sum of the twin MSEs),
 ``train/ent_coef`` (alpha), ``train/ent_coef_loss`` (auto tuning only), ``train/q_mean`` (first critic on the
-batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions).
+batch), ``train/entropy`` (minus the mean log-prob of fresh policy actions), ``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -220,6 +220,7 @@ class SACJax:
         """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update."""
         self.state, values, td_error = self._update(self.state, replay_batch(batch), *self.update_args())
         metrics: dict[str, Any] = dict(zip(self.metric_names, np.asarray(values).tolist(), strict=True))
+        metrics |= self.extra_metrics()
         if "weight" in batch:
             metrics["td_error"] = np.asarray(td_error)
         return metrics
@@ -239,8 +240,8 @@ class SACJax:
         return np.asarray(action).reshape(num_envs, *self.action_shape)
 
     def extra_metrics(self) -> dict[str, float]:
-        """Metrics of Python-side schedules: none (alpha is learnt inside the update)."""
-        return {}
+        """Metrics of Python-side schedules: the learning rate (constant: ``lr_schedule`` linear is refused)."""
+        return {"train/learning_rate": self.config.lr}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as numpy: the state pytree."""
