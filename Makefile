@@ -1,4 +1,6 @@
 # cardio: two commands on a fresh machine, `make train` and `make test`.
+# `make train` installs what training needs (.[train]); `make test`, `lint`, `docs`, `lock`, `bench` add the
+# development tools (.[dev]: SB3, cpprb, pytest, mypy, mkdocs...). Versions come from requirements.lock.
 #
 # Words such as `seed=3 agent=dqn runner.total_steps=2e4` reach make as variable assignments
 # ($(MAKEOVERRIDES)); they are forwarded to Hydra as overrides. Make's own knobs below are filtered out.
@@ -8,19 +10,28 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cardio-installed
+DEV_STAMP := $(VENV)/.cardio-dev-installed
+LOCK := requirements.lock
 OWN_VARS := PYTHON=% VENV=% TORCH=% ARGS=% PYTEST_ARGS=%
 HYDRA_ARGS := $(filter-out $(OWN_VARS),$(MAKEOVERRIDES)) $(ARGS)
 
-.PHONY: install train multirun sweep evaluate plot dataset test test-slow lint format bench clean
+.PHONY: install install-dev train multirun sweep evaluate plot dataset test test-slow lint format docs lock wheel bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+install-dev: $(DEV_STAMP)
+
+# torch first (the pin above, CPU unless overridden), then cardio with every other package at its locked version
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[train]"
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[dev]"
+	@touch $(DEV_STAMP)
 
 train: $(STAMP)
 	$(BIN)/python scripts/train.py $(HYDRA_ARGS)
@@ -42,23 +53,35 @@ plot: $(STAMP)
 dataset: $(STAMP)
 	$(BIN)/python scripts/record.py $(HYDRA_ARGS)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-slow: $(STAMP)
+test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check cardio scripts tests bench
-	$(BIN)/ruff format --check cardio scripts tests bench
-	$(BIN)/mypy cardio scripts
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check cardio scripts tests bench examples hydra_plugins
+	$(BIN)/ruff format --check cardio scripts tests bench examples hydra_plugins
+	$(BIN)/mypy cardio scripts hydra_plugins
 
-format: $(STAMP)
-	$(BIN)/ruff check --fix cardio scripts tests bench
-	$(BIN)/ruff format cardio scripts tests bench
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix cardio scripts tests bench examples hydra_plugins
+	$(BIN)/ruff format cardio scripts tests bench examples hydra_plugins
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/dqn_cartpole.py
 
+# the docs site (docs/ + docstrings) into site/, warnings as errors
+docs: $(DEV_STAMP)
+	$(BIN)/mkdocs build --strict
+
+# refresh requirements.lock after changing pyproject.toml's dependencies (tests/test_lock.py checks they match)
+lock: $(DEV_STAMP)
+	$(BIN)/python scripts/lock.py
+
+# build the sdist and wheel, check them, install the wheel in a fresh venv and train from outside the repo
+wheel: $(DEV_STAMP)
+	PYTHON=$(BIN)/python TORCH="$(TORCH)" .ci/wheel.sh
+
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache .mypy_cache .ruff_cache site dist build

@@ -10,6 +10,9 @@ from cardio.runner import Runner
 from cardio.schedules import OffPolicySchedule, OnPolicySchedule
 
 __version__ = "0.1.0"
+"""The one place the version is written; ``pyproject.toml`` reads it (``dynamic = ["version"]``)."""
+DISTRIBUTION = "cardio-template"
+"""The name on PyPI (``pip install cardio-template``); the import name stays ``cardio``."""
 __all__ = [
     "CircularBuffer",
     "EpisodeStats",

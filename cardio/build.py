@@ -22,6 +22,7 @@ from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
 from cardio.loggers.base import Logger
 from cardio.runner import EVAL_SEED_OFFSET, OnPolicySchedule, Runner
+from cardio.sb3_files import SB3Files
 from cardio.schedules.offline import OfflineSchedule
 
 
@@ -118,6 +119,7 @@ def build_runner(cfg: DictConfig, logger: Logger | None = None, **runner_kwargs:
     assert isinstance(runner_node, dict)
     runner_cfg = OmegaConf.create({k: v for k, v in runner_node.items() if k != "eval_num_envs"})
     runner_factory = instantiate(runner_cfg, _convert_="all")
+    runner_kwargs["callbacks"] = [*runner_kwargs.get("callbacks", ()), *run_dir_callbacks(cfg)]
     return runner_factory(
         env=env,
         agent=agent,
@@ -127,6 +129,13 @@ def build_runner(cfg: DictConfig, logger: Logger | None = None, **runner_kwargs:
         seed=cfg.get("seed"),
         **runner_kwargs,
     )
+
+
+def run_dir_callbacks(cfg: DictConfig) -> list[Any]:
+    """Callbacks writing SB3's ``monitor.csv`` and ``evaluations.npz`` into the run dir (``cardio/sb3_files.py``),
+    when the config has one."""
+    run_dir = cfg.get("run_dir")
+    return [] if run_dir is None else [SB3Files(run_dir, env_id=cfg.env.get("id"))]
 
 
 def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:

@@ -41,6 +41,11 @@ CHECKPOINT_NAME = "last.ckpt"
 """File name the runner writes in its ``checkpoint_dir`` (periodically, at the end, and on SIGINT/SIGTERM)."""
 
 
+BEST_NAME = "best.ckpt"
+"""File name the runner writes in its ``checkpoint_dir`` after each evaluation that beats every earlier one
+(``eval/mean_reward``); a full checkpoint like ``last.ckpt``, so it resumes and evaluates the same way."""
+
+
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not match what loads it."""
 

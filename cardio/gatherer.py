@@ -66,7 +66,7 @@ class EpisodeStats:
         return {
             "rollout/ep_rew_mean": float(np.mean(self.returns)),
             "rollout/ep_len_mean": float(np.mean(self.lengths)),
-            "rollout/episodes": float(self.episodes),
+            "time/episodes": float(self.episodes),
         }
 
 
@@ -124,6 +124,8 @@ class Gatherer:
         self._steps = 0
         self._ep_start = np.zeros(self.num_envs, dtype=np.int64)
         self.finished: list[tuple[int, float, int]] = []  # (env, return, length) of episodes ended last step
+        # called with (env, return, length) of every finished episode: the runner's per-episode callbacks
+        self.on_episode: Callable[[int, float, int], None] | None = None
         self.started = time.perf_counter()
         # ``valid`` of a step without reset rows: one shared read-only array, not a fresh ~pending each step
         self._all_valid = np.ones(self.num_envs, dtype=bool)
@@ -232,8 +234,10 @@ class Gatherer:
         ended = (done & valid).nonzero()[0].tolist()
         lengths = (self._steps - self._ep_start[ended]).tolist()
         finished = list(zip(ended, self.ep_return[ended].tolist(), lengths, strict=True))
-        for _, episode_return, length in finished:
+        for env_index, episode_return, length in finished:
             self.stats.record(episode_return, length)
+            if self.on_episode is not None:
+                self.on_episode(env_index, episode_return, length)
         self.ep_return[done] = 0.0
         self._ep_start[done] = self._steps + (self.mode == AutoresetMode.NEXT_STEP)  # skip the reset row
         return finished

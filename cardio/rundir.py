@@ -28,8 +28,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-FILES = ("config.yaml", "progress.csv", "metrics.jsonl", "last.ckpt", "weights.npz", "final.json", "train.log")
-"""The files of a finished run dir (``train.log`` may be empty)."""
+FILES = (
+    "config.yaml",
+    "progress.csv",
+    "metrics.jsonl",
+    "last.ckpt",
+    "weights.npz",
+    "best.ckpt",
+    "final.json",
+    "train.log",
+    "monitor.csv",
+    "evaluations.npz",
+    "provenance.json",
+)
+"""The files of a finished run dir (``train.log`` may be empty; ``diff.patch`` is added when the source tree had
+uncommitted changes, see :mod:`cardio.provenance`)."""
 
 FINAL = "final.json"
 LOG = "train.log"

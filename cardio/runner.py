@@ -54,11 +54,20 @@ EVAL_SEED_OFFSET = 1_000_003
 
 
 class Callback(Protocol):
-    """Hooks into a run; every method is optional. Raising from a hook stops the run (e.g. Optuna pruning)."""
+    """Hooks into a run; every method is optional. Raising from a hook stops the run (e.g. Optuna pruning).
+
+    ``on_episode(runner, env, episode_return, length)`` hears of every finished training episode (the env's own
+    return); ``on_eval`` gets the metrics, and ``runner.last_eval_episodes`` holds that evaluation's
+    per-episode ``(returns, lengths)``; ``on_load`` hears that the runner was restored from a checkpoint.
+    """
 
     def on_step_end(self, runner: Runner) -> None: ...
 
     def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
+
+    def on_episode(self, runner: Runner, env: int, episode_return: float, length: int) -> None: ...
+
+    def on_load(self, runner: Runner) -> None: ...
 
 
 class ScheduleError(ConfigError):
@@ -108,7 +117,8 @@ class Runner:
         eval_episodes: episodes per evaluation.
         stats_window: finished episodes averaged in ``rollout/ep_rew_mean``.
         callbacks: objects with optional ``on_step_end(runner)`` / ``on_eval(runner, metrics)``.
-        checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end); ``None``: never.
+        checkpoint_dir: where :meth:`run` writes ``last.ckpt`` (periodically and at the end) and ``best.ckpt``
+            (after each evaluation with the best ``eval/mean_reward`` so far); ``None``: never.
         checkpoint_freq: env steps between periodic checkpoints (0: only the final one).
         normalize: VecNormalize-style observation and reward normalisation (``cardio/envs/normalize.py``): a
             :class:`~cardio.envs.normalize.Normalizer`, its keyword arguments as a dict, ``True`` for the
@@ -159,6 +169,7 @@ class Runner:
         eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
         self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
         self.num_envs = self.gatherer.num_envs
+        self._hook_episodes()
         self._check_schedule()
         self.reset_counters()
         self.reset_policy_state()
@@ -178,18 +189,28 @@ class Runner:
                 f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
             )
         chunk = self.schedule.check(self)
-        unit = "updates" if self.counts_updates else "env steps"
-        if self.total_steps % chunk:
-            actual = math.ceil(self.total_steps / chunk) * chunk
+        if self.counts_updates:  # the offline clock: whole update phases
+            if self.total_steps % chunk:
+                actual = math.ceil(self.total_steps / chunk) * chunk
+                warnings.warn(
+                    f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} updates one "
+                    f"runner.step() makes; {actual} updates will run",
+                    stacklevel=3,
+                )
+        # A schedule that collects cuts its last rollout / collection phase to the steps left (vector_steps_left),
+        # so only a total that whole vector steps cannot hit runs over, by less than one vector step.
+        elif self.total_steps % self.num_envs:
+            actual = math.ceil(self.total_steps / self.num_envs) * self.num_envs
             warnings.warn(
-                f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} {unit} one "
-                f"runner.step() makes; {actual} {unit} will run",
+                f"runner.total_steps={self.total_steps} is not a multiple of env.num_envs={self.num_envs} (one "
+                f"vector step is {self.num_envs} env steps); {actual} env steps will run",
                 stacklevel=3,
             )
 
     # ---------------------------------------------------------------------------------------------- state
     def reset_counters(self) -> None:
         self.updates = 0
+        self.iterations = 0  # runner.step() calls: SB3's time/iterations (rollouts, on-policy)
         self._train_sums: dict[str, float] = defaultdict(float)
         self._train_counts: dict[str, int] = defaultdict(int)
         self._next_log = self.log_interval
@@ -198,6 +219,8 @@ class Runner:
         self._run_started = time.perf_counter()
         self._run_start_steps = self.env_steps
         self.last_eval: dict[str, float] = {}
+        self.last_eval_episodes: tuple[list[float], list[int]] = ([], [])
+        self.best_eval_reward = -math.inf  # best eval/mean_reward so far: best.ckpt holds that runner
         self._last_log_step = -1
         self._last_eval_step = -1
 
@@ -225,6 +248,7 @@ class Runner:
         restarts through ``on_episode_end`` (every env starts a new episode).
         """
         self.gatherer = Gatherer(self.gatherer.env, seed=self.seed, stats_window=self.gatherer.stats.window)
+        self._hook_episodes()
         self.buffer.clear()
         if self.normalizer is not None:  # the statistics stay (the agent learnt on them); running returns restart
             self.normalizer.returns = None
@@ -239,6 +263,18 @@ class Runner:
         self.agent = agent
         self._check_schedule()
         self.reset_policy_state()
+
+    def _hook_episodes(self) -> None:
+        """Route the training gatherer's finished episodes to the callbacks that have ``on_episode``."""
+        hooks = [cb.on_episode for cb in self.callbacks if hasattr(cb, "on_episode")]
+        if not hooks:
+            return
+
+        def on_episode(env: int, episode_return: float, length: int) -> None:
+            for hook in hooks:
+                hook(self, env, episode_return, length)
+
+        self.gatherer.on_episode = on_episode
 
     # ---------------------------------------------------------------------------------------------- recurrent state
     def reset_policy_state(self) -> None:
@@ -339,7 +375,19 @@ class Runner:
     def step(self) -> None:
         """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
         updates they earn; on-policy: one rollout and its update)."""
+        self.iterations += 1
         self.schedule.step(self)
+
+    def vector_steps_left(self, limit: int) -> int:
+        """Vector steps the next rollout or collection phase takes: ``limit``, cut short at the end of the run so
+        ``total_steps`` is what runs (PPO with 16 envs x 1024 steps asked for 2e4 used to run 32,768). A
+        ``step()`` called past ``total_steps`` (by hand) takes the full ``limit``.
+
+        Args:
+            limit: the schedule's own length in vector steps (``train_freq``, ``n_steps``).
+        """
+        left = self.total_steps - self.env_steps
+        return min(limit, math.ceil(left / self.num_envs)) if left > 0 else limit
 
     def _guard(self, bad: str | None) -> None:
         """Raise :class:`~cardio.finite.NonFiniteError` naming ``bad`` and the env step (``None``: all finite)."""
@@ -386,6 +434,7 @@ class Runner:
             "eval/mean_ep_length": float(np.mean(lengths)),
         }
         self.last_eval = metrics
+        self.last_eval_episodes = (returns, lengths)
         self._last_eval_step = self.steps
         return metrics
 
@@ -407,6 +456,8 @@ class Runner:
             "time/time_elapsed": elapsed,
             "time/total_timesteps": float(self.env_steps),
         }
+        if isinstance(self.schedule, OnPolicySchedule):  # SB3 counts rollouts for on-policy algorithms only
+            metrics["time/iterations"] = float(self.iterations)
         if self.logger is not None:
             self.logger.log(metrics, self.steps)
         self._last_log_step = self.steps
@@ -416,6 +467,11 @@ class Runner:
         metrics = self.evaluate()
         if self.logger is not None:
             self.logger.log(metrics, self.steps)
+        if metrics["eval/mean_reward"] > self.best_eval_reward:  # NaN never wins
+            self.best_eval_reward = metrics["eval/mean_reward"]
+            if self.checkpoint_dir is not None:
+                self._guard_parameters()  # a diverged agent is never written as the best one
+                self.save(self.checkpoint_dir / checkpoint.BEST_NAME)
         for cb in self.callbacks:
             if hasattr(cb, "on_eval"):
                 cb.on_eval(self, metrics)
@@ -538,6 +594,8 @@ class Runner:
                 "train_sums": dict(self._train_sums),
                 "train_counts": dict(self._train_counts),
                 "run_start_steps": self._run_start_steps,
+                "iterations": self.iterations,
+                "best_eval_reward": self.best_eval_reward,
                 "elapsed": time.perf_counter() - self._run_started,
             },
             "gatherer": self._gatherer_state(self.gatherer),
@@ -588,6 +646,9 @@ class Runner:
             raise checkpoint.CheckpointError(f"checkpoint could not be applied, runner left unchanged: {exc}") from exc
         if self.logger is not None and state.get("logger") is not None:
             self.logger.load_state_dict(state["logger"])
+        for cb in self.callbacks:
+            if hasattr(cb, "on_load"):
+                cb.on_load(self)
 
     def _apply_state(self, state: dict[str, Any]) -> None:
         self.agent.load_state_dict(state["agent"])
@@ -601,6 +662,8 @@ class Runner:
         self._train_sums = defaultdict(float, c["train_sums"])
         self._train_counts = defaultdict(int, c["train_counts"])
         self._run_start_steps = c["run_start_steps"]
+        self.iterations = c.get("iterations", 0)
+        self.best_eval_reward = c.get("best_eval_reward", -math.inf)
         self._run_started = time.perf_counter() - c["elapsed"]
         self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]

@@ -50,11 +50,11 @@ def test_epsilon_decays_linearly_then_stays() -> None:
 def test_target_net_syncs_every_interval_env_steps() -> None:
     agent = DQNConfig(target_update_interval=100).build(BOX4, gym.spaces.Discrete(2))
     with torch.no_grad():
-        agent.q_net[0].weight.add_(1.0)
+        agent.q_net[-1].weight.add_(1.0)
     agent.on_progress(99, 1000)
-    assert not torch.equal(agent.q_net[0].weight, agent.target_net[0].weight)
+    assert not torch.equal(agent.q_net[-1].weight, agent.target_net[-1].weight)
     agent.on_progress(100, 1000)
-    assert torch.equal(agent.q_net[0].weight, agent.target_net[0].weight)
+    assert torch.equal(agent.q_net[-1].weight, agent.target_net[-1].weight)
 
 
 def test_dqn_on_box_actions_names_agent_env_and_space() -> None:

@@ -85,7 +85,7 @@ def test_a_nan_from_the_env_stops_the_run_naming_the_field(wrapper: str, named: 
     assert saved_step(tmp_path) < step and saved_step(tmp_path) <= NAN_STEP
     assert str(tmp_path / "last.ckpt") in str(caught.value)
     assert weights.weights_meta(tmp_path / weights.WEIGHTS_NAME)["env_steps"] == saved_step(tmp_path)
-    assert np.all(np.isfinite(weights.read_weights(tmp_path / weights.WEIGHTS_NAME)["q_net/0.weight"]))
+    assert np.all(np.isfinite(weights.read_weights(tmp_path / weights.WEIGHTS_NAME)["q_net/0.layers.0.weight"]))
 
 
 def test_check_finite_false_trains_on_through_the_nan(tmp_path: Path) -> None:

@@ -114,7 +114,7 @@ def td3_bc_actor_grads(scale: float, bias: float = 0.0) -> tuple[list[torch.Tens
     torch.manual_seed(0)
     agent = TD3BCConfig(hidden_sizes=(16,)).build(OBS2, UNIT, seed=0)
     with torch.no_grad():
-        last = agent.critics[0][-1]
+        last = agent.critics[0].q[-1]
         last.weight.mul_(scale)
         last.bias.mul_(scale).add_(bias)
     obs = torch.randn(64, 2)
@@ -145,7 +145,7 @@ def test_td3_bc_lambda_is_alpha_over_the_mean_absolute_q() -> None:
     torch.manual_seed(0)
     agent = TD3BCConfig(hidden_sizes=(16,)).build(OBS2, UNIT, seed=0)
     with torch.no_grad():
-        agent.critics[0][-1].bias.add_(-50.0)
+        agent.critics[0].q[-1].bias.add_(-50.0)
         obs = torch.randn(64, 2)
         q = q_values(agent.critics[:1], obs, agent.actor(obs))[0]
     assert (q < 0).all()

@@ -44,7 +44,8 @@ def run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def files(run_dir: Path) -> list[str]:
     """The run dir's entries, Hydra's own ``.hydra/`` record aside (only Hydra apps write it)."""
-    return sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
+    conditional = {"diff.patch"}  # written only when the source tree has uncommitted changes
+    return sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".") and p.name not in conditional)
 
 
 def sweep_file(folder: Path, name: str, lr: tuple[float, float], seeds: list[int]) -> Path:

@@ -68,10 +68,10 @@ def test_weights_round_trip_into_a_fresh_agent(name: str, tmp_path: Path) -> Non
 def test_weights_that_do_not_fit_name_the_key(tmp_path: Path) -> None:
     weights.save_weights(DQNConfig(hidden_sizes=(8,)).build(BOX3, TWO), tmp_path / "small.npz")
     with pytest.raises(
-        weights.WeightsError, match=r"'q_net/0.weight' is float32\[8, 3\], this agent has float32\[16, 3\]"
+        weights.WeightsError, match=r"'q_net/0.layers.0.weight' is float32\[8, 3\], this agent has float32\[16, 3\]"
     ):
         weights.load_weights(DQNConfig(hidden_sizes=(16,)).build(BOX3, TWO), tmp_path / "small.npz")
-    with pytest.raises(weights.WeightsError, match=r"lacks 'actor/torso.0.weight'"):
+    with pytest.raises(weights.WeightsError, match=r"lacks 'actor/torso.layers.0.weight'"):
         weights.load_weights(SACConfig(hidden_sizes=(8,)).build(BOX3, BOX3), tmp_path / "small.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(weights.WeightsError, match="not a plain weights file"):
@@ -129,7 +129,7 @@ def test_a_malicious_weights_file_is_refused_without_running_it(
         planted.write_bytes(pickle.dumps(Planted(marker)))
     else:  # a well-formed .npz whose one array holds a pickled object
         arrays = weights.read_weights(run_dir / weights.WEIGHTS_NAME)
-        arrays["q_net/0.weight"] = np.array([Planted(marker)], dtype=object)
+        arrays["q_net/0.layers.0.weight"] = np.array([Planted(marker)], dtype=object)
         np.savez(planted, **arrays)
     with pytest.raises(SystemExit) as exc:
         evaluate([f"run={run_dir}", "episodes=1", f"weights={planted}"])
@@ -137,14 +137,14 @@ def test_a_malicious_weights_file_is_refused_without_running_it(
     assert "refused without unpickling" in capsys.readouterr().err
     # negative control: numpy's own default would have run it
     with np.load(planted, allow_pickle=True) if plant != "pickle_file" else open(planted, "rb") as f:
-        _ = f["q_net/0.weight"] if plant != "pickle_file" else pickle.load(f)
+        _ = f["q_net/0.layers.0.weight"] if plant != "pickle_file" else pickle.load(f)
     assert marker.exists()
 
 
 def test_load_agent_builds_the_run_agent_from_config_and_weights(run_dir: Path) -> None:
     agent = weights.load_agent(run_dir)
     saved = weights.read_weights(run_dir / weights.WEIGHTS_NAME)
-    np.testing.assert_array_equal(agent.q_net[0].weight.detach().numpy(), saved["q_net/0.weight"])
+    np.testing.assert_array_equal(agent.q_net[0].layers[0].weight.detach().numpy(), saved["q_net/0.layers.0.weight"])
     action, _ = agent.act(np.zeros((3, 4), np.float32), explore=False)
     assert action.shape == (3,)
     with pytest.raises(weights.WeightsError, match=r"has no config\.yaml"):

@@ -27,11 +27,12 @@ def test_environment_yml_agrees_with_pyproject_and_makefile() -> None:
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     python = next(d for d in conda if d.startswith("python="))
     assert python.split("=")[1] + ".0" in SpecifierSet(project["requires-python"])
-    # the same torch pin the Makefile installs first, then the package with the same extras as `make install`
-    assert makefile_default("TORCH") in pip
-    install = re.search(r'pip install -q -e "\.\[(\w+)\]"', (ROOT / "Makefile").read_text())
-    assert install and f"-e .[{install.group(1)}]" in pip
-    assert install.group(1) in project["optional-dependencies"]
+    # the same torch pin the Makefile installs first, then the package with the extras of `make install-dev`,
+    # every other package at its locked version
+    assert makefile_default("TORCH") in pip and "-c requirements.lock" in pip
+    extras = re.findall(r'pip install -q -c \$\(LOCK\) -e "\.\[(\w+)\]"', (ROOT / "Makefile").read_text())
+    assert extras == ["train", "dev"] and "-e .[dev]" in pip
+    assert all(extra in project["optional-dependencies"] for extra in extras)
     # torch is a dependency of the package too, and the pin satisfies it
     torch_req = next(r for r in project["dependencies"] if r.startswith("torch"))
     assert makefile_default("TORCH").split("==")[1] in SpecifierSet(torch_req[len("torch") :])
@@ -61,7 +62,8 @@ def test_make_multirun_passes_dash_m() -> None:
 def test_train_script_runs_end_to_end(tmp_path: Path) -> None:
     overrides = [
         f"hydra.run.dir={tmp_path}",
-        "runner.total_steps=500",  # not a multiple of train_freq: the warning must read cleanly
+        "runner.total_steps=501",  # not a multiple of env.num_envs: the warning must read cleanly
+        "env.num_envs=2",
         "runner.schedule.learning_starts=64",
         "runner.schedule.train_freq=64",
         "runner.schedule.gradient_steps=8",
@@ -78,5 +80,5 @@ def test_train_script_runs_end_to_end(tmp_path: Path) -> None:
     assert "rollout/ep_rew_mean" in header and "eval/mean_reward" in header and len(rows) >= 2
     assert "lr: 0.0023" in (tmp_path / "config.yaml").read_text()  # the zoo numbers were applied
     assert "agent" in out.stdout and "runner" in out.stdout  # the config tree was printed
-    assert "UserWarning: runner.total_steps=500 is not a multiple" in out.stderr
+    assert "UserWarning: runner.total_steps=501 is not a multiple of env.num_envs=2" in out.stderr
     assert "_internal" not in out.stderr  # not attributed to a line inside Hydra

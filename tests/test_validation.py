@@ -163,13 +163,13 @@ def test_refusal_lists_the_agents_that_take_the_space() -> None:
 
 
 def test_refusal_says_when_no_agent_takes_the_space() -> None:
-    dict_obs = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,))})
+    dict_obs = gym.spaces.MultiBinary(3)  # Dict and Tuple are taken (multi-input torso); a bare MultiBinary is not
     assert agents_taking("observation", dict_obs) == []
     message = space_refusal("DQN", "observation", dict_obs, (gym.spaces.Box,), "Maze-v0")
     assert message is not None
-    assert "no cardio agent takes Dict observations" in message and "FlattenObservation" in message
+    assert "no cardio agent takes MultiBinary observations" in message and "FlattenObservation" in message
     assert "Pick an agent that supports" not in message
     from cardio.agents.dqn import DQN
 
-    with pytest.raises(SpaceError, match="no cardio agent takes Dict observations"):
+    with pytest.raises(SpaceError, match="no cardio agent takes MultiBinary observations"):
         DQN(dict_obs, gym.spaces.Discrete(2), env_id="Maze-v0")

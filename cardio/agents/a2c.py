@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import to_tensor
+from cardio.agents.networks import OBSERVATION_SPACES, obs_batch_size, obs_flatten, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -35,7 +35,7 @@ class A2CConfig(AgentConfig["A2C"]):
 
     zoo_name: ClassVar[str] = "a2c"
     """Tuned hyperparameters live in ``configs/zoo/a2c/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box, gym.spaces.Discrete)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
     """Action spaces it takes."""
@@ -126,7 +126,7 @@ class A2C(Checkpointable):
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
         if explore and self.sde is not None:
-            self.sde.before_act(len(obs))
+            self.sde.before_act(obs_batch_size(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
@@ -139,12 +139,12 @@ class A2C(Checkpointable):
 
         # Advantages and value targets; truncated episodes bootstrap from V(true final obs).
         with torch.no_grad():
-            next_value = self.net.value(to_tensor(rollout["next_obs"], dev).flatten(0, 1)).reshape(T, N)
+            next_value = self.net.value(obs_flatten(obs_to_tensor(rollout["next_obs"], dev))).reshape(T, N)
         advantages, returns = gae(
             rollout["reward"], rollout["value"], next_value.cpu().numpy(),
             rollout["terminated"], rollout["truncated"], c.gamma, c.gae_lambda,
         )  # fmt: skip
-        b_obs = to_tensor(rollout["obs"], dev).flatten(0, 1)  # [T*N, ...]
+        b_obs = obs_flatten(obs_to_tensor(rollout["obs"], dev))  # [T*N, ...]
         b_action = to_tensor(rollout.get("raw_action", rollout["action"]), dev).flatten(0, 1)
         b_adv = to_tensor(advantages, dev).reshape(T * N)
         b_ret = to_tensor(returns, dev).reshape(T * N)

@@ -18,14 +18,15 @@ import torch
 from torch import nn
 
 from cardio.agents.heads import policy_head
-from cardio.agents.networks import ACTIVATIONS, make_torso, orthogonal_init, to_tensor
+from cardio.agents.networks import ACTIVATIONS, make_torso, obs_batch_size, obs_to_tensor, orthogonal_init
 
 
 class ActorCritic(nn.Module):
     """Policy and value networks for a Discrete or Box action space.
 
     Args:
-        observation_space: Box (MLP torso, or Nature-CNN for ``[C, H, W]`` uint8) or Discrete observations.
+        observation_space: any space :func:`~cardio.agents.networks.make_torso` reads: Box (MLP, or Nature-CNN
+            for uint8 images), Discrete, and Dict / Tuple (one encoder per key).
         action_space: Discrete (categorical head) or Box (diagonal Gaussian head).
         hidden_sizes: MLP torso widths of the actor (and of the critic unless ``vf_hidden_sizes``).
         activation: activation name, one of ``ACTIVATIONS``.
@@ -70,11 +71,11 @@ class ActorCritic(nn.Module):
             orthogonal_init(self.vf_head, 1.0)
         self.box = action_space if isinstance(action_space, gym.spaces.Box) else None
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs: Any) -> torch.Tensor:
         """``V(obs)``, shape ``[B]``."""
         return self.vf_head(self.vf_torso(obs)).squeeze(-1)
 
-    def evaluate(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate(self, obs: Any, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(log_prob [B], entropy [B], value [B])`` of the current networks for stored actions."""
         dist = self.pi_head(self.pi_torso(obs))
         if self.box is not None:
@@ -82,10 +83,10 @@ class ActorCritic(nn.Module):
         return dist.log_prob(action), dist.entropy(), self.value(obs)
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, explore: bool, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
+    def act(self, obs: Any, explore: bool, device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled (``explore``) or modal actions ``[N, ...]`` and the extras on-policy updates need:
         ``log_prob [N]``, ``value [N]`` and, for Box actions, the unclipped sample ``raw_action``."""
-        obs_t = to_tensor(obs, device)
+        obs_t = obs_to_tensor(obs, device)
         dist = self.pi_head(self.pi_torso(obs_t))
         action = dist.sample() if explore else dist.mode()
         extras: dict[str, Any] = {}
@@ -93,7 +94,7 @@ class ActorCritic(nn.Module):
             extras = {"log_prob": dist.log_prob(action).cpu().numpy(), "value": self.value(obs_t).cpu().numpy()}
         if self.box is None:
             return action.cpu().numpy(), extras
-        raw = action.cpu().numpy().reshape(len(obs), *self.box.shape)
+        raw = action.cpu().numpy().reshape(obs_batch_size(obs), *self.box.shape)
         if explore:
             extras["raw_action"] = raw
         return np.clip(raw, self.box.low, self.box.high).astype(self.box.dtype), extras

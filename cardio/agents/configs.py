@@ -39,6 +39,16 @@ def refuse_unsupported(config: Any, agent: str, keys: tuple[str, ...]) -> None:
         )
 
 
+TORCH_OBSERVATION_SPACES: tuple[type[gym.Space], ...] = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.Dict,
+    gym.spaces.Tuple,
+)
+"""Observation spaces the torch DQN, PPO and SAC read through ``cardio.agents.networks.make_torso`` (Dict and
+Tuple nested too); the JAX twins override ``observation_spaces`` with the flat spaces they read."""
+
+
 if TYPE_CHECKING:
     from cardio.agents.dqn import DQN
     from cardio.agents.ppo import PPO
@@ -51,7 +61,7 @@ class DQNConfig(AgentConfig["DQN"]):
 
     zoo_name: ClassVar[str] = "dqn"
     """Algorithm key of the rl-zoo files, ``configs/zoo/dqn/<EnvId>.yaml`` (the JAX twin shares it)."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
     """Action spaces it takes."""
@@ -63,7 +73,8 @@ class DQNConfig(AgentConfig["DQN"]):
     gamma: float = 0.99
     """Discount per env step (an n-step batch brings its own ``discount`` column instead)."""
     hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the Q-network's hidden layers."""
+    """Widths of the Q-network's hidden layers; image observations get a Nature-CNN before them, Dict and Tuple
+    observations one encoder per key (``cardio.agents.networks.make_torso``)."""
     activation: str = "relu"
     """Activation between hidden layers: tanh, relu, elu or gelu (rl-zoo's ``activation_fn``)."""
     target_update_interval: int = 10_000
@@ -91,7 +102,7 @@ class PPOConfig(AgentConfig["PPO"]):
 
     zoo_name: ClassVar[str] = "ppo"
     """Algorithm key of the rl-zoo files, ``configs/zoo/ppo/<EnvId>.yaml`` (the JAX twin shares it)."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box, gym.spaces.Discrete)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
     """Action spaces it takes."""
@@ -155,7 +166,7 @@ class SACConfig(AgentConfig["SAC"]):
 
     zoo_name: ClassVar[str] = "sac"
     """Algorithm key of the rl-zoo files, ``configs/zoo/sac/<EnvId>.yaml`` (the JAX twin shares it)."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
     """Action spaces it takes."""
@@ -169,7 +180,8 @@ class SACConfig(AgentConfig["SAC"]):
     tau: float = 0.005
     """Polyak coefficient of the soft target-critic update made after every gradient step."""
     hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden widths of the actor torso, and of each critic unless ``qf_hidden_sizes``."""
+    """Hidden widths of the actor torso, and of each critic unless ``qf_hidden_sizes``; Dict, Tuple and image
+    observations are encoded first (``cardio.agents.networks.make_torso``)."""
     qf_hidden_sizes: tuple[int, ...] | None = None
     """Each critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], qf: [...]}``); ``None``: as the actor's."""
     activation: str = "relu"

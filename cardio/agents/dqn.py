@@ -25,9 +25,10 @@ from cardio.agents.networks import (
     activation_class,
     argmax_random_ties,
     check_lr_schedule,
-    flat_dim,
     hard_update,
-    mlp,
+    make_torso,
+    obs_batch_size,
+    obs_to_tensor,
     scheduled_lr,
     syncs_due,
     to_tensor,
@@ -58,8 +59,8 @@ class DQN(Checkpointable):
         self.rng = np.random.default_rng(seed)  # epsilon draws and argmax tie-breaks
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         check_lr_schedule(c.lr_schedule)
-        act_cls = activation_class(c.activation)
-        self.q_net = mlp(flat_dim(observation_space), c.hidden_sizes, self.num_actions, act_cls).to(self.device)
+        torso = make_torso(observation_space, c.hidden_sizes, activation_class(c.activation))
+        self.q_net = torch.nn.Sequential(torso, torch.nn.Linear(torso.features_dim, self.num_actions)).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         # fused: one kernel for all parameters, about 3x cheaper than the per-tensor loop on CPU.
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=c.lr, fused=True)
@@ -84,16 +85,16 @@ class DQN(Checkpointable):
 
         def greedy() -> np.ndarray:  # skipped when every env explores
             with torch.inference_mode():
-                q = self.q_net(to_tensor(obs, self.device).flatten(1)).cpu().numpy()
+                q = self.q_net(obs_to_tensor(obs, self.device)).cpu().numpy()
             return argmax_random_ties(q, self.rng)
 
-        return epsilon_greedy(greedy, len(obs), self.num_actions, self.epsilon, self.rng, explore), {}
+        return epsilon_greedy(greedy, obs_batch_size(obs), self.num_actions, self.epsilon, self.rng, explore), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
         c, dev = self.config, self.device
-        obs = to_tensor(batch["obs"], dev).flatten(1)
-        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        obs = obs_to_tensor(batch["obs"], dev)
+        next_obs = obs_to_tensor(batch["next_obs"], dev)
         action = to_tensor(batch["action"], dev, torch.long).reshape(-1, 1)
         reward = to_tensor(batch["reward"], dev)
         not_terminal = 1.0 - to_tensor(batch["terminated"], dev)

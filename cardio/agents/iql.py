@@ -35,7 +35,7 @@ from torch import nn
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import DiagGaussian, from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
-from cardio.agents.sac import q_values
+from cardio.agents.sac import Critic, q_values
 from cardio.agents.state import Checkpointable
 
 
@@ -124,7 +124,8 @@ class IQL(Checkpointable):
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
         self.value = mlp(obs_dim, c.hidden_sizes, 1).to(dev)
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, c.hidden_sizes, 1) for _ in range(c.n_critics)).to(dev)
+        self.critics = nn.ModuleList(Critic(observation_space, action_dim, c.hidden_sizes) for _ in range(c.n_critics))
+        self.critics.to(dev)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.policy = GaussianPolicy(obs_dim, c.hidden_sizes, action_dim).to(dev)
         # fused: one kernel per optimiser step instead of a loop over tensors (about 3x cheaper on CPU)

@@ -1,13 +1,25 @@
-"""Network torsos and small torch helpers shared by the shipped agents."""
+"""Network torsos and small torch helpers shared by the shipped agents.
+
+A torso turns an observation batch into a ``[B, features_dim]`` feature tensor; heads add their own output
+layer. :func:`make_torso` picks one from the observation space alone, so an agent supports every space it
+covers: a flat Box or Discrete (MLP), an image Box (Nature-CNN) and Dict / Tuple spaces, nested too
+(:class:`MultiInputTorso`: one encoder per leaf, concatenated, then the MLP: SB3's ``MultiInputPolicy``).
+Observations reach a torso as a tensor, or as the same nested dict / tuple of tensors as the space
+(:func:`obs_to_tensor`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import optree
 import torch
 from torch import nn
+
+from cardio.pytree import Tree, path_name, tree_map
 
 
 def flat_dim(space: gym.Space) -> int:
@@ -32,6 +44,39 @@ def mlp(in_dim: int, hidden_sizes: Sequence[int], out_dim: int, activation: type
 def to_tensor(x: np.ndarray, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Numpy -> torch without a copy when dtype and device allow."""
     return torch.as_tensor(np.asarray(x), device=device).to(dtype)
+
+
+def obs_to_tensor(obs: Tree, device: torch.device | str) -> Any:
+    """An observation batch (an array, or a nested dict / tuple of arrays) as the same tree of tensors.
+
+    uint8 leaves (images) stay uint8, four times smaller on the way to the device; the Nature-CNN scales them.
+    Everything else becomes float32.
+
+    Args:
+        obs: the batch, leading dim ``[B, ...]`` (or ``[T, N, ...]``) on every leaf.
+        device: target torch device.
+    """
+
+    def convert(x: Any) -> torch.Tensor:
+        x = np.asarray(x)
+        return torch.as_tensor(x, device=device) if x.dtype == np.uint8 else to_tensor(x, device)
+
+    return tree_map(convert, obs)
+
+
+def obs_batch_size(obs: Any) -> int:
+    """Rows in an observation batch (a tensor/array, or a tree of them): the leading dim of its first leaf."""
+    return int(optree.tree_leaves(obs, none_is_leaf=False)[0].shape[0])
+
+
+def obs_index(obs: Any, index: Any) -> Any:
+    """``leaf[index]`` on every leaf of an observation tensor tree (a plain tensor works too)."""
+    return tree_map(lambda x: x[index], obs)
+
+
+def obs_flatten(obs: Any, start_dim: int = 0, end_dim: int = 1) -> Any:
+    """``leaf.flatten(start_dim, end_dim)`` on every leaf: ``[T, N, ...] -> [T*N, ...]`` for a rollout."""
+    return tree_map(lambda x: x.flatten(start_dim, end_dim), obs)
 
 
 @torch.no_grad()
@@ -77,29 +122,56 @@ def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.argmax(np.where(is_max, noise, -1.0), axis=-1)
 
 
+OBSERVATION_SPACES: tuple[type[gym.Space], ...] = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.Dict,
+    gym.spaces.Tuple,
+)
+"""Observation spaces :func:`make_torso` reads (Dict and Tuple nested, with Box, Discrete, MultiDiscrete or
+MultiBinary leaves)."""
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 """Activation names accepted in configs (``activation: tanh``)."""
 
 
+def is_channel_last(space: gym.Space) -> bool:
+    """Whether a 3-d Box is ``[H, W, C]`` (gymnasium's render layout) rather than ``[C, H, W]`` (stacked frames):
+    the channel axis is taken to be the smallest one, and ``[C, H, W]`` wins a tie."""
+    shape = space.shape or ()
+    return int(np.argmin(shape)) == 2 and shape[2] < shape[0]
+
+
 def is_image_space(space: gym.Space) -> bool:
-    """A channel-first ``[C, H, W]`` uint8 Box: the observations a Nature-CNN torso reads."""
-    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+    """A 3-d uint8 Box, ``[C, H, W]`` or ``[H, W, C]``, at least 36x36 pixels (the Nature-CNN's smallest
+    input): the observations a Nature-CNN torso reads. Smaller uint8 arrays are flattened into an MLP."""
+    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8):
+        return False
+    h, w = space.shape[:2] if is_channel_last(space) else space.shape[1:]
+    return min(h, w) >= 36
 
 
 class NatureCNN(nn.Module):
     """The Atari torso of Mnih et al. 2015: three convolutions and a 512-wide linear layer, all ReLU.
 
     Args:
-        observation_space: channel-first ``[C, H, W]`` uint8 Box (e.g. 4 stacked 84x84 frames); pixels are
-            scaled to [0, 1] inside ``forward``.
+        observation_space: ``[C, H, W]`` (e.g. 4 stacked 84x84 frames) or ``[H, W, C]`` uint8 Box, at least
+            36x36 pixels; pixels are scaled to [0, 1] inside ``forward``, and ``[H, W, C]`` batches are
+            permuted to channel-first there too.
         features_dim: width of the output features.
     """
 
     def __init__(self, observation_space: gym.Space, features_dim: int = 512) -> None:
         super().__init__()
         if not is_image_space(observation_space):
-            raise TypeError(f"NatureCNN needs a [C, H, W] uint8 Box observation space, got {observation_space}")
-        channels = observation_space.shape[0]  # type: ignore[index]
+            raise TypeError(
+                f"NatureCNN needs a [C, H, W] or [H, W, C] uint8 Box observation space of at least 36x36 pixels, "
+                f"got {observation_space}"
+            )
+        self.channel_last = is_channel_last(observation_space)
+        shape = tuple(observation_space.shape)  # type: ignore[arg-type]
+        chw = (shape[2], shape[0], shape[1]) if self.channel_last else shape
+        channels = chw[0]
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 32, kernel_size=8, stride=4),
             nn.ReLU(),
@@ -110,11 +182,13 @@ class NatureCNN(nn.Module):
             nn.Flatten(),
         )
         with torch.no_grad():  # conv output width for this image size
-            n_flat = self.convs(torch.zeros(1, *observation_space.shape)).shape[1]  # type: ignore[misc]
+            n_flat = self.convs(torch.zeros(1, *chw)).shape[1]
         self.linear = nn.Sequential(nn.Linear(n_flat, features_dim), nn.ReLU())
         self.features_dim = features_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.channel_last:
+            obs = obs.permute(0, 3, 1, 2)  # [B, H, W, C] -> [B, C, H, W]
         return self.linear(self.convs(obs.float() / 255.0))
 
 
@@ -146,10 +220,107 @@ class MLPTorso(nn.Module):
         return self.layers(obs.float().flatten(1))
 
 
+class FlatEncoder(nn.Module):
+    """One leaf of a multi-input observation as a flat float vector: Box flattened, Discrete one-hot,
+    MultiDiscrete one-hot per component, MultiBinary as 0/1.
+
+    Args:
+        space: the leaf's space.
+    """
+
+    def __init__(self, space: gym.Space) -> None:
+        super().__init__()
+        if isinstance(space, gym.spaces.Discrete):
+            self.sizes: tuple[int, ...] = (int(space.n),)
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            self.sizes = tuple(int(n) for n in np.asarray(space.nvec).ravel())
+        elif isinstance(space, gym.spaces.Box | gym.spaces.MultiBinary):
+            self.sizes = ()
+        else:
+            raise TypeError(f"no encoder for observation space {space} (Box, Discrete, MultiDiscrete, MultiBinary)")
+        self.offsets = torch.as_tensor(np.asarray(space.start).ravel()) if hasattr(space, "start") else None
+        self.features_dim = sum(self.sizes) if self.sizes else int(np.prod(space.shape or (1,)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.sizes:
+            return obs.float().flatten(1)
+        index = obs.long().reshape(obs.shape[0], -1)
+        if self.offsets is not None:  # Discrete(n, start=s) counts from s
+            index = index - self.offsets.to(index.device)
+        parts = [nn.functional.one_hot(index[:, i], n) for i, n in enumerate(self.sizes)]
+        return torch.cat(parts, dim=1).float()
+
+
+def leaf_spaces(space: gym.Space) -> dict[str, gym.Space]:
+    """The non-container spaces inside a (nested) Dict / Tuple space, named as :func:`cardio.pytree.named_leaves`
+    names the leaves of an observation (``"sensors/position"``, ``"1/0"``), in the same order."""
+    if isinstance(space, gym.spaces.Dict):
+        children: list[tuple[Any, gym.Space]] = sorted(space.spaces.items())  # optree sorts dict keys too
+    elif isinstance(space, gym.spaces.Tuple):
+        children = list(enumerate(space.spaces))
+    else:
+        return {"": space}
+    out: dict[str, gym.Space] = {}
+    for key, child in children:
+        for name, leaf in leaf_spaces(child).items():
+            out[f"{key}/{name}" if name else str(key)] = leaf
+    return out
+
+
+class MultiInputTorso(nn.Module):
+    """Dict / Tuple observations, nested too: one encoder per leaf (a Nature-CNN of 256 features for image
+    leaves, :class:`FlatEncoder` for the rest), concatenated, then ``Linear -> activation`` for every hidden
+    size (SB3's ``MultiInputPolicy``: ``CombinedExtractor`` then the MLP).
+
+    Args:
+        observation_space: a Dict or Tuple space whose leaves are Box, Discrete, MultiDiscrete or MultiBinary.
+        hidden_sizes: widths of the MLP over the concatenated features; empty means the concatenation itself.
+        activation: activation class between layers.
+        image_features: output width of each image leaf's Nature-CNN.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        hidden_sizes: Sequence[int],
+        activation: type[nn.Module] = nn.Tanh,
+        image_features: int = 256,
+    ) -> None:
+        super().__init__()
+        leaves = leaf_spaces(observation_space)
+        self.names = list(leaves)
+        encoders = [NatureCNN(s, image_features) if is_image_space(s) else FlatEncoder(s) for s in leaves.values()]
+        self.encoders = nn.ModuleList(encoders)
+        in_dim = sum(e.features_dim for e in encoders)
+        layers: list[nn.Module] = []
+        for width in hidden_sizes:
+            layers += [nn.Linear(in_dim, width), activation()]
+            in_dim = width
+        self.layers = nn.Sequential(*layers)
+        self.features_dim = in_dim
+
+    def forward(self, obs: Any) -> torch.Tensor:
+        paths, values, _ = optree.tree_flatten_with_path(obs, none_is_leaf=False)
+        by_name = {path_name(p): v for p, v in zip(paths, values, strict=True)}
+        features = [enc(by_name[name]) for name, enc in zip(self.names, self.encoders, strict=True)]
+        return self.layers(torch.cat(features, dim=1))
+
+
 def make_torso(
-    observation_space: gym.Space, hidden_sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh
-) -> MLPTorso | NatureCNN:
-    """Nature-CNN for image observations, else an MLP; either exposes ``features_dim``."""
+    observation_space: gym.Space, hidden_sizes: Sequence[int] = (), activation: type[nn.Module] = nn.Tanh
+) -> MLPTorso | NatureCNN | MultiInputTorso:
+    """The torso for an observation space; each exposes ``features_dim``.
+
+    Dict / Tuple (nested too): :class:`MultiInputTorso`; a 3-d uint8 Box (an image): :class:`NatureCNN`;
+    any other Box or Discrete: :class:`MLPTorso`.
+
+    Args:
+        observation_space: the env's single-env observation space.
+        hidden_sizes: MLP widths (over the flat observation, or over the concatenated multi-input features).
+        activation: activation class between MLP layers.
+    """
+    if isinstance(observation_space, gym.spaces.Dict | gym.spaces.Tuple):
+        return MultiInputTorso(observation_space, hidden_sizes, activation)
     if is_image_space(observation_space):
         return NatureCNN(observation_space)
     return MLPTorso(observation_space, hidden_sizes, activation)

@@ -24,7 +24,7 @@ from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import require_space
 from cardio.agents.configs import SCHEDULES, PPOConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import to_tensor
+from cardio.agents.networks import obs_batch_size, obs_flatten, obs_index, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -60,7 +60,7 @@ class PPO(Checkpointable):
         self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
-        self._warned_batch = False
+        self._checked_batch = False  # the batch-size check looks at the first rollout (the last may be cut short)
 
     def on_progress(self, env_steps: int, total_steps: int) -> None:
         """Linear schedules are functions of the fraction of ``total_steps`` still to go."""
@@ -72,7 +72,7 @@ class PPO(Checkpointable):
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions with ``log_prob`` and ``value`` extras; the policy's mode when not exploring."""
         if explore and self.sde is not None:
-            self.sde.before_act(len(obs))
+            self.sde.before_act(obs_batch_size(obs))
         return self.net.act(obs, explore, self.device)
 
     def update(self, rollout: dict[str, Any]) -> dict[str, float]:
@@ -81,14 +81,14 @@ class PPO(Checkpointable):
         T, N = rollout["reward"].shape
         size = T * N
         # legal, as in SB3, but each epoch ends on a runt (a batch of the rollout or more is the whole rollout)
-        if size % c.batch_size and c.batch_size < size and not self._warned_batch:
+        if size % c.batch_size and c.batch_size < size and not self._checked_batch:
             warnings.warn(
                 f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
                 f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
                 f"change runner.schedule.n_steps, env.num_envs or agent.batch_size",
                 stacklevel=2,
             )
-            self._warned_batch = True
+        self._checked_batch = True
         lr = self._scheduled(c.lr, c.lr_schedule)
         clip = self._scheduled(c.clip_range, c.clip_range_schedule)
         for group in self.optimizer.param_groups:
@@ -96,13 +96,13 @@ class PPO(Checkpointable):
 
         # Advantages and value targets; truncated episodes bootstrap from V(true final obs).
         with torch.no_grad():
-            next_value = self.net.value(to_tensor(rollout["next_obs"], dev).flatten(0, 1)).reshape(T, N)
+            next_value = self.net.value(obs_flatten(obs_to_tensor(rollout["next_obs"], dev))).reshape(T, N)
         advantages, returns = gae(
             rollout["reward"], rollout["value"], next_value.cpu().numpy(),
             rollout["terminated"], rollout["truncated"], c.gamma, c.gae_lambda,
         )  # fmt: skip
         action = rollout.get("raw_action", rollout["action"])
-        b_obs = to_tensor(rollout["obs"], dev).flatten(0, 1)  # [T*N, ...]
+        b_obs = obs_flatten(obs_to_tensor(rollout["obs"], dev))  # [T*N, ...]
         b_action = to_tensor(action, dev).flatten(0, 1)
         b_log_prob = to_tensor(rollout["log_prob"], dev).reshape(size)
         b_value = to_tensor(rollout["value"], dev).reshape(size)
@@ -113,7 +113,7 @@ class PPO(Checkpointable):
         n_minibatches = 0
         for _ in range(c.n_epochs):
             for mb in torch.as_tensor(self.rng.permutation(size), device=dev).split(c.batch_size):
-                log_prob, entropy, value = self.net.evaluate(b_obs[mb], b_action[mb])
+                log_prob, entropy, value = self.net.evaluate(obs_index(b_obs, mb), b_action[mb])
                 mb_adv = b_adv[mb]
                 if c.normalize_advantage and len(mb) > 1:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)

@@ -27,7 +27,10 @@ from cardio.agents.networks import (
     activation_class,
     check_lr_schedule,
     flat_dim,
+    make_torso,
     mlp,
+    obs_batch_size,
+    obs_to_tensor,
     scheduled_lr,
     soft_update,
     to_tensor,
@@ -36,25 +39,52 @@ from cardio.agents.state import Checkpointable
 
 
 class Actor(nn.Module):
-    """MLP torso and a :class:`SquashedGaussianHead`: ``obs [B, D] -> (action [B, A] in [-1, 1], log_prob [B])``."""
+    """Torso and a :class:`SquashedGaussianHead`: ``obs [B, ...] -> (action [B, A] in [-1, 1], log_prob [B])``."""
 
     def __init__(
-        self, obs_dim: int, hidden_sizes: tuple[int, ...], action_dim: int, activation: type[nn.Module] = nn.ReLU,
-        use_sde: bool = False, log_std_init: float = -3.0,
+        self, observation_space: gym.Space, hidden_sizes: tuple[int, ...], action_dim: int,
+        activation: type[nn.Module] = nn.ReLU, use_sde: bool = False, log_std_init: float = -3.0,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.torso = nn.Sequential(*list(mlp(obs_dim, hidden_sizes, 1, activation))[:-1])  # drop the output layer
-        features = hidden_sizes[-1] if hidden_sizes else obs_dim
-        self.head = SquashedGaussianHead(features, action_dim, use_sde=use_sde, log_std_init=log_std_init)
+        self.torso = make_torso(observation_space, hidden_sizes, activation)
+        self.head = SquashedGaussianHead(
+            self.torso.features_dim, action_dim, use_sde=use_sde, log_std_init=log_std_init
+        )
 
-    def forward(self, obs: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: Any, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.torso(obs), deterministic)
 
 
-def q_values(critics: nn.ModuleList, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+class Critic(nn.Module):
+    """``Q(obs, action) [B]``: the observation's encoding (flat observations pass through as they are; images
+    and Dict / Tuple observations go through :func:`make_torso`'s encoders) concatenated with the action, then
+    an MLP with a scalar output.
+
+    Args:
+        observation_space: the env's single-env observation space.
+        action_dim: width of the flat action.
+        hidden_sizes: hidden widths of the MLP.
+        activation: activation class between its layers (``agent.activation``).
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_dim: int,
+        hidden_sizes: tuple[int, ...],
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        self.encoder = make_torso(observation_space, (), activation)
+        self.q = mlp(self.encoder.features_dim + action_dim, hidden_sizes, 1, activation)
+
+    def forward(self, obs: Any, action: torch.Tensor) -> torch.Tensor:
+        return self.q(torch.cat([self.encoder(obs), action], dim=1)).squeeze(1)
+
+
+def q_values(critics: nn.ModuleList, obs: Any, action: torch.Tensor) -> torch.Tensor:
     """``[n_critics, B]`` Q-values of ``(obs, action)`` pairs, action in ``[-1, 1]``."""
-    pair = torch.cat([obs, action], dim=1)
-    return torch.stack([q(pair).squeeze(1) for q in critics])
+    return torch.stack([q(obs, action) for q in critics])
 
 
 class SAC(Checkpointable):
@@ -85,17 +115,16 @@ class SAC(Checkpointable):
         require_space("SAC", "observation", observation_space, SACConfig.observation_spaces, env_id)
         self.config = c = config or SACConfig()
         self.device = dev = torch.device(device)  # networks start from torch's global RNG, seeded by the builder
-        obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
+        action_dim = flat_dim(action_space)
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = to_tensor(action_space.low, dev).flatten()  # type: ignore[attr-defined]
         self.high = to_tensor(action_space.high, dev).flatten()  # type: ignore[attr-defined]
         check_lr_schedule(c.lr_schedule)
         act_cls = activation_class(c.activation)
-        self.actor = Actor(obs_dim, c.hidden_sizes, action_dim, act_cls, c.use_sde, c.log_std_init).to(dev)
+        self.actor = Actor(observation_space, c.hidden_sizes, action_dim, act_cls, c.use_sde, c.log_std_init).to(dev)
         qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(
-            dev
-        )
+        critics = (Critic(observation_space, action_dim, qf_sizes, act_cls) for _ in range(c.n_critics))
+        self.critics = nn.ModuleList(critics).to(dev)
         sde_head = self.actor.head.sde
         self.sde = None if sde_head is None else NoiseResampler(sde_head, c.sde_sample_freq)
         self.act_at_warmup = c.use_sde and c.use_sde_at_warmup  # the runner asks: own policy before learning_starts
@@ -118,20 +147,20 @@ class SAC(Checkpointable):
         optimizers = [self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer]
         self.lr = scheduled_lr(optimizers, c.lr, c.lr_schedule, max(1.0 - env_steps / max(total_steps, 1), 0.0))
 
-    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    def act(self, obs: Any, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
         if explore and self.sde is not None:
-            self.sde.before_act(len(obs))
+            self.sde.before_act(obs_batch_size(obs))
         with torch.no_grad():
-            action, _ = self.actor(to_tensor(obs, self.device).flatten(1), deterministic=not explore)
+            action, _ = self.actor(obs_to_tensor(obs, self.device), deterministic=not explore)
             action = to_env_bounds(action, self.low, self.high)
-        return action.cpu().numpy().reshape(len(obs), *self.action_shape), {}
+        return action.cpu().numpy().reshape(obs_batch_size(obs), *self.action_shape), {}
 
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update."""
         c, dev = self.config, self.device
-        obs = to_tensor(batch["obs"], dev).flatten(1)
-        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        obs = obs_to_tensor(batch["obs"], dev)
+        next_obs = obs_to_tensor(batch["next_obs"], dev)
         action = from_env_bounds(to_tensor(batch["action"], dev).flatten(1), self.low, self.high)
         reward = to_tensor(batch["reward"], dev)
         not_terminal = 1.0 - to_tensor(batch["terminated"], dev)

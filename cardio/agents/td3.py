@@ -8,7 +8,7 @@ noise is added there, clipped, and rescaled to the env's bounds in :meth:`TD3.ac
 
 Metrics returned by :meth:`TD3.update`: ``train/critic_loss`` (sum of the critics' MSEs), ``train/q_mean`` (first
 critic on the batch), ``train/actor_loss`` (minus the first critic's Q of the policy's actions; on the
-updates that step the actor).
+updates that step the actor), ``train/learning_rate``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cardio.agents.networks import (
     to_tensor,
 )
 from cardio.agents.noise import make_action_noise
-from cardio.agents.sac import q_values
+from cardio.agents.sac import Critic, q_values
 from cardio.agents.state import Checkpointable
 
 
@@ -119,9 +119,8 @@ class TD3(Checkpointable):
         act_cls = activation_class(c.activation)
         self.actor = nn.Sequential(mlp(obs_dim, c.hidden_sizes, action_dim, act_cls), nn.Tanh()).to(dev)
         qf_sizes = c.hidden_sizes if c.qf_hidden_sizes is None else c.qf_hidden_sizes
-        self.critics = nn.ModuleList(mlp(obs_dim + action_dim, qf_sizes, 1, act_cls) for _ in range(c.n_critics)).to(
-            dev
-        )
+        critics = (Critic(observation_space, action_dim, qf_sizes, act_cls) for _ in range(c.n_critics))
+        self.critics = nn.ModuleList(critics).to(dev)
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.lr)

@@ -621,17 +621,21 @@ class CircularBuffer:
         if final.size:
             dst[final] = self._pool[obs_leaf][entries]
 
-    def as_rollout(self) -> Tree:
-        """The whole storage as a ``[T, N, ...]`` tree (views); for a full rollout buffer."""
-        if self.storage is None or not bool(np.all(self.size == self.slots_per_env)):
-            raise BufferError(
-                f"as_rollout() needs every stream full ({self.slots_per_env} rows); have {self.size.tolist()}"
-            )
-        if not bool(np.all(self.cursor == 0)):
+    def as_rollout(self, rows: int | None = None) -> Tree:
+        """The first ``rows`` rows of every stream as a ``[rows, N, ...]`` tree (views); for a rollout buffer.
+
+        Args:
+            rows: rows per stream, every stream holding exactly that many (``None``: the full ``T``; fewer for
+                the last rollout of a run, cut to the steps left).
+        """
+        rows = self.slots_per_env if rows is None else rows
+        if self.storage is None or not bool(np.all(self.size == rows)):
+            raise BufferError(f"as_rollout() needs every stream at {rows} rows; have {self.size.tolist()}")
+        if not bool(np.all(self.cursor == rows % self.slots_per_env)):
             raise BufferError("as_rollout() needs streams that start at row 0; clear() before each rollout")
         if self.memory_saving:
             raise BufferError("as_rollout() does not rebuild next_obs; use memory_saving=false for rollouts")
-        return self.storage
+        return self.storage if rows == self.slots_per_env else tree_map(lambda x: x[:rows], self.storage)
 
     # ----------------------------------------------------------------------------------------------- state
     def _options(self) -> dict[str, Any]:

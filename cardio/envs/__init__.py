@@ -4,6 +4,7 @@ import gymnasium as gym
 
 from cardio.envs.counting import CountingEnv
 from cardio.envs.factory import make_env, make_single_env
+from cardio.envs.nested import NestedDictEnv
 
 if "cardio/Counting-v0" not in gym.registry:
     gym.register("cardio/Counting-v0", entry_point="cardio.envs.counting:CountingEnv")
@@ -15,5 +16,7 @@ if "CartPoleNoVel-v1" not in gym.registry:
         max_episode_steps=500,
         reward_threshold=475.0,
     )
+if "cardio/NestedDict-v0" not in gym.registry:
+    gym.register("cardio/NestedDict-v0", entry_point="cardio.envs.nested:NestedDictEnv")
 
-__all__ = ["CountingEnv", "make_env", "make_single_env"]
+__all__ = ["CountingEnv", "NestedDictEnv", "make_env", "make_single_env"]

@@ -10,6 +10,7 @@ raw transitions; a runner normaliser applies to each sampled batch (``cardio/env
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,10 +55,15 @@ class OffPolicySchedule:
 
     def step(self, runner: Runner) -> None:
         """Collect ``train_freq`` vector steps (or episodes), then run the phase's updates once past
-        ``learning_starts`` and once the buffer holds a batch."""
+        ``learning_starts`` and once the buffer holds a batch. The run's last phase stops at ``total_steps``."""
         collected = episodes = steps = 0
         warm_up_randomly = not getattr(runner.agent, "act_at_warmup", False)
-        while (steps < self.train_freq) if self.train_freq_unit == "step" else (episodes < self.train_freq):
+        by_step = self.train_freq_unit == "step"
+        phase = runner.vector_steps_left(self.train_freq) if by_step else self.train_freq
+        cut_at_end = runner.env_steps < runner.total_steps  # a step() called past total_steps (by hand) runs whole
+        while (steps < phase) if by_step else (episodes < phase):
+            if not by_step and cut_at_end and runner.env_steps >= runner.total_steps:
+                break  # an episode phase ends with the run too; its updates are still made, as SB3 does
             warmup = runner.env_steps < self.learning_starts and warm_up_randomly
             transition, valid = runner.collect(random=warmup)
             runner.buffer.add(transition, valid)  # raw: a normaliser applies per sampled batch
@@ -67,7 +73,13 @@ class OffPolicySchedule:
         # SB3 samples with replacement from fewer than a batch; cardio waits until a batch is stored
         if runner.env_steps <= self.learning_starts or len(runner.buffer) < self.batch_size:
             return
-        n_updates = self.gradient_steps if self.gradient_steps >= 0 else collected
+        # a phase cut short at the end of the run earns its share of the updates (gradient steps per sample kept)
+        if self.gradient_steps < 0:
+            n_updates = collected
+        elif by_step:
+            n_updates = math.ceil(self.gradient_steps * phase / self.train_freq)
+        else:
+            n_updates = self.gradient_steps
         if n_updates == 0:
             return
         buffer = runner.buffer

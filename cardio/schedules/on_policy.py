@@ -41,11 +41,12 @@ class OnPolicySchedule:
         """Clear the rollout buffer, fill it, and run one agent update on the whole ``[T, N]`` rollout."""
         buffer = runner.buffer
         buffer.clear()
-        rows = buffer.slots_per_env
+        # the last rollout of a run is cut to the steps left: an update on fewer rows, not steps beyond the budget
+        rows = runner.vector_steps_left(buffer.slots_per_env)
         while bool(np.any(buffer.size < rows)):
             # what the agent saw: normalised with this step's statistics, like the stored log_prob and value
             transition, valid = runner.collect()
             transition = runner.normalized(transition)
             # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
             buffer.add(transition, valid & (buffer.size < rows))
-        runner.learn(buffer.as_rollout())
+        runner.learn(buffer.as_rollout(rows))

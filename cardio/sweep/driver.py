@@ -39,7 +39,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from cardio import config
+from cardio import config, provenance
 from cardio.build import build_logger, build_runner, save_config
 from cardio.finite import NonFiniteError
 from cardio.rundir import log_to, write_final
@@ -220,6 +220,7 @@ class Objective:
         (:mod:`cardio.rundir`): ``config.yaml`` first, ``final.json`` however the run ends."""
         run_dir = Path(str(cfg.run_dir))
         save_config(cfg, run_dir)
+        provenance.record_run(run_dir, str(cfg.get("device", "cpu")))
         reporter = TrialReporter(trial, self.settings.metric, self.settings.objective, step_offset)
         status, reason = "FAILED", None
         with log_to(run_dir):

@@ -15,9 +15,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cardio.errors import ConfigError
+from cardio.paths import config_dir
 from cardio.sweep.space import parse_space
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = config_dir()
 """The repository's ``configs/`` (train.yaml and the sweep files)."""
 
 SHORTHANDS = ("n_trials", "timeout", "n_workers", "storage", "study_name")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -46,6 +46,9 @@ from cardio.agents.noise import linear_epsilon
 @dataclass
 class DQNJaxConfig(DQNConfig):
     """:class:`~cardio.agents.configs.DQNConfig`'s knobs (``configs/agent/dqn_jax.yaml``), built as the JAX twin."""
+
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Flat observations only: the torch agent's Dict / Tuple encoders have no JAX twin."""
 
     def agent_class(self) -> type[DQNJax]:  # type: ignore[override]
         return DQNJax

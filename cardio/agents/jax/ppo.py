@@ -26,7 +26,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -43,6 +43,9 @@ from cardio.returns import explained_variance, gae
 @dataclass
 class PPOJaxConfig(PPOConfig):
     """:class:`~cardio.agents.configs.PPOConfig`'s knobs (``configs/agent/ppo_jax.yaml``), built as the JAX twin."""
+
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box, gym.spaces.Discrete)
+    """Flat observations only: the torch agent's Dict / Tuple encoders have no JAX twin."""
 
     def agent_class(self) -> type[PPOJax]:  # type: ignore[override]
         return PPOJax

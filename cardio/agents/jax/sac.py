@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -47,6 +47,9 @@ from cardio.agents.jax.networks import (
 @dataclass
 class SACJaxConfig(SACConfig):
     """:class:`~cardio.agents.configs.SACConfig`'s knobs (``configs/agent/sac_jax.yaml``), built as the JAX twin."""
+
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
+    """Flat observations only: the torch agent's Dict / Tuple encoders have no JAX twin."""
 
     def agent_class(self) -> type[SACJax]:  # type: ignore[override]
         return SACJax

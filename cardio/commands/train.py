@@ -1,0 +1,173 @@
+"""Train an agent: ``make train agent=dqn env=CartPole seed=3`` (any Hydra override works).
+
+Composes ``configs/train.yaml`` with the zoo overlay of the env id actually built (cardio/config.py), validates it
+(cardio/validate.py), prints which zoo file applied and the resolved config, saves it, builds env, agent, buffer,
+logger and runner, trains, and returns the final ``eval/mean_reward`` so Hydra sweepers can optimise it.
+``resume=<run dir or checkpoint>`` continues an interrupted run in its own run dir (docs/checkpoints.md).
+Ctrl-C or SIGTERM writes a checkpoint, closes the sinks and exits with 130 (143 for SIGTERM).
+A user error (a bad override, value, env id or space, a full disk) prints one ``error:`` line and exits with 2;
+``CARDIO_TRACEBACK=1`` shows its traceback (cardio/errors.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from cardio import checkpoint, provenance
+from cardio.build import build_runner, save_config
+from cardio.commands import use_working_directory
+from cardio.config import apply_zoo, check_command_line, describe_zoo
+from cardio.errors import report_user_errors
+from cardio.finite import NonFiniteError
+from cardio.loggers import print_config_tree
+from cardio.paths import config_dir
+from cardio.validate import validate
+
+_default_format = warnings.formatwarning
+
+
+def format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """cardio's warnings about the config (e.g. ``runner.total_steps`` not a multiple of a rollout) are raised in
+    objects Hydra instantiates, so Python's default format would point into Hydra's internals: print those as the
+    message alone, which names the config key. Warnings from anywhere else keep their file and line."""
+    if f"{Path('hydra', '_internal')}" in filename:
+        return f"{category.__name__}: {message}\n"
+    return _default_format(message, category, filename, lineno, line)
+
+
+warnings.formatwarning = format_warning
+
+
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base=None)
+def hydra_main(cfg: DictConfig) -> float:
+    with report_user_errors():
+        return train(cfg)
+
+
+def main() -> float:
+    """``cardio train`` / ``cardio-train`` / ``python scripts/train.py``: Hydra overrides from ``sys.argv``;
+    ``-m`` for a multirun. The working directory's modules and ``configs/`` are found (cardio/commands)."""
+    use_working_directory()
+    check_command_line(sys.argv[1:])  # a bad override, option or value: one line, before Hydra makes the run dir
+    return hydra_main()
+
+
+def compose_run(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
+    """The config to run, validated, and the checkpoint to resume from (``None``: a fresh run)."""
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    if cfg.get("resume") is not None:
+        resumed, ckpt = checkpoint.resume_config(cfg, overrides)
+        return validate(resumed), ckpt
+    first = cfg
+    cfg = apply_zoo(cfg, hydra_cfg.runtime.choices.get("zoo"), overrides, recompose)
+    validate(cfg)
+    if cfg is not first and hydra_cfg.output_subdir is not None:  # Hydra saved the first pass: keep its copy true
+        saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir) / "config.yaml"
+        if saved.is_file():
+            saved.write_text(OmegaConf.to_yaml(cfg))
+    return cfg, None
+
+
+def recompose(overrides: list[str]) -> DictConfig:
+    """``train.yaml`` composed again inside this Hydra app (the zoo overlay's second pass)."""
+    return hydra.compose(config_name=HydraConfig.get().job.config_name, overrides=overrides)
+
+
+def train(cfg: DictConfig) -> float:
+    cfg, ckpt = compose_run(cfg)
+    print(describe_zoo(cfg))
+    print_config_tree(cfg)
+    save_config(cfg, cfg.run_dir)
+    if cfg.get("seeds") is not None:
+        return train_seeds(cfg, ckpt)
+    note = provenance.record_run(cfg.run_dir, cfg.get("device", "cpu"), resuming=ckpt is not None)
+    if note is not None:
+        print(note)
+    runner = build_runner(cfg)
+    if ckpt is not None:
+        print(f"resuming from {ckpt}")
+        runner.load(ckpt)
+        runner.total_steps = int(cfg.runner.total_steps)  # `runner.total_steps=...` may extend a resumed run
+    elif cfg.get("init_from") is not None:  # offline-to-online: a trained agent and a full buffer, fresh counters
+        from cardio.datasets.finetune import warm_start
+
+        copied = warm_start(runner, cfg.init_from)
+        print(f"starting from {cfg.init_from}: agent loaded, {copied} transitions in the buffer")
+    logger = runner.logger
+    if logger is not None:
+        logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+    exit_code = 1  # an exception on the way out marks the run failed (W&B included)
+    try:
+        if runner.env_steps >= runner.total_steps:
+            print(f"run already at {runner.env_steps} env steps; raise runner.total_steps to train longer")
+            metrics = dict(runner.last_eval)
+        else:
+            metrics = runner.run()
+        exit_code = 0
+    except checkpoint.Interrupted as stop:
+        print(stop, file=sys.stderr)
+        exit_code = stop.exit_code
+    except NonFiniteError as diverged:  # one line naming the value and the step; the last checkpoint is kept
+        print(f"error: {diverged}", file=sys.stderr)
+    except KeyboardInterrupt:
+        exit_code = 130
+        raise
+    finally:
+        if logger is not None:
+            logger.close(exit_code)
+    print(f"run dir: {cfg.run_dir}")
+    if exit_code:
+        sys.exit(exit_code)
+    return float(metrics.get("eval/mean_reward", float("nan")))
+
+
+def train_seeds(cfg: DictConfig, ckpt: Path | None) -> float:
+    """``seeds=[...]``: one run per seed in ``<run_dir>/seed_<s>/``, trained together (cardio/multiseed.py);
+    returns the mean final ``eval/mean_reward`` over seeds."""
+    from cardio.multiseed import MultiSeedError, MultiSeedRunner, seed_configs, write_finals
+
+    if ckpt is not None:
+        raise MultiSeedError(
+            "resume= with seeds=[...] is not supported yet; resume one seed: resume=<run dir>/seed_<s>"
+        )
+    configs = seed_configs(cfg)
+    for one in configs:
+        save_config(one, one.run_dir)
+        provenance.record_run(one.run_dir, one.get("device", "cpu"), resuming=False)
+    runners = [build_runner(one) for one in configs]
+    multi = MultiSeedRunner(runners, [int(one.seed) for one in configs])
+    for runner, one in zip(runners, configs, strict=True):
+        if runner.logger is not None:
+            runner.logger.log_config(OmegaConf.to_container(one, resolve=True))  # type: ignore[arg-type]
+    exit_code = 1
+    try:
+        finals = multi.run()
+        exit_code = 0
+    except checkpoint.Interrupted as stop:
+        print(stop, file=sys.stderr)
+        exit_code = stop.exit_code
+    except NonFiniteError as diverged:
+        print(f"error: {diverged}", file=sys.stderr)
+    finally:
+        for runner in runners:
+            if runner.logger is not None:
+                runner.logger.close(exit_code)
+    if exit_code:
+        sys.exit(exit_code)
+    write_finals(cfg.run_dir, multi.seeds, finals)
+    print(f"run dir: {cfg.run_dir}")
+    return float(sum(f.get("eval/mean_reward", float("nan")) for f in finals) / len(finals))
+
+
+if __name__ == "__main__":
+    check_command_line(sys.argv[1:])  # a bad override, option or value: one line, before Hydra makes the run dir
+    main()

@@ -1,0 +1,33 @@
+"""Where cardio's Hydra configs are, in a source checkout and in an installed wheel, and where a user's own go.
+
+The configs live in the repo's ``configs/`` folder; the wheel ships the same folder as the package data of
+``cardio.configs`` (``pyproject.toml`` maps it with ``package-dir``), so one function finds them either way.
+A user's own configs go in ``configs/`` under the working directory (or the folder named by the
+``CARDIO_CONFIG_PATH`` environment variable): the search-path plugin in ``hydra_plugins/cardio_searchpath``
+adds it to every cardio command, after cardio's own, so new files (``agent/reinforce.yaml``) are found and
+shipped ones are never silently replaced.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def config_dir() -> Path:
+    """cardio's own config folder: ``<repo>/configs`` in a source checkout, ``cardio/configs`` in a wheel."""
+    for candidate in (_PACKAGE / "configs", _PACKAGE.parent / "configs"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"cardio's configs (train.yaml) are neither in {_PACKAGE / 'configs'} nor beside it")
+
+
+def user_config_dir() -> Path | None:
+    """The user's config folder: ``$CARDIO_CONFIG_PATH``, else ``./configs``; ``None`` when it does not exist
+    or is cardio's own folder (running inside the cardio repo)."""
+    path = Path(os.environ.get("CARDIO_CONFIG_PATH", "configs")).expanduser().resolve()
+    if not path.is_dir() or path == config_dir().resolve():
+        return None
+    return path

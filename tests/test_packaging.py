@@ -1,0 +1,106 @@
+"""The package as a user gets it: configs found from a checkout or a wheel, one version, a license that matches,
+every package folder shipped, and a user's own agent + config run from a folder outside the repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+from setuptools import find_packages
+
+import cardio
+from cardio import paths
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_configs_are_found_in_a_checkout() -> None:
+    assert paths.config_dir() == ROOT / "configs"
+
+
+def test_every_package_folder_ships() -> None:
+    """pyproject lists the packages by hand (configs/ is mapped into the wheel): a new folder must be added."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = {p for p in find_packages(str(ROOT), include=["cardio", "cardio.*"])}
+    assert on_disk | {"cardio.configs", "hydra_plugins.cardio_searchpath"} == listed
+    assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"cardio.configs": "configs"}
+
+
+def test_version_is_written_once_and_the_license_matches() -> None:
+    assert PYPROJECT["project"]["dynamic"] == ["version"] and "version" not in PYPROJECT["project"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cardio.__version__"}
+    assert f"version: {cardio.__version__}" in (ROOT / "CITATION.cff").read_text()
+    assert PYPROJECT["project"]["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert PYPROJECT["project"]["name"] == cardio.DISTRIBUTION
+
+
+def run_cardio(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m cardio ...`` (the ``cardio`` command) in ``cwd``; PYTHONPATH names this checkout only so that
+    *cardio* imports from it, never the user's folder."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "cardio", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_user_agent_and_config_outside_the_repo(tmp_path: Path) -> None:
+    """examples/reinforce copied to a folder outside the repo: its module and its configs/ are found."""
+    assert not tmp_path.resolve().is_relative_to(ROOT)
+    user = tmp_path / "my_project"
+    shutil.copytree(ROOT / "examples" / "reinforce", user)
+    small = ["runner.total_steps=400", "runner.schedule.n_steps=200", "runner.eval_episodes=2", "logger=csv"]
+    done = run_cardio(user, "train", "agent=reinforce", *small, f"hydra.run.dir={user / 'run'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reinforce.ReinforceConfig" in (user / "run" / "config.yaml").read_text()
+    assert "train/policy_gradient_loss" in (user / "run" / "progress.csv").read_text().splitlines()[0]
+    evaluated = run_cardio(user, "evaluate", f"run={user / 'run'}", "episodes=2", "checkpoint=run/last.ckpt",
+                           "trust_pickle=true")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+
+    # negative control: from a folder without the user's files, agent=reinforce does not exist
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = run_cardio(elsewhere, "train", "agent=reinforce", *small)
+    assert missing.returncode != 0 and "reinforce" in missing.stderr + missing.stdout
+
+
+def test_unknown_subcommand_says_what_exists(tmp_path: Path) -> None:
+    done = run_cardio(tmp_path, "trian")
+    assert done.returncode != 0 and "unknown command 'trian'" in done.stderr and "train" in done.stderr
+
+
+@pytest.mark.slow
+def test_built_wheel_trains_from_a_fresh_venv() -> None:
+    """.ci/wheel.sh: build, install torch then the wheel into a fresh venv, train from outside the repo."""
+    if shutil.which("git") is None:
+        pytest.skip("git needed to export a clean tree")
+    done = subprocess.run(["bash", str(ROOT / ".ci" / "wheel.sh")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "wheel check passed" in done.stdout
+
+
+def test_readme_links_docs_pages_that_exist_and_the_site_lists_every_page() -> None:
+    import re
+
+    import yaml
+
+    links = re.findall(r"\]\((docs/[^)#]+)", (ROOT / "README.md").read_text())
+    assert "docs/install.md" in links and "docs/index.md" in links
+    assert all((ROOT / link).is_file() for link in links), [link for link in links if not (ROOT / link).is_file()]
+
+    def pages(nav: list) -> set[str]:
+        out: set[str] = set()
+        for item in nav:
+            value = next(iter(item.values())) if isinstance(item, dict) else item
+            out |= pages(value) if isinstance(value, list) else {value}
+        return out
+
+    nav = pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
+    on_disk = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert nav == on_disk, (sorted(on_disk - nav), sorted(nav - on_disk))
