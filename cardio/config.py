@@ -31,8 +31,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cardio.errors import ConfigError
+from cardio.paths import config_dir
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = config_dir()  # the repo's configs/ in a checkout, cardio/configs in an installed wheel
 """The repository's ``configs/`` folder (``train.yaml`` and its groups)."""
 
 AUTO_ZOO = "auto"
