@@ -116,3 +116,21 @@ def test_sac_sde_redraws_per_update_and_explores_at_warmup_when_asked() -> None:
     assert np.isfinite(metrics["train/actor_loss"])
     assert agent.actor.head.sde is not None and agent.actor.head.sde.log_std.grad is not None  # sigma learns
     assert not np.allclose(agent.act(obs, explore=True)[0], a0)  # a new phase draws new matrices
+
+
+def test_sac_features_learn_through_the_noise_and_ppo_features_do_not() -> None:
+    # SB3 builds SAC's gSDE with learn_features=True (the actor loss reaches the torso through z @ W and the
+    # variance) and PPO/A2C's with learn_features=False (the features are detached there).
+    torch.manual_seed(6)
+    z = torch.tensor([[0.5, 1.0, -1.0], [0.2, -0.3, 0.8]], requires_grad=True)
+    squashed = SquashedGaussianHead(3, 2, use_sde=True, log_std_init=-1.0)
+    assert squashed.sde is not None
+    squashed.sde.resample(1)
+    dist = squashed.sde(z)
+    (grad,) = torch.autograd.grad((dist.noise.sum() + dist.log_std.sum()), z)
+    assert grad.abs().sum() > 0  # noise and variance reach the features
+    plain = StateDependentNoiseHead(3, 2, log_std_init=-1.0)
+    plain.resample(1)
+    dist = plain(z)
+    (grad,) = torch.autograd.grad(dist.noise.sum() + dist.log_std.sum() + 0 * z.sum(), z)
+    assert grad.abs().sum() == 0  # PPO/A2C: detached

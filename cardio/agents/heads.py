@@ -104,7 +104,8 @@ class StateDependentGaussian(DiagGaussian):
 
     Args:
         mean: ``[B, A]``.
-        latent: ``z [B, F]``, the policy features (detached: the noise does not train the torso, SB3's default).
+        latent: ``z [B, F]``, the policy features (the head detaches them unless it learns features through the
+            noise, see :class:`StateDependentNoiseHead`).
         std: ``sigma [F, A]``.
         eps: ``[M, F, A]`` standard normal draws; ``W = eps * sigma``. ``M = B`` gives each row its own matrix
             (one per env while acting), any other ``M`` uses ``eps[0]`` for every row (a batch in an update).
@@ -141,16 +142,19 @@ class StateDependentNoiseHead(nn.Module):
             fast; SB3's ``use_expln``.
         clip_mean: clamp the mean to ``[-clip_mean, clip_mean]`` before a tanh squash (SB3's SAC uses 2);
             0 = no clamp.
+        learn_features: the noise and the variance pass gradients on to the features (the torso learns through
+            them). SB3 does this for SAC, whose actor loss differentiates through the sampled action, and not for
+            PPO/A2C, whose features are detached here (``learn_features=False``).
     """
 
     def __init__(
         self, features_dim: int, action_dim: int, log_std_init: float = -2.0, use_expln: bool = False,
-        clip_mean: float = 0.0,
+        clip_mean: float = 0.0, learn_features: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         self.linear = nn.Linear(features_dim, action_dim)
         self.log_std = nn.Parameter(torch.full((features_dim, action_dim), float(log_std_init)))
-        self.use_expln, self.clip_mean = use_expln, clip_mean
+        self.use_expln, self.clip_mean, self.learn_features = use_expln, clip_mean, learn_features
         self.register_buffer("eps", torch.randn(1, features_dim, action_dim), persistent=False)
 
     def std(self) -> torch.Tensor:
@@ -171,7 +175,8 @@ class StateDependentNoiseHead(nn.Module):
         mean = self.linear(features)
         if self.clip_mean > 0:
             mean = mean.clamp(-self.clip_mean, self.clip_mean)
-        return StateDependentGaussian(mean, features.detach(), self.std(), self.eps)
+        latent = features if self.learn_features else features.detach()
+        return StateDependentGaussian(mean, latent, self.std(), self.eps)
 
 
 class NoiseResampler:
@@ -226,8 +231,8 @@ class SquashedGaussianHead(nn.Module):
     ``u ~ N(mean, std^2)``, ``a = tanh(u)`` in ``[-1, 1]``; the log-density gets the change-of-variables term
     ``log pi(a) = log N(u) - sum_i log(1 - tanh(u_i)^2)``, computed as ``2 * (log 2 - u - softplus(-2u))`` to stay
     finite when ``|u|`` is large. The agent rescales ``a`` to the env's bounds. With ``use_sde`` the Gaussian is
-    gSDE's (:class:`StateDependentNoiseHead`, mean clamped to ``[-2, 2]`` as in SB3), otherwise its log std is a
-    linear function of the features.
+    gSDE's (:class:`StateDependentNoiseHead`, mean clamped to ``[-2, 2]`` and features learnt through the noise,
+    as in SB3's SAC), otherwise its log std is a linear function of the features.
 
     Args:
         in_features: F.
@@ -244,7 +249,10 @@ class SquashedGaussianHead(nn.Module):
         use_sde: bool = False, log_std_init: float = -3.0, use_expln: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
-        self.sde = StateDependentNoiseHead(in_features, action_dim, log_std_init, use_expln, 2.0) if use_sde else None
+        # SB3's SAC: mean clamped to [-2, 2], and the features learn through the noise (learn_features=True)
+        self.sde: StateDependentNoiseHead | None = None
+        if use_sde:
+            self.sde = StateDependentNoiseHead(in_features, action_dim, log_std_init, use_expln, 2.0, True)
         if self.sde is None:
             self.mean = nn.Linear(in_features, action_dim)
             self.log_std = nn.Linear(in_features, action_dim)
