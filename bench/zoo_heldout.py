@@ -50,13 +50,13 @@ class Pair:
 
 
 PAIRS = {
-    "dqn_acrobot": Pair("dqn", "Acrobot-v1", "Acrobot-v1", "Acrobot"),
+    "dqn_acrobot": Pair("dqn", "Acrobot-v1", "Acrobot-v1", "Acrobot", budget=50_000),
     "dqn_mountaincar": Pair("dqn", "MountainCar-v0", "MountainCar-v0", "MountainCar"),
     "ppo_mountaincarcontinuous": Pair(
         "ppo", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous"
     ),
     "ppo_pendulum": Pair("ppo", "Pendulum-v1", "Pendulum-v1", "Pendulum"),
-    "a2c_acrobot": Pair("a2c", "Acrobot-v1", "Acrobot-v1", "Acrobot"),
+    "a2c_acrobot": Pair("a2c", "Acrobot-v1", "Acrobot-v1", "Acrobot", budget=100_000),
     "sac_mountaincarcontinuous": Pair(
         "sac", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous"
     ),
@@ -64,8 +64,31 @@ PAIRS = {
 }
 
 
+def zoo_steps(pair: Pair) -> int:
+    """rl-zoo's ``n_timesteps`` for the pair, read from the generated config."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "configs" / "zoo" / pair.algo / f"{pair.env_id}.yaml").read_text())
+    return int(config["runner"]["total_steps"])
+
+
+def steps_of(pair: Pair) -> int:
+    """The env steps both libraries train for: the reduced budget where set, else rl-zoo's."""
+    return pair.budget if pair.budget is not None else zoo_steps(pair)
+
+
+def commit() -> str:
+    """The checked-out commit (with ``+dirty`` when tracked files differ), recorded with each run."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+
+
 def budget(pair: Pair, entry: dict[str, Any]) -> int:
-    return pair.budget if pair.budget is not None else int(float(entry["n_timesteps"]))
+    return int(float(entry["n_timesteps"]))
 
 
 def sb3_model(pair: Pair, entry: dict[str, Any], seed: int) -> tuple[Any, Any]:
@@ -134,8 +157,7 @@ def run_cardio(pair: Pair, entry: dict[str, Any], seed: int) -> dict[str, Any]:
         "runner.eval_freq=0", f"runner.eval_episodes={EVAL_EPISODES}", "runner.checkpoint_dir=null",
         f"run_dir={ROOT / 'outputs' / 'bench' / 'zoo_heldout'}", "logger=csv",
     ]  # fmt: skip
-    if pair.budget is not None:
-        overrides.append(f"runner.total_steps={pair.budget}")
+    overrides.append(f"runner.total_steps={budget(pair, entry)}")
     cfg = compose_train(overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -169,18 +191,16 @@ def main() -> None:
     for seed in args.seeds:  # seed-major: every pair gets a first seed before any gets a third
         for name in args.pairs:
             pair = PAIRS[name]
-            if any(r["pair"] == name and r["lib"] == args.lib and r["seed"] == seed for r in load_results()):
+            steps = steps_of(pair)
+            done = (r["pair"] == name and r["lib"] == args.lib and r["seed"] == seed and r["steps"] == steps
+                    for r in load_results())  # fmt: skip
+            if any(done):
                 continue
             entry = load_algo(args.zoo or Path("/nonexistent"), pair.algo)[pair.zoo_id] if args.lib == "sb3" else {}
-            if args.lib == "cardio":
-                from tests.conftest import compose_train
-
-                steps = int(compose_train([f"agent={pair.algo}", f"env={pair.env_config}",
-                                           f"zoo={pair.algo}/{pair.env_id}"]).runner.total_steps)  # fmt: skip
-                entry = {"n_timesteps": steps}
+            entry = {**entry, "n_timesteps": steps}
             started = time.strftime("%H:%M:%S")
             result = (run_sb3 if args.lib == "sb3" else run_cardio)(pair, entry, seed)
-            record = {"pair": name, "lib": args.lib, "seed": seed, "steps": budget(pair, entry), **result}
+            record = {"pair": name, "lib": args.lib, "seed": seed, "steps": steps, **result, "commit": commit()}
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             with RESULTS.open("a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -210,28 +230,46 @@ def write_table(rows: str) -> None:
     print(rows)
 
 
+def short(steps: int) -> str:
+    """``120000`` as ``120k``, ``1000000`` as ``1M`` (rl-zoo's benchmark style)."""
+    return f"{steps / 1e6:g}M" if steps >= 1_000_000 else f"{steps / 1e3:g}k"
+
+
+def zoo_score(pair: Pair, doc: str) -> str:
+    """rl-zoo's published score of the pair, from the pairs table ``scripts/import_zoo.py`` writes into ``doc``."""
+    prefix = f"| {pair.algo} | {pair.env_id} |"
+    row = next((line for line in doc.splitlines() if line.startswith(prefix)), None)
+    return "-" if row is None else row.strip(" |").split(" | ")[-1]
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown rows: pair, steps, cardio mean +- std (seeds), SB3 likewise, time ratio SB3/cardio."""
-    results = list({(r["pair"], r["lib"], r["seed"]): r for r in results}.values())  # one run per seed
-    lines = ["| agent | env | env steps | cardio (mean ± std, seeds) | SB3 (mean ± std, seeds) | time SB3/cardio |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    """Markdown rows: pair, steps, cardio mean +- std (seeds), SB3 likewise, rl-zoo's score, time ratio SB3/cardio.
+
+    Only runs of the pair's current budget count (a run at another budget is another experiment)."""
+    doc = (ROOT / "docs" / "zoo.md").read_text()
+    results = list({(r["pair"], r["lib"], r["seed"], r["steps"]): r for r in results}.values())  # one run per seed
+    lines = ["| agent | env | env steps | cardio (mean ± std, seeds) | SB3 (mean ± std, seeds) | rl-zoo published "
+             "| time SB3/cardio |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, pair in PAIRS.items():
+        steps = steps_of(pair)
+        runs = [r for r in results if r["pair"] == name and r["steps"] == steps]
         cells = []
         for lib in ("cardio", "sb3"):
-            finals = [r["final"] for r in results if r["pair"] == name and r["lib"] == lib]
+            finals = [r["final"] for r in runs if r["lib"] == lib]
             if not finals:
                 cells.append("not run")
                 continue
             std = statistics.pstdev(finals) if len(finals) > 1 else 0.0
             cells.append(f"{statistics.mean(finals):.1f} ± {std:.1f} ({len(finals)})")
-        times = {lib: {r["seed"]: r["train_s"] for r in results if r["pair"] == name and r["lib"] == lib}
-                 for lib in ("cardio", "sb3")}  # fmt: skip
+        times = {lib: {r["seed"]: r["train_s"] for r in runs if r["lib"] == lib} for lib in ("cardio", "sb3")}
         both = sorted(set(times["cardio"]) & set(times["sb3"]))
         ratio = f"{statistics.median(times['sb3'][s] / times['cardio'][s] for s in both):.2f}" if both else "-"
-        steps = next((r["steps"] for r in results if r["pair"] == name), pair.budget)
         env = pair.env_id + (f" (rl-zoo {pair.zoo_id})" if pair.zoo_id != pair.env_id else "")
-        budget_cell = f"{steps:.2g}" if steps is not None else "rl-zoo's n_timesteps"
-        lines.append(f"| {pair.algo.upper()} | {env} | {budget_cell} | {cells[0]} | {cells[1]} | {ratio} |")
+        budget_cell = short(steps) + (f" (rl-zoo {short(zoo_steps(pair))})" if pair.budget is not None else "")
+        lines.append(
+            f"| {pair.algo.upper()} | {env} | {budget_cell} | {cells[0]} | {cells[1]} | {zoo_score(pair, doc)} "
+            f"| {ratio} |"
+        )
     return "\n".join(lines)
 
 
