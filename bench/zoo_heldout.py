@@ -78,13 +78,14 @@ def steps_of(pair: Pair) -> int:
 
 
 def commit() -> str:
-    """The checked-out commit (with ``+dirty`` when tracked files differ), recorded with each run."""
+    """The checked-out commit (``+dirty`` when tracked code or configs differ from it), recorded with each run."""
     import subprocess
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "-uno") else "")
+    dirty = git("status", "--porcelain", "-uno", "cardio", "configs", "bench", "scripts")
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
 
 
 def budget(pair: Pair, entry: dict[str, Any]) -> int:
