@@ -609,9 +609,11 @@ def zoo_doc(report: Report, zoo_dir: Path, env_names: dict[str, str], root: Path
         "entry's gamma, `policy_kwargs`, gSDE, action noise), seeds 0, 1, 2. Score: the final evaluation, 10 "
         "deterministic episodes on a separate env seeded `seed + 1000003` with the training statistics frozen, the "
         "env's own returns; mean ± std over the seeds that finished (their count in brackets). rl-zoo's published "
-        "score (one agent) is in the pairs table below. PPO Hopper runs a reduced budget of 1e5 env steps (rl-zoo: "
-        "1e6), so it is compared with SB3 only. The time ratio (SB3 / cardio training time, median over seeds) was "
-        "measured on a 2-core machine shared by nine busy agents and is indicative at best.",
+        "score (one agent, at its full budget) is beside them. Where rl-zoo's budget did not fit the CPU at hand, "
+        "both libraries train for the same reduced budget, stated next to rl-zoo's in the steps column: the "
+        "comparison with SB3 stays like for like, and rl-zoo's score is then a reference only. The time ratio (SB3 / "
+        "cardio training time, median over seeds) was measured on a 2-core machine shared by many busy agents and "
+        "is indicative at best.",
         "",
         heldout,
         "",
