@@ -60,7 +60,7 @@ PAIRS = {
     "sac_mountaincarcontinuous": Pair(
         "sac", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous"
     ),
-    "ppo_hopper": Pair("ppo", "Hopper-v4", "Hopper-v5", "Hopper", budget=100_000),
+    "ppo_hopper": Pair("ppo", "Hopper-v4", "Hopper-v5", "Hopper", budget=20_000),
 }
 
 
