@@ -166,7 +166,8 @@ def run_cardio(pair: Pair, entry: dict[str, Any], seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     final = runner.run()
     elapsed = time.perf_counter() - started
-    return {"final": final["eval/mean_reward"], "train_s": elapsed}
+    keys = ("std_reward", "mean_ep_length")  # the spread of the final evaluation's episodes (SB3 keeps them all)
+    return {"final": final["eval/mean_reward"], **{key: final[f"eval/{key}"] for key in keys}, "train_s": elapsed}
 
 
 def load_results() -> list[dict[str, Any]]:
