@@ -31,6 +31,7 @@ from scripts.import_zoo import HELDOUT_END, HELDOUT_START, load_algo, parse_expr
 
 RESULTS = ROOT / "docs" / "bench" / "zoo_heldout.jsonl"
 EVAL_EPISODES = 10
+RUNS = ROOT / "outputs" / "bench" / "zoo_heldout"
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def run_cardio(pair: Pair, entry: dict[str, Any], seed: int) -> dict[str, Any]:
     overrides = [
         f"agent={pair.algo}", f"env={pair.env_config}", f"zoo={pair.algo}/{pair.env_id}", f"seed={seed}",
         "runner.eval_freq=0", f"runner.eval_episodes={EVAL_EPISODES}", "runner.checkpoint_dir=null",
-        f"run_dir={ROOT / 'outputs' / 'bench' / 'zoo_heldout'}", "logger=csv",
+        f"run_dir={RUNS / f'{pair.algo}_{pair.env_config}_s{seed}'}", "logger=csv",  # one dir per run: runs overlap
     ]  # fmt: skip
     overrides.append(f"runner.total_steps={budget(pair, entry)}")
     cfg = compose_train(overrides)
