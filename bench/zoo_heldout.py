@@ -59,7 +59,7 @@ PAIRS = {
     "ppo_pendulum": Pair("ppo", "Pendulum-v1", "Pendulum-v1", "Pendulum"),
     "a2c_acrobot": Pair("a2c", "Acrobot-v1", "Acrobot-v1", "Acrobot", budget=100_000),
     "sac_mountaincarcontinuous": Pair(
-        "sac", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous"
+        "sac", "MountainCarContinuous-v0", "MountainCarContinuous-v0", "MountainCarContinuous", budget=10_000
     ),
     "ppo_hopper": Pair("ppo", "Hopper-v4", "Hopper-v5", "Hopper", budget=20_000),
 }
