@@ -70,6 +70,44 @@ def test_user_agent_and_config_outside_the_repo(tmp_path: Path) -> None:
     assert missing.returncode != 0 and "reinforce" in missing.stderr + missing.stdout
 
 
+SWEEP_FILE = """\
+# the user's own sweep file, in their project's configs/sweep/
+study_name: mine
+n_trials: 2
+plots: false
+overrides: [runner.total_steps=400, runner.schedule.n_steps=200, runner.eval_episodes=2, logger=csv]
+params:
+  agent.lr: {type: float, low: 1.0e-3, high: 1.0e-1, log: true}
+"""
+
+
+def test_user_sweep_file_outside_the_repo(tmp_path: Path) -> None:
+    """``cardio sweep sweep=mine`` in a user's folder finds its ``configs/sweep/mine.yaml`` (and the agent that
+    file sweeps, from the same folder), runs two trials into a SQLite study and exports the best one there."""
+    user = tmp_path / "my_project"
+    shutil.copytree(ROOT / "examples" / "reinforce", user)
+    (user / "configs" / "sweep").mkdir()
+    (user / "configs" / "sweep" / "mine.yaml").write_text(SWEEP_FILE)
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    done = run_cardio(user, "sweep", "sweep=mine", "agent=reinforce", f"storage={storage}")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    import optuna
+
+    study = optuna.load_study(study_name="mine", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert all(1e-3 <= t.params["agent.lr"] <= 1e-1 for t in study.trials)
+    trial_config = (user / "outputs" / "sweeps" / "mine" / "trial_0001" / "seed_0" / "config.yaml").read_text()
+    assert "reinforce.ReinforceConfig" in trial_config and "total_steps: 400" in trial_config
+    assert "/agent: reinforce" in (user / "configs" / "experiment" / "mine_best.yaml").read_text()
+
+    # negative control: the same command from a folder without the user's configs/ does not find the file
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = run_cardio(elsewhere, "sweep", "sweep=mine", f"storage={storage}")
+    assert missing.returncode != 0 and "sweep=mine: not in" in missing.stderr
+
+
 def test_unknown_subcommand_says_what_exists(tmp_path: Path) -> None:
     done = run_cardio(tmp_path, "trian")
     assert done.returncode != 0 and "unknown command 'trian'" in done.stderr and "train" in done.stderr
