@@ -3,14 +3,19 @@ every package folder shipped, and a user's own agent + config run from a folder 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import tomllib
+import torch
 from setuptools import find_packages
 
 import cardio
@@ -68,6 +73,39 @@ def test_user_agent_and_config_outside_the_repo(tmp_path: Path) -> None:
     elsewhere.mkdir()
     missing = run_cardio(elsewhere, "train", "agent=reinforce", *small)
     assert missing.returncode != 0 and "reinforce" in missing.stderr + missing.stdout
+
+
+def load_example() -> types.ModuleType:
+    """``examples/reinforce/reinforce.py`` as a module (not on the import path: the example lives outside cardio)."""
+    spec = importlib.util.spec_from_file_location("reinforce_example", ROOT / "examples" / "reinforce" / "reinforce.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("paid", [1, 0], ids=["action1_pays", "action0_pays"])
+def test_example_reinforce_update_moves_toward_the_paying_action(paid: int) -> None:
+    """A one-step bandit: the action that pays gets more likely after a few updates. Parametrised both ways, so a
+    flipped sign in the loss (or returns-to-go that ignore the reward) fails one of the two cases."""
+    example = load_example()
+    torch.manual_seed(0)
+    space = gym.spaces.Box(-1.0, 1.0, (3,))
+    agent = example.ReinforceConfig(lr=0.05, hidden=8).build(space, gym.spaces.Discrete(2))
+    obs = np.ones((32, 4, 3), np.float32)  # [T, N, 3]: one state, every step a one-step episode
+
+    def p_action1() -> float:
+        with torch.no_grad():
+            return float(agent.pi(obs[0, 0]).probs[1])
+
+    before = p_action1()
+    for _ in range(5):
+        action = agent.act(obs.reshape(-1, 3), explore=True)[0].reshape(32, 4)
+        done = np.ones((32, 4), bool)
+        reward = (action == paid).astype(np.float32)
+        agent.update({"obs": obs, "action": action, "reward": reward, "terminated": done, "truncated": ~done})
+    after = p_action1()
+    assert after > before + 0.1 if paid == 1 else after < before - 0.1, (before, after)
 
 
 SWEEP_FILE = """\
