@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,10 @@ def run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise AssertionError(f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def pythonpath(*paths: str | Path) -> str:
+    """A subprocess's ``PYTHONPATH``: ``paths`` first, then the one this process inherited, so that what the
+    caller put there (``make test-nojax``'s stand-ins that block jax) reaches the scripts the tests run."""
+    inherited = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join([*map(str, paths), *([inherited] if inherited else [])])

@@ -20,6 +20,7 @@ from setuptools import find_packages
 
 import cardio
 from cardio import paths
+from tests.helpers import pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -48,7 +49,7 @@ def test_version_is_written_once_and_the_license_matches() -> None:
 def run_cardio(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m cardio ...`` (the ``cardio`` command) in ``cwd``; PYTHONPATH names this checkout only so that
     *cardio* imports from it, never the user's folder."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": pythonpath(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "cardio", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
