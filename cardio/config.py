@@ -31,7 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cardio.errors import ConfigError
-from cardio.paths import config_dir
+from cardio.paths import config_dir, config_dirs
 
 CONFIG_DIR = config_dir()  # the repo's configs/ in a checkout, cardio/configs in an installed wheel
 """The repository's ``configs/`` folder (``train.yaml`` and its groups)."""
@@ -76,12 +76,20 @@ def zoo_option(cfg: DictConfig) -> str | None:
     """
     algo = zoo_name(cfg.get("agent"))
     env_id = OmegaConf.select(cfg, "env.id", default=None)
-    if algo is None or not isinstance(env_id, str):
+    if algo is None or not isinstance(env_id, str) or is_offline(cfg):
         return None
     option = f"{algo}/{registered_id(env_id)}"
     group, _, name = f"{ZOO_KEY}/{option}".rpartition("/")
     loader = GlobalHydra.instance().config_loader()
     return option if name in loader.get_group_options(group) else None
+
+
+def is_offline(cfg: DictConfig) -> bool:
+    """Whether the runner learns from a dataset (``runner=offline``). rl-zoo's numbers tune online runs (env
+    steps, ``train_freq``, ``learning_starts``): applied to an offline run they would silently turn its update
+    count and batch into DQN's online schedule, so the automatic zoo overlay skips offline runs."""
+    target = OmegaConf.select(cfg, "runner.schedule._target_", default="")
+    return isinstance(target, str) and target.endswith("OfflineSchedule")
 
 
 def apply_zoo(
@@ -116,6 +124,8 @@ def describe_zoo(cfg: DictConfig) -> str:
     env_id = registered_id(str(OmegaConf.select(cfg, "env.id", default="?")))
     if algo is None:
         return "zoo: none (the agent config declares no zoo_name)"
+    if is_offline(cfg):
+        return "zoo: none (rl-zoo numbers tune online runs; runner=offline keeps its own)"
     return f"zoo: none (no configs/zoo/{algo}/{env_id}.yaml; the agent's and env's own defaults apply)"
 
 
@@ -220,10 +230,13 @@ def _hydra_error(exc: Exception) -> ConfigError:
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, value = str(exc.missing_cfg_file).rpartition("/")
         names = [o for o in exc.options if not o.startswith("_")]
-        if group == ZOO_KEY:  # the tuned files sit one folder down: zoo=<algo>/<EnvId>
+        if group == ZOO_KEY:  # the tuned files sit one folder down (zoo=<algo>/<EnvId>), the user's too
             names += sorted(
-                str(p.relative_to(CONFIG_DIR / ZOO_KEY).with_suffix(""))
-                for p in (CONFIG_DIR / ZOO_KEY).glob("*/*.yaml")
+                {
+                    str(p.relative_to(d / ZOO_KEY).with_suffix(""))
+                    for d in config_dirs()
+                    for p in (d / ZOO_KEY).glob("*/*.yaml")
+                }
             )
         options = ", ".join(names)
         return ConfigError(f"{group}={value}: no such option in configs/{group}/; choose one of: {options}")
