@@ -241,7 +241,9 @@ a multiple of `train_freq` as 120k is; cardio's PPO MountainCarContinuous seed 0
 - SAC: the same check found one difference: SB3 builds SAC's gSDE with `learn_features=True` (the actor loss
   reaches the torso through the noise and the variance), while cardio detached the features as for PPO. Fixed
   (`tests/test_gsde.py::test_sac_features_learn_through_the_noise_and_ppo_features_do_not`). SAC
-  MountainCarContinuous (10k of 50k) was still running at the deadline.
+  MountainCarContinuous after the fix, one seed at 10k of rl-zoo's 50k: cardio -10.8 (no evaluation episode
+  reached the flag, though its last training episodes did), SB3 13.6 (7 of 10 evaluation episodes reached it).
+  Neither is near rl-zoo's 94.7 at a fifth of its budget, and one seed says nothing about the difference.
 - DQN Acrobot: not run (no CPU left). Time ratios are indicative only: the two libraries ran side by side under a
   load that changed by the minute.
 """
