@@ -38,7 +38,7 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optree
@@ -61,6 +61,36 @@ _FORMAT = "cardio-buffer-v1"
 
 class BufferError(ConfigError):
     """A transition or request that does not fit the buffer; the message names the field and both shapes."""
+
+
+AUTO = "auto"
+"""``memory_saving: auto`` (the buffer configs' default): on for image observations in replay (off-policy)."""
+
+
+def has_image(space: Any) -> bool:
+    """Whether a (Dict / Tuple, nested too) observation space holds a uint8 Box of 2 or more dims: frames, whose
+    size dominates a transition's, so storing each observation once pays."""
+    spaces = getattr(space, "spaces", None)
+    if isinstance(spaces, Mapping):
+        return any(has_image(s) for s in spaces.values())
+    if isinstance(spaces, tuple | list):
+        return any(has_image(s) for s in spaces)
+    shape = getattr(space, "shape", None) or ()
+    return len(shape) >= 2 and np.dtype(getattr(space, "dtype", None) or np.float32) == np.uint8
+
+
+def resolve_memory_saving(value: bool | str, observation_space: Any, on_policy: bool) -> bool:
+    """``buffer.memory_saving`` as a bool: ``auto`` is true for image observations (:func:`has_image`) in a
+    replay buffer, false for a rollout (which is read whole, next_obs included) and for flat observations.
+
+    Raises:
+        BufferError: a value other than true, false or ``"auto"``.
+    """
+    if isinstance(value, bool):
+        return value
+    if value != AUTO:
+        raise BufferError(f"buffer.memory_saving must be true, false or {AUTO!r}, got {value!r}")
+    return not on_policy and has_image(observation_space)
 
 
 def _storage_dtype(dtype: np.dtype) -> np.dtype:
@@ -101,7 +131,8 @@ class CircularBuffer:
         gamma: discount of the n-step sum; set it to the agent's gamma (``${agent.gamma}`` in the config).
         reduce: with ``n_step > 1``, False returns the unsummed reward window ``[B, n]`` and ``mask [B, n]``.
         memory_saving: store each observation once (``next_obs`` recovered from the next slot); halves the
-            observation memory of image envs.
+            observation memory of image envs. ``"auto"`` (the configs' default) is resolved by
+            ``cardio.build.build_buffer`` from the env (:func:`resolve_memory_saving`); the buffer takes a bool.
     """
 
     capacity: int  # total slots, T * N
@@ -124,8 +155,13 @@ class CircularBuffer:
         n_step: int = 1,
         gamma: float = 0.99,
         reduce: bool = True,
-        memory_saving: bool = False,
+        memory_saving: bool | Literal["auto"] = False,
     ) -> None:
+        if not isinstance(memory_saving, bool | np.bool_):
+            raise BufferError(
+                f"memory_saving={memory_saving!r}: the buffer takes true or false; 'auto' is resolved from the env's "
+                f"observation space by cardio.build.build_buffer (cardio.buffers.circular.resolve_memory_saving)"
+            )
         if capacity <= 0:
             raise BufferError(f"buffer capacity must be positive, got capacity={capacity}")
         if num_envs <= 0:
