@@ -1,0 +1,186 @@
+"""Atari through ale-py (cardio/envs/atari.py, configs/env/atari.yaml): the preprocessing, the training-only
+wrappers left out of evaluation, the game score reported unclipped over whole games, memory-saving replay that
+keeps the true next stacked frames at life losses and game ends, and short DQN and PPO runs of the real command.
+Every env here is a real ALE game; runs are tiny (2-core machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from cardio.buffers.circular import CircularBuffer
+from cardio.envs.atari import EPISODE_CONTINUES_KEY, EpisodicLife, atari_preprocessing, clip_reward
+from cardio.envs.factory import ENV_EPISODE_KEY
+from cardio.envs.single import OneEnvVector
+from cardio.errors import ConfigError
+from cardio.gatherer import Gatherer
+from tests.conftest import compose_train
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES = (4, 84, 84)
+
+
+def test_ale_py_is_imported_only_for_atari_and_its_absence_names_the_extra() -> None:
+    """In a fresh process: a CartPole env, the gatherer and the config never import ale-py; an Atari id without
+    ale-py (hidden here) fails with one line naming the extra."""
+    script = (
+        "import sys\n"
+        "from cardio.build import build_env\n"
+        "from cardio.config import compose_train\n"
+        "cfg = compose_train(overrides=['env=CartPole'])\n"
+        "build_env(cfg).close()\n"
+        "assert 'ale_py' not in sys.modules, 'ale_py imported by a CartPole run'\n"
+        "sys.modules['ale_py'] = None  # as if not installed\n"
+        "from cardio.envs.factory import check_env_id\n"
+        "try:\n"
+        "    check_env_id('PongNoFrameskip-v4')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("ConfigError env.id='PongNoFrameskip-v4'"), done.stdout
+    assert "pip install 'cardio-template[atari]'" in done.stdout
+
+
+pytest.importorskip("ale_py")
+
+
+def chain(env: gym.Env) -> list[str]:
+    """Wrapper class names from the outside in."""
+    names = []
+    while isinstance(env, gym.Wrapper):
+        names.append(type(env).__name__)
+        env = env.env
+    return names
+
+
+def test_training_env_clips_and_ends_at_life_loss_but_the_eval_env_does_not() -> None:
+    from cardio.build import build_env
+
+    cfg = compose_train(["env=Breakout"])
+    train, evaluation = build_env(cfg), build_env(cfg, evaluation=True)
+    for env in (train, evaluation):
+        assert env.single_observation_space == gym.spaces.Box(0, 255, FRAMES, np.uint8)
+        assert env.envs[0].unwrapped._frameskip == 1  # type: ignore[attr-defined]  # the wrapper skips
+    inner = ["FrameStackObservation", "FireReset", "AtariPreprocessing", "RecordEpisodeStatistics"]
+    assert chain(train.envs[0])[:6] == ["TransformReward", "EpisodicLife", *inner]
+    assert chain(evaluation.envs[0])[:4] == inner  # no clipping, no life-loss episodes
+    train.close()
+    evaluation.close()
+
+
+def test_an_env_that_skips_frames_itself_is_refused_naming_the_key() -> None:
+    from cardio.envs import make_env
+
+    with pytest.raises(ConfigError, match=r"frameskip=4\).*env\.kwargs\.frameskip=1"):
+        make_env("ALE/Pong-v5", wrappers=["cardio.envs.atari.atari_preprocessing"])
+    env = make_env("ALE/Pong-v5", kwargs={"frameskip": 1}, wrappers=["cardio.envs.atari.atari_preprocessing"])
+    assert env.single_observation_space.shape == FRAMES
+    env.close()
+
+
+class RawRewards(gym.Wrapper):
+    """Test probe right on the ALE env: every raw reward, one list per game (a game starts at each real reset)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.games: list[list[float]] = []
+
+    def reset(self, **kwargs: Any) -> Any:
+        self.games.append([])
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        out = self.env.step(action)
+        self.games[-1].append(float(out[1]))
+        return out
+
+
+@pytest.fixture(scope="module")
+def space_invaders() -> dict[str, Any]:
+    """A random-policy rollout of SpaceInvaders (aliens pay 5 to 30, 3 lives) through the training stack, with
+    the raw rewards probed under it, stored in a memory-saving buffer as the runner stores it."""
+    probe: list[RawRewards] = []
+
+    def make_one() -> gym.Env:
+        env = RawRewards(gym.make("SpaceInvadersNoFrameskip-v4"))
+        probe.append(env)
+        env = gym.wrappers.RecordEpisodeStatistics(env, stats_key=ENV_EPISODE_KEY)
+        return clip_reward(EpisodicLife(atari_preprocessing(env)))
+
+    gym.register_envs(__import__("ale_py"))
+    gatherer = Gatherer(OneEnvVector(make_one, autoreset_mode=AutoresetMode.SAME_STEP), seed=0)
+    gatherer.env.action_space.seed(0)
+    reported: list[float] = []
+    gatherer.on_episode = lambda env, ret, length: reported.append(ret)
+    buffer = CircularBuffer(700, num_envs=1, seed=0, memory_saving=True)
+    steps: list[dict[str, Any]] = []
+    while len(reported) < 2 and len(steps) < 4000:
+        transition, valid = gatherer.step(gatherer.random_policy)
+        buffer.add(transition, mask=valid)
+        steps.append({k: np.array(v) for k, v in transition.items()})
+    return {"reported": reported, "games": probe[0].games, "steps": steps, "buffer": buffer}
+
+
+def test_reported_return_is_the_unclipped_score_of_whole_games(space_invaders: dict[str, Any]) -> None:
+    reported, games, steps = space_invaders["reported"], space_invaders["games"], space_invaders["steps"]
+    assert len(reported) >= 2, "no two whole games in the rollout"
+    raw_scores = [sum(game) for game in games[: len(reported)]]
+    assert reported == raw_scores  # the game score, each reward as the game paid it
+    rewards = np.concatenate([s["reward"] for s in steps])
+    assert set(np.unique(rewards)) <= {-1.0, 0.0, 1.0}  # training rewards are clipped
+    # negative control: clipped sums per game would be the number of aliens hit, 5 to 30 times smaller
+    assert sum(reported) >= 5 * rewards.sum() > 0
+    # a lost life ends a learning episode (terminated) but not a game: 3 lives, so more terminations than games
+    terminated = int(sum(s["terminated"][0] for s in steps))
+    assert terminated >= 3 * len(reported) > len(reported)
+
+
+def test_memory_saving_replay_returns_the_true_next_frames_at_life_losses(space_invaders: dict[str, Any]) -> None:
+    steps, buffer = space_invaders["steps"], space_invaders["buffer"]
+    assert buffer.memory_saving and "next_obs" not in buffer.storage
+    assert buffer.storage["obs"].dtype == np.uint8 and buffer.storage["obs"].shape[1:] == (1, *FRAMES)
+    kept = steps[-buffer.capacity :]  # the buffer wrapped: it holds the newest `capacity` transitions, in order
+    rows = (np.arange(len(steps) - len(kept), len(steps)) % buffer.capacity)[: buffer.capacity]
+    got = buffer.get(rows)
+    truth = np.stack([s["next_obs"][0] for s in kept])
+    assert got["next_obs"].dtype == np.uint8
+    np.testing.assert_array_equal(got["next_obs"], truth)
+    np.testing.assert_array_equal(got["obs"], np.stack([s["obs"][0] for s in kept]))
+    ends = [i for i, s in enumerate(kept[:-1]) if s["terminated"][0] or s["truncated"][0]]
+    assert len(ends) >= 2, "no life lost inside the buffer"
+    for i in ends:  # negative control: the obs after an end is the next life's start, not the final frames
+        assert not np.array_equal(truth[i], kept[i + 1]["obs"][0])
+
+
+def test_bytes_per_transition_halve_and_the_memory_check_counts_them(space_invaders: dict[str, Any]) -> None:
+    from cardio.validate import check_memory
+
+    steps = space_invaders["steps"][:300]
+    plain, saving = CircularBuffer(300, seed=0), CircularBuffer(300, seed=0, memory_saving=True)
+    for s in steps:
+        plain.add(s)
+        saving.add(s)
+    per_plain, per_saving = plain.nbytes / 300, saving.nbytes / 300
+    obs = int(np.prod(FRAMES))  # 28224 bytes, uint8
+    print(f"bytes per transition: {per_plain:.0f} storing next_obs, {per_saving:.0f} memory_saving")
+    assert per_plain == pytest.approx(2 * obs + 8 + 4 + 2, abs=1)  # obs, next_obs, int64 action, reward, 2 flags
+    # obs once, an int64 slot map, and the pool of final frames (one per life lost in the buffer)
+    assert obs + 22 <= per_saving < 1.1 * (obs + 22)
+    space = gym.spaces.Box(0, 255, FRAMES, np.uint8)
+    for memory_saving, per in (("auto", per_saving), (False, per_plain)):
+        plain_cfg = {"env": {"id": "SpaceInvadersNoFrameskip-v4"}}
+        plain_cfg["buffer"] = {"capacity": 100_000, "memory_saving": memory_saving}
+        estimate = check_memory(plain_cfg, space, gym.spaces.Discrete(6), available=10**15) / 100_000
+        assert estimate == pytest.approx(per, rel=0.1)
+    rl_zoo = {"env": {"id": "x"}, "buffer": {"capacity": 100_000, "memory_saving": "auto"}}  # rl-zoo's 1e5
+    with pytest.raises(ConfigError, match="28254 bytes per transition"):
+        check_memory(rl_zoo, space, gym.spaces.Discrete(6), available=2**30)
