@@ -88,10 +88,11 @@ def zoo_option(cfg: DictConfig) -> str | None:
 
     option = f"{algo}/{registered_id(env_id)}"
     group, _, name = f"{ZOO_KEY}/{option}".rpartition("/")
-    options = GlobalHydra.instance().config_loader().get_group_options(group)
-    if name in options:
+    loader = GlobalHydra.instance().config_loader()
+    if name in loader.get_group_options(group):
         return option
-    if is_atari_id(registered_id(env_id)) and ATARI_ZOO in options:  # rl-zoo's one block for every game
+    # rl-zoo's one block for every game (ALE/<Game>-v5 has a slash of its own: look in the algorithm's folder)
+    if is_atari_id(registered_id(env_id)) and ATARI_ZOO in loader.get_group_options(f"{ZOO_KEY}/{algo}"):
         return f"{algo}/{ATARI_ZOO}"
     return None
 

@@ -16,7 +16,7 @@ import pytest
 from gymnasium.vector import AutoresetMode
 
 from cardio.buffers.circular import CircularBuffer
-from cardio.envs.atari import EPISODE_CONTINUES_KEY, EpisodicLife, atari_preprocessing, clip_reward
+from cardio.envs.atari import EpisodicLife, atari_preprocessing, clip_reward
 from cardio.envs.factory import ENV_EPISODE_KEY
 from cardio.envs.single import OneEnvVector
 from cardio.errors import ConfigError
@@ -184,3 +184,85 @@ def test_bytes_per_transition_halve_and_the_memory_check_counts_them(space_invad
     rl_zoo = {"env": {"id": "x"}, "buffer": {"capacity": 100_000, "memory_saving": "auto"}}  # rl-zoo's 1e5
     with pytest.raises(ConfigError, match="28254 bytes per transition"):
         check_memory(rl_zoo, space, gym.spaces.Discrete(6), available=2**30)
+
+
+def train(run_dir: Path, *overrides: str) -> None:
+    """The real training command; evaluation games are cut at 2000 frames (an untrained greedy agent may never
+    press FIRE again after losing a life)."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), f"hydra.run.dir={run_dir}", "logger=csv"]
+    cmd += ["runner.eval_freq=0", "runner.eval_episodes=1", "+env.kwargs.max_num_frames_per_episode=2000"]
+    done = subprocess.run([*cmd, *overrides], cwd=run_dir.parent, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_dqn_trains_on_breakout_with_rl_zoo_numbers_frames_once_and_whole_game_scores(tmp_path: Path) -> None:
+    import csv
+
+    from omegaconf import OmegaConf
+
+    from cardio import checkpoint
+
+    run_dir = tmp_path / "dqn"
+    train(
+        run_dir,
+        "agent=dqn",
+        "env=Breakout",
+        "runner.total_steps=1000",
+        "runner.schedule.learning_starts=500",
+        "buffer.capacity=1000",
+    )
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    assert cfg.zoo == "dqn/atari" and cfg.agent.target_update_interval == 1000 and cfg.buffer.memory_saving == "auto"
+    state = checkpoint.load(run_dir / "last.ckpt", "cardio.runner")
+    buffer = state["buffer"]
+    storage = buffer["storage"]
+    assert buffer["memory_saving"] and "next_obs" not in storage  # each stacked frame stored once
+    assert storage["obs"].shape == (1000, 1, *FRAMES) and storage["obs"].dtype == np.uint8
+    assert storage["action"].dtype == np.int64 and storage["reward"].dtype == np.float32
+    assert set(np.unique(storage["reward"])) <= {0.0, 1.0}  # Breakout's 1/4/7 bricks, clipped
+    assert state["updates"] > 0
+    with (run_dir / "monitor.csv").open() as f:
+        games = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    assert games, "no whole game in 1000 steps"
+    assert len(games) < int(storage["terminated"].sum())  # 5 lives a game: life losses are no episodes
+    # a game lasts frames, noop resets included: 4 per agent step, so far more than Breakout's steps per life
+    assert all(int(g["l"]) > 100 and float(g["r"]) >= 0 for g in games)
+
+
+def test_ppo_trains_on_breakout_with_one_shared_nature_cnn(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from cardio import checkpoint
+    from cardio.agents.networks import NatureCNN
+    from cardio.build import build_agent, build_env
+
+    run_dir = tmp_path / "ppo"
+    train(
+        run_dir,
+        "agent=ppo",
+        "env=Breakout",
+        "env.num_envs=2",
+        "runner.schedule.n_steps=32",
+        "agent.batch_size=32",
+        "agent.n_epochs=1",
+        "runner.total_steps=128",
+    )
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    assert cfg.zoo == "ppo/atari" and cfg.agent.share_torso and cfg.agent.clip_range_schedule == "linear"
+    assert len(cfg.env.train_wrappers) == 2
+    assert checkpoint.load(run_dir / "last.ckpt", "cardio.runner")["total_steps"] == 128
+    assert (run_dir / "final.json").exists()
+    # the network that config builds: one Nature-CNN read by both heads, as SB3's CnnPolicy
+    env = build_env(cfg)
+    net = build_agent(cfg, env).net  # type: ignore[attr-defined]
+    env.close()
+    assert isinstance(net.pi_torso, NatureCNN) and net.vf_torso is net.pi_torso
+
+
+def test_rl_zoo_atari_block_applies_to_every_atari_id_without_a_file_of_its_own() -> None:
+    assert compose_train(["agent=dqn", "env=Breakout"]).zoo == "dqn/atari"
+    seaquest = compose_train(["agent=ppo", "env=atari", "env.id=SeaquestNoFrameskip-v4"])
+    assert seaquest.zoo == "ppo/atari" and seaquest.env.num_envs == 8
+    assert compose_train(["agent=dqn", "env=atari", "env.id=ALE/Pong-v5"]).zoo == "dqn/atari"
+    assert compose_train(["agent=a2c", "env=Pong"]).zoo is None  # rl-zoo's A2C block is refused (RMSpropTFLike)
+    assert compose_train(["agent=dqn", "env=CartPole"]).zoo == "dqn/CartPole-v1"  # ids with a file keep theirs
