@@ -50,6 +50,26 @@ def test_ale_py_is_imported_only_for_atari_and_its_absence_names_the_extra() -> 
     assert "pip install 'cardio-template[atari]'" in done.stdout
 
 
+@pytest.mark.parametrize(("obs", "saving"), [(np.zeros((1, *FRAMES), np.uint8), True), (np.zeros((1, 4)), False)])
+def test_memory_saving_auto_is_on_for_frames_only(obs: np.ndarray, saving: bool) -> None:
+    from cardio.buffers.circular import BufferError, resolve_memory_saving
+
+    batch = {"obs": obs, "next_obs": obs, "action": np.zeros(1, np.int64), "reward": np.zeros(1, np.float32)}
+    batch |= {"terminated": np.zeros(1, bool), "truncated": np.zeros(1, bool)}
+    buffer = CircularBuffer(4, memory_saving="auto")
+    buffer.add(batch)
+    assert buffer.memory_saving is saving and ("next_obs" in buffer.storage) is not saving
+    restored = CircularBuffer(4, memory_saving="auto")
+    restored.load_state_dict(buffer.state_dict())  # a resumed run keeps the saved buffer's choice
+    assert restored.memory_saving is saving
+    np.testing.assert_array_equal(restored.get(np.array([0]))["next_obs"][0], obs[0])
+    space = gym.spaces.Box(0, 255, obs.shape[1:], obs.dtype)
+    assert resolve_memory_saving("auto", space, on_policy=False) is saving
+    assert resolve_memory_saving("auto", space, on_policy=True) is False  # rollouts are read whole
+    with pytest.raises(BufferError, match=r"buffer\.memory_saving must be true, false or 'auto', got 'yes'"):
+        CircularBuffer(4, memory_saving="yes")  # type: ignore[arg-type]
+
+
 pytest.importorskip("ale_py")
 
 
