@@ -430,7 +430,8 @@ def env_spaces(env_node: Mapping[str, Any]) -> tuple[gym.Space, gym.Space]:
     from cardio.envs.factory import make_single_env
 
     try:
-        env = make_single_env(env_node["id"], env_node.get("kwargs") or {}, env_node.get("wrappers") or ())
+        wrappers, train_wrappers = env_node.get("wrappers") or (), env_node.get("train_wrappers") or ()
+        env = make_single_env(env_node["id"], env_node.get("kwargs") or {}, wrappers, train_wrappers)
     except ConfigError:
         raise
     except Exception as exc:

@@ -115,7 +115,8 @@ def make_env(
             They sit outside a ``RecordEpisodeStatistics`` (key ``ENV_EPISODE_KEY``) that sees the raw rewards.
         train_wrappers: applied outside ``wrappers``, to the training env only: ``cardio.build`` builds the
             evaluation env without them. For what changes learning but must not change the score evaluated
-            (Atari's reward clipping and episodic life, ``configs/env/atari.yaml``).
+            (Atari's reward clipping and episodic life, ``configs/env/atari.yaml``); they must keep the spaces,
+            which the agent shares with the evaluation env.
         vectorization: ``"sync"`` (one process, best for cheap envs), ``"async"`` (subprocesses) or
             ``"vector_entry_point"`` (the env's own batched implementation, e.g. CartPole's
             ``CartPoleVectorEnv``: all copies in one set of numpy arrays, 10x the steps/s of sync at 64 copies).
