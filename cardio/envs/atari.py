@@ -117,6 +117,8 @@ def atari_preprocessing(
             of the last two (sprites that flicker stay visible) and the reward is their sum.
         screen_size: side of the square greyscale frame.
         frame_stack: frames stacked on a leading axis (``[frame_stack, screen_size, screen_size]`` uint8); 1 = none.
+            After a reset the stack holds copies of the first frame (gymnasium's padding; SB3's ``VecFrameStack``
+            pads with zeros).
         fire_reset: press FIRE after a reset for games that need it to start (no effect on other games).
 
     Raises:
@@ -145,7 +147,9 @@ class EpisodicLife(gym.Wrapper):
     """A lost life ends the episode for learning (``terminated=True``, the value bootstraps no further), while
     the game goes on: the ``reset`` that follows takes a no-op step (and FIRE, for games that need it) instead of
     restarting the game, so the recorder under it sees whole games. Training env only (SB3's
-    ``EpisodicLifeEnv``). The step that loses the life carries ``info[EPISODE_CONTINUES_KEY] = True``.
+    ``EpisodicLifeEnv``). The step that loses the life carries ``info[EPISODE_CONTINUES_KEY] = True``. The
+    evaluation env has no such wrapper: there, after a lost life, the agent presses FIRE itself where the game
+    needs it (a greedy agent that never learnt to may idle until the game's frame limit).
 
     Args:
         env: an Atari env (anything with ``unwrapped.ale.lives()``), preprocessed or not.
