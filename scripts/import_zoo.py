@@ -287,6 +287,10 @@ def _policy_kwargs(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
             settings["agent.log_std_init"] = float(item)
         elif key == "ortho_init" and algo in ("ppo", "a2c"):
             settings["agent.ortho_init"] = bool(item)
+        elif key == "optimizer_class" and algo == "a2c" and str(item).rsplit(".", 1)[-1] == "RMSpropTFLike":
+            settings["agent.rms_prop_tf_like"] = True
+        elif key == "optimizer_kwargs" and algo == "a2c" and isinstance(item, dict) and set(item) <= {"eps", "alpha"}:
+            settings |= {f"agent.rms_prop_{k}": float(v) for k, v in item.items()}
         else:
             raise Refused(f"policy_kwargs {key}={item!r} has no cardio counterpart for {algo.upper()}")
     return settings
@@ -635,9 +639,8 @@ ATARI_TEXT = (
     "not skip frames itself (`ALE/<Game>-v5` needs `env.kwargs.frameskip=1`; the `NoFrameskip-v4` ids, rl-zoo's, "
     "do not). Replay stores each stacked observation once by default (`buffer.memory_saving: auto`): a transition "
     "takes 28,246 bytes (and the final frames kept at each life lost, a few percent more) instead of 56,462. Tuned "
-    "agents: `configs/zoo/dqn/atari.yaml` and `configs/zoo/ppo/atari.yaml`, "
-    "rl-zoo's one `atari` block per algorithm, applied to every Atari id that has no file of its own "
-    "(`docs/zoo.md`); rl-zoo's A2C block is refused (its `RMSpropTFLike` optimiser has no cardio counterpart).",
+    "agents: `configs/zoo/<algo>/atari.yaml` for DQN, PPO and A2C, rl-zoo's one `atari` block per algorithm, "
+    "applied to every Atari id that has no file of its own (`docs/zoo.md`).",
     "",
     "rl-zoo's published scores (its `benchmark.md`: one agent per pair trained for 10M steps, deterministic "
     "evaluation, mean ± std of the game score):",
@@ -722,10 +725,10 @@ def zoo_doc(report: Report, zoo_dir: Path, env_names: dict[str, str], root: Path
         "`frame_stack: 4` becomes the env's `wrappers` (noop reset, frame skip with max-pooling, 84x84 grey, FIRE "
         "reset, 4 stacked frames) and `train_wrappers` (episodic life, reward sign), exactly as in "
         "`configs/env/atari.yaml` (`docs/envs.md`); `CnnPolicy` is cardio's Nature-CNN torso, shared by actor and "
-        "critic for PPO as in SB3; `optimize_memory_usage: False` is left to cardio's default `memory_saving: "
-        "auto` (each frame stack stored once, the true final observation kept, which SB3's optimisation could not "
-        "do). The A2C block stays refused: `RMSpropTFLike` (TF's RMSprop: epsilon inside the square root) is not "
-        "torch's RMSprop.",
+        "critic for PPO and A2C as in SB3; A2C's `RMSpropTFLike` (TensorFlow's RMSprop: epsilon inside the square "
+        "root, the average starting at 1) is `agent.rms_prop_tf_like: true`; `optimize_memory_usage: False` is left "
+        "to cardio's default `memory_saving: auto` (each frame stack stored once, the true final observation kept, "
+        "which SB3's optimisation could not do).",
         "",
         "## Imported pairs",
         "",

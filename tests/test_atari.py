@@ -70,6 +70,28 @@ def test_memory_saving_auto_is_on_for_frames_only(obs: np.ndarray, saving: bool)
         CircularBuffer(4, memory_saving="yes")  # type: ignore[arg-type]
 
 
+def test_rmsprop_tf_like_is_tensorflows_rmsprop() -> None:
+    """One step by hand: v = alpha * 1 + (1 - alpha) g^2, p -= lr g / sqrt(v + eps); torch's RMSprop (v from 0,
+    eps outside the root) takes another step (negative control), and rl-zoo's A2C policy_kwargs select it."""
+    import torch
+
+    from cardio.agents.networks import RMSpropTFLike
+    from scripts.import_zoo import translate
+
+    def one_step(optimizer_class: type[torch.optim.Optimizer]) -> float:
+        p = torch.nn.Parameter(torch.tensor([1.0]))
+        p.grad = torch.tensor([0.5])
+        optimizer_class([p], lr=0.1, alpha=0.9, eps=1e-2).step()
+        return float(p.detach())
+
+    v = 0.9 * 1.0 + 0.1 * 0.5**2
+    assert one_step(RMSpropTFLike) == pytest.approx(1.0 - 0.1 * 0.5 / np.sqrt(v + 1e-2))
+    assert one_step(torch.optim.RMSprop) != pytest.approx(one_step(RMSpropTFLike), abs=1e-3)
+    kwargs = "dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5))"
+    settings = translate("a2c", {"policy_kwargs": kwargs})
+    assert settings["agent.rms_prop_tf_like"] is True and settings["agent.rms_prop_eps"] == 1e-5
+
+
 pytest.importorskip("ale_py")
 
 
@@ -284,5 +306,6 @@ def test_rl_zoo_atari_block_applies_to_every_atari_id_without_a_file_of_its_own(
     seaquest = compose_train(["agent=ppo", "env=atari", "env.id=SeaquestNoFrameskip-v4"])
     assert seaquest.zoo == "ppo/atari" and seaquest.env.num_envs == 8
     assert compose_train(["agent=dqn", "env=atari", "env.id=ALE/Pong-v5"]).zoo == "dqn/atari"
-    assert compose_train(["agent=a2c", "env=Pong"]).zoo is None  # rl-zoo's A2C block is refused (RMSpropTFLike)
+    pong = compose_train(["agent=a2c", "env=Pong"])
+    assert pong.zoo == "a2c/atari" and pong.agent.rms_prop_tf_like and pong.env.num_envs == 16
     assert compose_train(["agent=dqn", "env=CartPole"]).zoo == "dqn/CartPole-v1"  # ids with a file keep theirs

@@ -24,7 +24,14 @@ import torch.nn.functional as F
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import AgentConfig, require_space
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import OBSERVATION_SPACES, obs_batch_size, obs_flatten, obs_to_tensor, to_tensor
+from cardio.agents.networks import (
+    OBSERVATION_SPACES,
+    RMSpropTFLike,
+    obs_batch_size,
+    obs_flatten,
+    obs_to_tensor,
+    to_tensor,
+)
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -62,6 +69,9 @@ class A2CConfig(AgentConfig["A2C"]):
     """Epsilon of RMSprop (and of Adam)."""
     rms_prop_alpha: float = 0.99
     """Smoothing constant of RMSprop's squared-gradient average."""
+    rms_prop_tf_like: bool = False
+    """TensorFlow's RMSprop (epsilon inside the square root, average starting at 1): SB3's ``RMSpropTFLike``,
+    which rl-zoo's Atari A2C uses."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
     vf_hidden_sizes: tuple[int, ...] | None = None
@@ -111,7 +121,9 @@ class A2C(Checkpointable):
         head = self.net.pi_head
         self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer: torch.optim.Optimizer
-        if c.use_rms_prop:
+        if c.use_rms_prop and c.rms_prop_tf_like:
+            self.optimizer = RMSpropTFLike(self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps)
+        elif c.use_rms_prop:
             self.optimizer = torch.optim.RMSprop(
                 self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps
             )
