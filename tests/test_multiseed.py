@@ -18,6 +18,8 @@ jax = pytest.importorskip("jax")
 
 from cardio.agents.dqn import DQNConfig  # noqa: E402
 from cardio.multiseed import MultiSeedError, MultiSeedRunner  # noqa: E402
+from cardio.runner import Runner  # noqa: E402
+from cardio.schedules import OffPolicySchedule  # noqa: E402
 from cardio.plotting import group_runs, load_runs  # noqa: E402
 from tests.test_jax_agents import Recorder, StopAt, make_runner  # noqa: E402
 
@@ -63,6 +65,25 @@ def test_each_seed_is_its_single_seed_run(agent: str, tmp_path: Path) -> None:
                 assert got[key] == pytest.approx(want[key], rel=1e-3, abs=1e-4), key
     # negative control: the two seeds really differ
     assert recorders[0].rows != recorders[1].rows
+
+
+def test_seeds_follow_the_schedule_they_share_with_single_runs(tmp_path: Path) -> None:
+    """The phase rules live in OffPolicySchedule and both paths ask it: learning waits for a full batch (here
+    learning_starts=8 < batch_size=32) and the last phase is cut at total_steps (130 is not a whole phase of 8)."""
+
+    def shrink(runner: Runner) -> Runner:
+        runner.schedule = OffPolicySchedule(learning_starts=8, train_freq=4, gradient_steps=2, batch_size=32)
+        runner.total_steps = 130
+        return runner
+
+    together = MultiSeedRunner([shrink(make_runner("sac", tmp_path / f"t{s}", seed=s)[0]) for s in SEEDS], SEEDS)
+    together.run()
+    for i, seed in enumerate(SEEDS):
+        alone = shrink(make_runner("sac", tmp_path / f"a{seed}", seed=seed)[0])
+        alone.run()
+        mine = together.runners[i]
+        assert (mine.env_steps, mine.updates, mine.iterations) == (alone.env_steps, alone.updates, alone.iterations)
+        assert mine.env_steps == 130
 
 
 def test_all_seeds_resume_exactly_together(tmp_path: Path) -> None:
