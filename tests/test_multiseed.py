@@ -18,9 +18,9 @@ jax = pytest.importorskip("jax")
 
 from cardio.agents.dqn import DQNConfig  # noqa: E402
 from cardio.multiseed import MultiSeedError, MultiSeedRunner  # noqa: E402
+from cardio.plotting import group_runs, load_runs  # noqa: E402
 from cardio.runner import Runner  # noqa: E402
 from cardio.schedules import OffPolicySchedule  # noqa: E402
-from cardio.plotting import group_runs, load_runs  # noqa: E402
 from tests.test_jax_agents import Recorder, StopAt, make_runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,3 +130,47 @@ def test_train_py_seeds_writes_one_run_dir_per_seed_and_a_summary(tmp_path: Path
     assert len(summary) == 2 and summary[1].split(",")[1] == "2"  # one config, two seeds
     runs = load_runs([run_dir])  # what `make plot runs=<run_dir>` reads: two runs of one configuration
     assert len(runs) == 2 and len(group_runs(runs)) == 1
+
+
+TINY = [
+    "agent=dqn_jax", "env=CartPole", "agent.hidden_sizes=[16]", "logger=csv", "runner.schedule.learning_starts=100",
+    "runner.schedule.train_freq=4", "runner.schedule.gradient_steps=1", "runner.eval_freq=600",
+    "runner.eval_episodes=2", "runner.log_interval=200", "agent.exploration_fraction=0.01",
+]  # fmt: skip
+"""A tiny DQN CartPole: whole phases of 4 vector steps, so totals of 600 and 1200 cut none; epsilon's schedule is a
+fraction of the total, so it ends inside the random warm-up for both totals."""
+
+
+def train(*words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "scripts/train.py", *words], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def metric_rows(seed_dir: Path) -> list[dict[str, float]]:
+    """``metrics.jsonl`` without the wall-clock ``time/*`` entries."""
+    import json
+
+    rows = [json.loads(line) for line in (seed_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
+
+
+def test_resume_of_a_seeds_run_continues_every_seed_exactly(tmp_path: Path) -> None:
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for words in (
+        [*TINY, "seeds=[0,1]", "runner.total_steps=1200", f"hydra.run.dir={straight}"],
+        [*TINY, "seeds=[0,1]", "runner.total_steps=600", f"hydra.run.dir={stopped}"],
+        [f"resume={stopped}", "runner.total_steps=1200", f"hydra.run.dir={tmp_path / 'hydra'}"],
+    ):
+        done = train(*words)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming 2 seeds" in done.stdout
+    for seed in (0, 1):
+        resumed, expected = metric_rows(stopped / f"seed_{seed}"), metric_rows(straight / f"seed_{seed}")
+        assert any(row.get("eval/mean_reward") for row in expected) and expected[-1]["step"] == 1200
+        assert resumed == expected, f"seed {seed}"
+    assert metric_rows(stopped / "seed_0") != metric_rows(stopped / "seed_1")  # negative control: seeds differ
+    refused = train(f"resume={stopped}", "seeds=[0,1,2]", f"hydra.run.dir={tmp_path / 'hydra2'}")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "seeds=[0, 1, 2] differs from the run's seeds=[0, 1]" in refused.stderr
