@@ -350,7 +350,7 @@ def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
 
     target = Path(str(cfg.resume)).expanduser()
     many = target.is_dir() and not (target / CHECKPOINT_NAME).is_file() and (target / "config.yaml").is_file()
-    saved_seeds = OmegaConf.load(target / "config.yaml").get("seeds") if many else None
+    saved_seeds = OmegaConf.select(OmegaConf.load(target / "config.yaml"), "seeds", default=None) if many else None
     ckpt = target if saved_seeds is not None else resolve(target)
     run_dir = target if target.is_dir() else ckpt.parent
     saved_path = run_dir / "config.yaml"
@@ -359,12 +359,12 @@ def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
             f"resume={target}: no config.yaml in {run_dir}; pass the run dir that scripts/train.py wrote"
         )
     saved = OmegaConf.load(saved_path)
-    given_seeds = cfg.get("seeds")
-    if any(o.split("=", 1)[0].lstrip("+~") == "seeds" for o in overrides) and given_seeds != saved.get("seeds"):
+    given_seeds, run_seeds = cfg.get("seeds"), OmegaConf.select(saved, "seeds", default=None)
+    if any(o.split("=", 1)[0].lstrip("+~") == "seeds" for o in overrides) and given_seeds != run_seeds:
         shown = None if given_seeds is None else list(given_seeds)
-        mine = None if saved.get("seeds") is None else list(saved.seeds)
-        way_out = "omit seeds= to resume them all" if mine is not None else "omit seeds= (it is a single-seed run)"
-        raise CheckpointError(f"resume={target}: seeds={shown} differs from the run's seeds={mine}; {way_out}")
+        theirs = None if run_seeds is None else list(run_seeds)
+        way_out = "omit seeds= to resume them all" if theirs is not None else "omit seeds= (it is a single-seed run)"
+        raise CheckpointError(f"resume={target}: seeds={shown} differs from the run's seeds={theirs}; {way_out}")
     cfg = cfg.copy()
     cfg.run_dir = str(run_dir)  # so ${run_dir} in any overridden group points at the resumed run
     refused = []
