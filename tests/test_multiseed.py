@@ -7,6 +7,7 @@ and resume exactly; what cannot be batched is refused by name.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,57 @@ def test_resume_of_a_seeds_run_continues_every_seed_exactly(tmp_path: Path) -> N
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "seeds=[0, 1, 2] differs from the run's seeds=[0, 1]" in refused.stderr
+
+
+def test_a_sweep_trial_trains_its_seeds_together_and_stores_their_aggregate(tmp_path: Path) -> None:
+    """A real `scripts/sweep.py` on SQLite: 2 trials x `seeds=[0,1]` trained in one process per trial; the stored
+    value of each trial is the mean of its seeds' final evaluations, read back from their run dirs."""
+    import json
+
+    import optuna
+    import yaml
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "tiny", "storage": storage, "n_trials": 2, "n_workers": 1, "seed_aggregate": "mean",
+                "pruner": "none", "enqueue_base": False, "plots": False, "output_dir": str(tmp_path / "sweeps"),
+                "export_dir": str(tmp_path / "experiment"),
+                "overrides": [*TINY, "seeds=[0,1]", "runner.total_steps=400", "runner.eval_freq=200"],
+                "params": {"agent.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+            }
+        )
+    )  # fmt: skip
+    cmd = [sys.executable, "scripts/sweep.py", f"sweep={sweep_file}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for t in trials:
+        finals, at_200 = [], []
+        for seed in (0, 1):
+            seed_dir = tmp_path / "sweeps" / "tiny" / f"trial_{t.number:04d}" / f"seed_{seed}"
+            assert f"seed: {seed}\n" in (seed_dir / "config.yaml").read_text()
+            evals = [row for row in metric_rows(seed_dir) if "eval/mean_reward" in row]
+            assert [row["step"] for row in evals] == [200, 400]
+            at_200.append(evals[0]["eval/mean_reward"])
+            finals.append(evals[-1]["eval/mean_reward"])
+            assert json.loads((seed_dir / "final.json").read_text())["value"] == finals[-1]
+            assert t.user_attrs[f"value_seed_{seed}"] == finals[-1]
+        assert t.value == pytest.approx(np.mean(finals), abs=1e-9)
+        assert t.intermediate_values[200] == pytest.approx(np.mean(at_200), abs=1e-9)  # reported once per step
+    exported = yaml.safe_load((tmp_path / "experiment" / "tiny_best.yaml").read_text())
+    assert "seeds" not in exported and exported["runner"]["total_steps"] == 400  # how it was judged is not exported
+
+
+def test_seed_aggregate_iqm_drops_the_outer_quarters() -> None:
+    from cardio.sweep.pruning import aggregate
+
+    values = [0.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 500.0]
+    assert aggregate(values, "iqm") == pytest.approx(12.5)  # the middle four
+    assert aggregate(values, "mean") == pytest.approx(np.mean(values))
+    assert math.isnan(aggregate([1.0, float("nan")], "iqm"))
+    with pytest.raises(ValueError, match="seed_aggregate must be one of"):
+        aggregate(values, "median")
