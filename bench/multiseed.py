@@ -80,6 +80,59 @@ def timing_round(case: str, seeds: list[int], steps: int, repeat: int) -> None:
         print(f"{case} S={s} round {repeat}: {json.dumps(row)}", flush=True)
 
 
+def profile(case: str, num_seeds: int, steps: int) -> dict[str, float]:
+    """Where one in-process run of ``case`` with ``num_seeds`` seeds spends its CPU time (this process and its
+    threads, so a loaded machine disturbs it less than wall time): the jitted vmapped update phases, the batched
+    acting call, the envs, replay sampling and storing, and the rest (Python bookkeeping, logging, evaluation).
+    Build and JIT compilation happen inside (the first calls), as in a whole run, but not the interpreter start."""
+    import warnings
+
+    sys.path.insert(0, str(ROOT))
+    from cardio.buffers.circular import CircularBuffer
+    from cardio.build import build_runner
+    from cardio.gatherer import Gatherer
+    from cardio.multiseed import MultiSeedRunner, SeedStack, seed_configs
+    from tests.conftest import compose_train
+
+    spent: dict[str, float] = {}
+
+    def timed(cls: Any, name: str, label: str) -> None:
+        inner = getattr(cls, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - start
+
+        setattr(cls, name, wrapper)
+
+    timed(SeedStack, "learn", "update (vmapped, jitted phase)")
+    timed(SeedStack, "act", "acting (vmapped policy)")
+    timed(CircularBuffer, "sample", "replay sample")
+    timed(CircularBuffer, "add", "replay add")
+    env_step = Gatherer.step  # env time: the vector env's own step inside the gatherer
+    timed(Gatherer, "step", "gatherer step (env + bookkeeping)")
+    start = time.process_time()
+    cfg = compose_train([*CASES[case], f"runner.total_steps={steps}", "runner.eval_freq=0", "runner.eval_episodes=2",
+                         "logger=csv", f"run_dir={tempfile.mkdtemp()}"])  # fmt: skip
+    cfg.seeds = list(range(num_seeds))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runners = [build_runner(one) for one in seed_configs(cfg)]
+    multi = MultiSeedRunner(runners, list(range(num_seeds)))
+    spent["build (envs, agents, buffers)"] = time.process_time() - start
+    multi.run()
+    Gatherer.step = env_step  # type: ignore[method-assign]
+    total = time.process_time() - start
+    spent["rest (Python loop, logging, final evaluation)"] = total - sum(spent.values())
+    print(f"{case} S={num_seeds}, {steps} env steps per seed: {total:.1f} s CPU")
+    for label, secs in spent.items():
+        print(f"  {label:48s} {secs:7.1f} s  {secs / total:6.1%}")
+    return {**spent, "total": total}
+
+
 def run_learning(name: str) -> None:
     """All seeds of the ``bench/learning.py`` case ``name`` in one process (module docstring); one row per seed."""
     import warnings
@@ -127,6 +180,7 @@ def run_learning(name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learning", nargs="+", default=None, help="bench/learning.py cases to run multi-seed")
+    parser.add_argument("--profile", type=int, nargs="+", default=None, help="values of S to profile in-process")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[1, 2, 5, 10], help="values of S (1 first: the denominator)"
@@ -135,6 +189,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000, help="env steps per seed")
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        for case in args.cases:
+            for s in args.profile:
+                row = {"kind": "profile", "case": case, "S": s, "steps": args.steps, **profile(case, s, args.steps)}
+                with RESULTS.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+        return
     if args.learning:
         for name in args.learning:
             run_learning(name)
