@@ -14,11 +14,11 @@ matmul may sum in another order). Each seed dir holds what a single-seed run wri
 seed, ``progress.csv``, ``metrics.jsonl``, ``last.ckpt``, ``weights.npz``) plus ``final.json``, and the run dir
 gets ``summary.csv`` (mean, std, min, max over seeds), so ``make plot runs=<run_dir>`` and the multirun summary
 read S runs. A seed's ``last.ckpt`` is a single-seed checkpoint: ``resume=<run_dir>/seed_<s>`` continues that
-seed alone; :meth:`MultiSeedRunner.load` resumes all S together.
+seed alone; ``resume=<run_dir>`` (:meth:`MultiSeedRunner.load`) resumes all S together.
 
 What cannot be batched is refused with :class:`MultiSeedError` naming the way out (``seed=0,1,2 -m``): torch
 agents (no pure functions to vmap), on-policy and recurrent agents, prioritized replay (priorities change
-between updates), and envs whose autoreset mode lets seeds drift apart in env steps (``env.autoreset=next_step``).
+between updates), observation normalisation and episode-counted phases (``train_freq_unit=episode``), and envs whose autoreset mode lets seeds drift apart in env steps (``env.autoreset=next_step``).
 """
 
 from __future__ import annotations
