@@ -18,7 +18,8 @@ seed alone; ``resume=<run_dir>`` (:meth:`MultiSeedRunner.load`) resumes all S to
 
 What cannot be batched is refused with :class:`MultiSeedError` naming the way out (``seed=0,1,2 -m``): torch
 agents (no pure functions to vmap), on-policy and recurrent agents, prioritized replay (priorities change
-between updates), observation normalisation and episode-counted phases (``train_freq_unit=episode``), and envs whose autoreset mode lets seeds drift apart in env steps (``env.autoreset=next_step``).
+between updates), observation normalisation and episode-counted phases (``train_freq_unit=episode``), and envs
+whose autoreset mode lets seeds drift apart in env steps (``env.autoreset=next_step``).
 """
 
 from __future__ import annotations
