@@ -180,6 +180,7 @@ def run_learning(name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learning", nargs="+", default=None, help="bench/learning.py cases to run multi-seed")
+    parser.add_argument("--table", action="store_true", help="only print the timing table from the results file")
     parser.add_argument("--profile", type=int, nargs="+", default=None, help="values of S to profile in-process")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument(
@@ -189,6 +190,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000, help="env steps per seed")
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if args.table:
+        summarise_timing(args.cases, args.seeds)
+        return
     if args.profile:
         for case in args.cases:
             for s in args.profile:
@@ -207,20 +211,24 @@ def main() -> None:
 
 
 def summarise_timing(cases: list[str], seeds: list[int]) -> None:
-    """Median ratios over the timing rounds in the results file."""
+    """The timing rows of the results file as a markdown table: per case and S, the median over rounds of
+    S together / one seed together and S separate / S together, in CPU time and wall time."""
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r.get("kind") == "timing" and r["one_wall"]]
+    print("| case | S | rounds | load | together / one (CPU) | separate / together (CPU) | together / one (wall) "
+          "| separate / together (wall) |")  # fmt: skip
+    print("|---" * 8 + "|")
     for case in cases:
         for s in seeds:
             mine = [r for r in rows if r["case"] == case and r["S"] == s]
             if not mine:
                 continue
             cells = []
-            for unit in ("wall", "cpu"):
-                tog = statistics.median(r[f"together_{unit}"] / r[f"one_{unit}"] for r in mine)
-                sep = statistics.median(r[f"separate_{unit}"] / r[f"together_{unit}"] for r in mine)
-                cells.append(f"{unit}: together/one {tog:.2f}, separate/together {sep:.2f}")
-            print(f"{case} S={s} ({len(mine)} rounds) " + "; ".join(cells))
+            for unit in ("cpu", "wall"):
+                cells.append(statistics.median(r[f"together_{unit}"] / r[f"one_{unit}"] for r in mine))
+                cells.append(statistics.median(r[f"separate_{unit}"] / r[f"together_{unit}"] for r in mine))
+            load = "-".join(f"{x:.0f}" for x in sorted({min(r["load"] for r in mine), max(r["load"] for r in mine)}))
+            print(f"| {case} | {s} | {len(mine)} | {load} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
 
 
 if __name__ == "__main__":
