@@ -31,7 +31,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from cardio.errors import ConfigError
-from cardio.paths import config_dir
+from cardio.paths import config_dir, config_dirs
 
 CONFIG_DIR = config_dir()  # the repo's configs/ in a checkout, cardio/configs in an installed wheel
 """The repository's ``configs/`` folder (``train.yaml`` and its groups)."""
@@ -230,10 +230,13 @@ def _hydra_error(exc: Exception) -> ConfigError:
     if isinstance(exc, MissingConfigException) and exc.options is not None and exc.missing_cfg_file:
         group, _, value = str(exc.missing_cfg_file).rpartition("/")
         names = [o for o in exc.options if not o.startswith("_")]
-        if group == ZOO_KEY:  # the tuned files sit one folder down: zoo=<algo>/<EnvId>
+        if group == ZOO_KEY:  # the tuned files sit one folder down (zoo=<algo>/<EnvId>), the user's too
             names += sorted(
-                str(p.relative_to(CONFIG_DIR / ZOO_KEY).with_suffix(""))
-                for p in (CONFIG_DIR / ZOO_KEY).glob("*/*.yaml")
+                {
+                    str(p.relative_to(d / ZOO_KEY).with_suffix(""))
+                    for d in config_dirs()
+                    for p in (d / ZOO_KEY).glob("*/*.yaml")
+                }
             )
         options = ", ".join(names)
         return ConfigError(f"{group}={value}: no such option in configs/{group}/; choose one of: {options}")

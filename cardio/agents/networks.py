@@ -122,15 +122,6 @@ def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.argmax(np.where(is_max, noise, -1.0), axis=-1)
 
 
-OBSERVATION_SPACES: tuple[type[gym.Space], ...] = (
-    gym.spaces.Box,
-    gym.spaces.Discrete,
-    gym.spaces.Dict,
-    gym.spaces.Tuple,
-)
-"""Observation spaces :func:`make_torso` reads (Dict and Tuple nested, with Box, Discrete, MultiDiscrete or
-MultiBinary leaves)."""
-
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 """Activation names accepted in configs (``activation: tanh``)."""
 
