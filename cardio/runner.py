@@ -492,26 +492,36 @@ class Runner:
         with checkpoint.stop_on_signal() as stop:
             while self.steps < self.total_steps:
                 self.step()
-                if self.steps >= self._next_log:
-                    self._guard_parameters()
-                    self.log_now()
-                    self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
-                if self.eval_gatherer is not None and self.steps >= self._next_eval:
-                    self._eval_and_report()
-                    self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
-                if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
-                    self.write_checkpoint()
-                    self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
-                for cb in self.callbacks:
-                    if hasattr(cb, "on_step_end"):
-                        cb.on_step_end(self)
-                if self.logger is not None:
-                    self.logger.progress(self.steps)
+                self.after_step()
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
                         path = self.write_checkpoint()
                     raise checkpoint.Interrupted(stop.signum, path)
+        return self.finish()
+
+    def after_step(self) -> None:
+        """The bookkeeping :meth:`run` does after each :meth:`step`: the log, evaluation and checkpoint that are
+        due, the callbacks' ``on_step_end`` and the logger's progress (cardio/multiseed.py calls it per seed)."""
+        if self.steps >= self._next_log:
+            self._guard_parameters()
+            self.log_now()
+            self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
+        if self.eval_gatherer is not None and self.steps >= self._next_eval:
+            self._eval_and_report()
+            self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
+        if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
+            self.write_checkpoint()
+            self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+        for cb in self.callbacks:
+            if hasattr(cb, "on_step_end"):
+                cb.on_step_end(self)
+        if self.logger is not None:
+            self.logger.progress(self.steps)
+
+    def finish(self) -> dict[str, float]:
+        """The end of :meth:`run`: a last log, the final evaluation and the final checkpoint; returns the final
+        eval metrics (or the last logged metrics when there is no eval env)."""
         final = self.log_now() if self._last_log_step != self.steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
