@@ -73,11 +73,8 @@ def cardio_collect(num_envs: int, **env_options: str) -> Callable[[int], int]:
     buffer = CircularBuffer(CAPACITY, num_envs=num_envs, seed=0)
 
     def run(n: int) -> int:
-        before = gatherer.stats.env_steps
-        for _ in range(n):
-            transition, valid = gatherer.step(gatherer.random_policy)
-            buffer.add(transition, valid)
-        return gatherer.stats.env_steps - before
+        # the off-policy schedule's path (Runner.collect_steps): n vector steps straight into the buffer
+        return gatherer.collect(buffer, n)[0]
 
     return run
 

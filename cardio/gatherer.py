@@ -423,12 +423,10 @@ class Gatherer:
         next_step = self.mode == AutoresetMode.NEXT_STEP
         no_done, all_valid, sum_rewards = self._no_done, self._all_valid, self._sum_rewards
         obs, pending, n_pending = self.obs, self._pending, self._n_pending
-        ep_return = self.ep_return.copy()  # rebound every step, so each step's array can be kept as it was
         no_rows = np.zeros(n, dtype=bool)
         fields: tuple[list[Any], ...] = ([], [], [], [], [], [])  # obs, action, reward, next_obs, terminated, truncated
         obs_l, action_l, reward_l, next_l, term_l, trunc_l = fields
         valid_l: list[np.ndarray] = []
-        return_l: list[np.ndarray] = []  # the sums after each step's reward, before an end zeroes them
         own_l: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (step in block, reported, r, l)
         extras_l: list[dict[str, Any]] = []
         keys: tuple[str, ...] = ()
@@ -455,13 +453,13 @@ class Gatherer:
             write(staged, None if all_rows else valid)
             written += k * n if all_rows else int(valid.sum())
             done = staged["terminated"] | staged["truncated"]  # [k, N]
-            if done.any():
-                finished = self._book_episodes(done, valid, return_l if sum_rewards else None, own_l)
+            if sum_rewards or done.any():
+                finished = self._book_block(done, valid, staged["reward"] if sum_rewards else None, own_l)
                 episodes += int((done & valid).sum())
             else:
                 finished = []
             self._steps += k
-            for staged_list in (*fields, valid_l, return_l, own_l, extras_l):
+            for staged_list in (*fields, valid_l, own_l, extras_l):
                 staged_list.clear()
 
         for _ in range(steps):
@@ -505,15 +503,10 @@ class Gatherer:
                 extras_l.append(extras)
             # 5. episode statistics: counters now, the episodes themselves when the block is written
             stats.env_steps += n - n_pending
-            if sum_rewards:
-                ep_return = ep_return + reward if valid is all_valid else np.where(valid, ep_return + reward, ep_return)
-                return_l.append(ep_return)
             if any_done:
                 own = env_episodes(info, self.mode)
                 if own is not None:
                     own_l.append((len(obs_l) - 1, *own))
-                if sum_rewards:
-                    ep_return = np.where(done, 0.0, ep_return)
             if on_fresh is not None and (any_done or n_pending):
                 on_fresh(done | ~valid)
             # 6. carry; NEXT_STEP envs that just ended owe a reset step next
@@ -526,38 +519,43 @@ class Gatherer:
         flush()
         self.obs = obs
         self.pending = pending
-        self.ep_return[:] = ep_return
         self.finished = finished
         return written, episodes
 
-    def _book_episodes(
+    def _book_block(
         self,
         done: np.ndarray,
         valid: np.ndarray,
-        returns: list[np.ndarray] | None,
+        reward: np.ndarray | None,
         own: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]],
     ) -> list[tuple[int, float, int]]:
-        """Record the episodes that ended in a block of ``k`` steps just written (``done``, ``valid`` ``[k, N]``),
-        exactly as ``k`` calls of ``_end_episodes`` would, and move each env's episode start past its last end.
-        ``self._steps`` is still the count before the block. Returns the block's last step's episodes.
+        """Book a block of ``k`` steps just written (``done``, ``valid`` ``[k, N]``) exactly as ``k`` calls of
+        ``step`` would: each episode that ended (return, length, ``on_episode``) in step order, then env order;
+        each env's episode start moved past its last end; the running sums carried on. ``self._steps`` is still
+        the count before the block. Returns the block's last step's episodes.
 
         Args:
             done: ``terminated | truncated`` of each step.
             valid: the rows that are transitions.
-            returns: each step's ``[N]`` reward sums before an end zeroes them (``None``: the env reports all).
+            reward: ``[k, N]`` float32 rewards to sum (``None``: the env reports every return itself).
             own: ``(step, reported [N], return [N], length [N])`` from the env's recorder, for steps that ended some.
         """
         k = len(done)
         cols, steps = done.T.nonzero()  # every end, env by env and in time order within an env
-        ends_at = self._steps + steps + 1  # _steps after the step that ended it
-        # an episode started at the previous end of the same env (plus NEXT_STEP's reset row), or where it did
-        first = np.ones(len(cols), dtype=bool)
+        first = np.ones(len(cols), dtype=bool)  # the env's first end in the block
         first[1:] = cols[1:] != cols[:-1]
+        last = np.ones(len(cols), dtype=bool)  # the env's last end in the block
+        last[:-1] = first[1:]
+        ep_returns = np.zeros(len(cols))
+        if reward is not None:
+            ep_returns = self._sum_rewards_block(reward, valid, done, cols, steps, first, last)
+        if not len(cols):
+            return []
+        # lengths: an episode started at the previous end of the same env (plus NEXT_STEP's reset row)
+        ends_at = self._steps + steps + 1  # _steps after the step that ended it
         offset = int(self.mode == AutoresetMode.NEXT_STEP)
-        starts = np.where(first, self._ep_start[cols], np.roll(ends_at, 1) + offset)
-        lengths = ends_at - starts
-        ep_returns = np.stack(returns)[steps, cols] if returns is not None else np.zeros(len(cols))
-        if own:
+        lengths = ends_at - np.where(first, self._ep_start[cols], np.roll(ends_at, 1) + offset)
+        if own:  # the env's own return and length where its recorder reports them
             reported = np.zeros(done.shape, dtype=bool)
             own_return, own_length = np.zeros(done.shape), np.zeros(done.shape, dtype=np.int64)
             for step, rep, ret, length in own:
@@ -565,7 +563,6 @@ class Gatherer:
             mine = reported[steps, cols]
             ep_returns = np.where(mine, own_return[steps, cols], ep_returns)
             lengths = np.where(mine, own_length[steps, cols], lengths)
-        last = ~np.append(cols[1:] == cols[:-1], False)  # each env's last end in the block
         self._ep_start[cols[last]] = ends_at[last] + offset
         # book the ends (valid rows only) in step order, then env order, as step-by-step calls would
         order = np.lexsort((cols, steps))
@@ -576,6 +573,38 @@ class Gatherer:
             if self.on_episode is not None:
                 self.on_episode(env_index, episode_return, length)
         return [f for f, s in zip(finished, steps[order].tolist(), strict=True) if s == k - 1]
+
+    def _sum_rewards_block(
+        self,
+        reward: np.ndarray,
+        valid: np.ndarray,
+        done: np.ndarray,
+        cols: np.ndarray,
+        steps: np.ndarray,
+        first: np.ndarray,
+        last: np.ndarray,
+    ) -> np.ndarray:
+        """The return of each end ``(steps, cols)`` of a block, and ``self.ep_return`` carried on: the very numbers
+        ``step`` reaches adding float32 rewards one by one into float64 sums. Integer rewards (CartPole's 1s) are
+        summed in any order exactly, so one cumulative sum serves; anything else is added step by step."""
+        carry = self.ep_return
+        rewards = np.where(valid, reward, np.float64(0.0))  # [k, N] float64 (a Python 0.0 would keep float32)
+        integral = bool(np.all(rewards == np.rint(rewards)) and np.all(carry == np.rint(carry)))
+        if integral and float(np.abs(rewards).sum() + np.abs(carry).max()) < 2.0**53:
+            total = np.cumsum(rewards, axis=0)  # [k, N]
+            ends = total[steps, cols]
+            before = np.where(first, -carry[cols], total[np.roll(steps, 1), cols])  # the previous end's total
+            self.ep_return = carry + total[-1]
+            self.ep_return[cols[last]] = total[-1, cols[last]] - ends[last]
+            return ends - before
+        sums = np.empty(rewards.shape)
+        acc = carry.copy()
+        for t in range(len(rewards)):
+            np.add(acc, reward[t], out=acc, where=valid[t])
+            sums[t] = acc
+            acc[done[t]] = 0.0
+        self.ep_return = acc
+        return sums[steps, cols]
 
     def random_policy(self, obs: Tree) -> tuple[Any, dict[str, Any]]:
         """Uniform actions from the env's (seeded) action space: warm-up is just a rollout with this. One env

@@ -123,8 +123,10 @@ def _step_by_step(g: Gatherer, buffer: Any, steps: int, policy: Any, random_unti
         buffer.add(*g.step(p))
 
 
-def counting_sync(mode: AutoresetMode, wrapped: bool = False) -> gym.vector.VectorEnv:
-    rewards = [0.1, 0.7, 1.3, 2.9, 0.3]  # sums that are not exact in binary: the summation order shows
+def counting_sync(mode: AutoresetMode, wrapped: bool = False, integral: bool = False) -> gym.vector.VectorEnv:
+    # sums that are not exact in binary show the summation order; integer ones (of both signs) take collect's
+    # one-cumulative-sum path
+    rewards = [-1.0, 2.0, -3.0, 1.0, 4.0] if integral else [0.1, 0.7, 1.3, 2.9, 0.3]
 
     def one(k: int) -> gym.Env:
         env: gym.Env = CountingEnv(length=3 + k, rewards=rewards[: 3 + k], end="truncate" if k % 2 else "terminate")
@@ -144,6 +146,7 @@ CASES = {
     "sync x4 CartPole": lambda: make_env("CartPole-v1", num_envs=4, seed=1, kwargs=SHORT),
     "counting same_step": lambda: counting_sync(AutoresetMode.SAME_STEP),
     "counting next_step": lambda: counting_sync(AutoresetMode.NEXT_STEP, wrapped=True),
+    "counting next_step, integer rewards": lambda: counting_sync(AutoresetMode.NEXT_STEP, integral=True),
     "counting disabled": lambda: counting_sync(AutoresetMode.DISABLED),
 }
 
