@@ -60,6 +60,12 @@ class EpisodeStats:
         self.lengths.append(int(length))
         self.episodes += 1
 
+    def record_many(self, episode_returns: list[float], lengths: list[int]) -> None:
+        """:meth:`record` for several episodes in order (Python floats and ints already)."""
+        self.returns.extend(episode_returns)
+        self.lengths.extend(lengths)
+        self.episodes += len(lengths)
+
     def metrics(self) -> dict[str, float]:
         """``rollout/*`` metrics; empty until an episode has finished."""
         if not self.returns:
@@ -416,14 +422,23 @@ class Gatherer:
         block: int,
     ) -> tuple[int, int]:
         """``collect`` for any vector env with array observations: ``step`` without the transition dict, each
-        field a list of ``[N, ...]`` arrays until the block is written; episode ends booked per block."""
-        env_step, stats, n = self.env.step, self.stats, self.num_envs
-        same_step = self.mode == AutoresetMode.SAME_STEP
-        disabled = self.mode == AutoresetMode.DISABLED
-        next_step = self.mode == AutoresetMode.NEXT_STEP
+        field a list of ``[N, ...]`` arrays until the block is written; episode ends booked per block. Without
+        hooks that read the step counter between steps, NEXT_STEP's reset rows are found per block too."""
+        env_step, stats, n, mode = self.env.step, self.stats, self.num_envs, self.mode
+        same_step, disabled = mode == AutoresetMode.SAME_STEP, mode == AutoresetMode.DISABLED
+        next_step = mode == AutoresetMode.NEXT_STEP
         no_done, all_valid, sum_rewards = self._no_done, self._all_valid, self._sum_rewards
         obs, pending, n_pending = self.obs, self._pending, self._n_pending
+        # per step: the counter, reset rows and episode ends, only where something reads them between steps
+        warm_up = policy is not None and stats.env_steps < random_until  # random actions, then the policy's
+        track = before_step is not None or on_fresh is not None or warm_up
+        random = policy is None  # (decided per step when tracked)
+        look = track or same_step or disabled  # whether a step needs to know if an episode ended
         no_rows = np.zeros(n, dtype=bool)
+        random_policy = self.random_policy
+        if not self._single_space:  # the batched space's sample, bound once (a checkpoint load swaps the space)
+            sample = self.env.action_space.sample
+            random_policy = lambda obs: (sample(), None)  # noqa: E731
         fields: tuple[list[Any], ...] = ([], [], [], [], [], [])  # obs, action, reward, next_obs, terminated, truncated
         obs_l, action_l, reward_l, next_l, term_l, trunc_l = fields
         valid_l: list[np.ndarray] = []
@@ -434,25 +449,33 @@ class Gatherer:
         finished: list[tuple[int, float, int]] = []
 
         def flush() -> None:
-            nonlocal written, episodes, finished
+            nonlocal written, episodes, finished, pending, n_pending
             k = len(obs_l)
             if k == 0:
                 return
-            staged = {
-                "obs": np.stack(obs_l),
-                "action": np.stack(action_l),
-                "reward": np.stack(reward_l),
-                "next_obs": np.stack(next_l),
-                "terminated": np.stack(term_l),
-                "truncated": np.stack(trunc_l),
+            staged = {  # [k, N, ...]; concatenate + reshape is 3x cheaper than np.stack's per-array views
+                "obs": _stack(obs_l),
+                "action": _stack(action_l),
+                "reward": _stack(reward_l).astype(np.float32, copy=False),
+                "next_obs": _stack(next_l),
+                "terminated": _stack(term_l).astype(bool, copy=False),
+                "truncated": _stack(trunc_l).astype(bool, copy=False),
             }
             for key in keys:
-                staged[key] = np.stack([np.asarray(e[key]) for e in extras_l])
-            valid = np.stack(valid_l)  # [k, N]
+                staged[key] = _stack([np.asarray(e[key]) for e in extras_l])
+            done = staged["terminated"] | staged["truncated"]  # [k, N]
+            if track:
+                valid = _stack(valid_l)
+            elif next_step:  # a reset row follows each end; the env's own carries over from the last block
+                valid, pending = _reset_rows(done, pending)
+                n_pending = int(np.count_nonzero(pending))
+                stats.env_steps += int(valid.sum())
+            else:
+                valid = np.ones((k, n), dtype=bool)
+                stats.env_steps += k * n
             all_rows = valid.all()
             write(staged, None if all_rows else valid)
             written += k * n if all_rows else int(valid.sum())
-            done = staged["terminated"] | staged["truncated"]  # [k, N]
             if sum_rewards or done.any():
                 finished = self._book_block(done, valid, staged["reward"] if sum_rewards else None, own_l)
                 episodes += int((done & valid).sum())
@@ -463,57 +486,56 @@ class Gatherer:
                 staged_list.clear()
 
         for _ in range(steps):
-            if before_step is not None:
-                before_step()
+            if track:
+                if before_step is not None:
+                    before_step()
+                random = policy is None or stats.env_steps < random_until
             # 1. act
-            if policy is None or stats.env_steps < random_until:
-                action, extras = self.random_policy(obs)
-            else:
-                action, extras = policy(obs)
+            action, extras = random_policy(obs) if random else policy(obs)  # type: ignore[misc]
             step_keys = tuple(extras) if extras else ()
             if step_keys != keys:  # random and policy steps with extras do not share a block
                 flush()
                 keys = step_keys
             # 2. step the env
             next_obs, reward, terminated, truncated, info = env_step(action)
-            terminated = np.asarray(terminated, dtype=bool)
-            truncated = np.asarray(truncated, dtype=bool)
-            any_done = terminated.tobytes() != no_done or truncated.tobytes() != no_done
-            # 3. NEXT_STEP reset rows are not transitions
-            valid = ~pending if n_pending else all_valid
-            # 4. the true final observation (see step)
             carry = next_obs
-            done = terminated | truncated if any_done else no_rows
-            if any_done and same_step:
-                next_obs = next_obs.copy()
-                for row in done.nonzero()[0]:
-                    next_obs[row] = info["final_obs"][row]
-            elif any_done and disabled:
-                next_obs = next_obs.copy()
-                carry, _ = self.env.reset(options={"reset_mask": done})
+            if look:
+                terminated = np.asarray(terminated, dtype=bool)
+                truncated = np.asarray(truncated, dtype=bool)
+                any_done = terminated.tobytes() != no_done or truncated.tobytes() != no_done
+                done = terminated | truncated if any_done else no_rows
+                # 4. the true final observation (see step)
+                if any_done and same_step:
+                    next_obs = next_obs.copy()
+                    for row in done.nonzero()[0]:
+                        next_obs[row] = info["final_obs"][row]
+                elif any_done and disabled:
+                    next_obs = next_obs.copy()
+                    carry, _ = self.env.reset(options={"reset_mask": done})
             obs_l.append(obs)
-            action_l.append(np.asarray(action))
-            reward = np.asarray(reward, dtype=np.float32)
+            action_l.append(action)
             reward_l.append(reward)
             next_l.append(next_obs)
             term_l.append(terminated)
             trunc_l.append(truncated)
-            valid_l.append(valid)
             if keys:
                 extras_l.append(extras)
-            # 5. episode statistics: counters now, the episodes themselves when the block is written
-            stats.env_steps += n - n_pending
-            if any_done:
-                own = env_episodes(info, self.mode)
+            # 5. the env's own episode reports; the episodes themselves are booked when the block is written
+            if info:
+                own = env_episodes(info, mode)
                 if own is not None:
                     own_l.append((len(obs_l) - 1, *own))
-            if on_fresh is not None and (any_done or n_pending):
-                on_fresh(done | ~valid)
-            # 6. carry; NEXT_STEP envs that just ended owe a reset step next
+            if track:  # 3. NEXT_STEP reset rows are not transitions; the counter every hook reads
+                valid = ~pending if n_pending else all_valid
+                valid_l.append(valid)
+                stats.env_steps += n - n_pending
+                if on_fresh is not None and (any_done or n_pending):
+                    on_fresh(done | ~valid)
+                if next_step and (any_done or n_pending):  # envs that just ended owe a reset step next
+                    pending = done & valid
+                    n_pending = int(np.count_nonzero(pending))
+            # 6. carry
             obs = carry
-            if next_step and (any_done or n_pending):
-                pending = done & valid
-                n_pending = int(np.count_nonzero(pending))
             if len(obs_l) == block:
                 flush()
         flush()
@@ -567,10 +589,11 @@ class Gatherer:
         # book the ends (valid rows only) in step order, then env order, as step-by-step calls would
         order = np.lexsort((cols, steps))
         order = order[valid[steps[order], cols[order]]]
-        finished = list(zip(cols[order].tolist(), ep_returns[order].tolist(), lengths[order].tolist(), strict=True))
-        for env_index, episode_return, length in finished:
-            self.stats.record(episode_return, length)
-            if self.on_episode is not None:
+        ended, ended_returns, ended_lengths = cols[order].tolist(), ep_returns[order].tolist(), lengths[order].tolist()
+        self.stats.record_many(ended_returns, ended_lengths)
+        finished = list(zip(ended, ended_returns, ended_lengths, strict=True))
+        if self.on_episode is not None:
+            for env_index, episode_return, length in finished:
                 self.on_episode(env_index, episode_return, length)
         return [f for f, s in zip(finished, steps[order].tolist(), strict=True) if s == k - 1]
 
@@ -616,6 +639,31 @@ class Gatherer:
     def fps(self) -> float:
         """Emitted transitions per wall-clock second since construction."""
         return self.stats.env_steps / max(time.perf_counter() - self.started, 1e-9)
+
+
+def _stack(arrays: list[Any]) -> np.ndarray:
+    """``k`` arrays of one shape ``[N, ...]`` -> a C-contiguous ``[k, N, ...]`` of the first one's dtype (what
+    the buffer copies from; CartPole's vector env returns Fortran-ordered observations)."""
+    first = np.asarray(arrays[0])
+    out = np.empty((len(arrays), *first.shape), dtype=first.dtype)
+    np.concatenate(arrays, out=out.reshape(-1, *first.shape[1:]))
+    return out
+
+
+def _reset_rows(done: np.ndarray, pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NEXT_STEP: ``(valid [k, N], pending after the block [N])`` for a block of ``done`` ``[k, N]`` that starts
+    with ``pending`` reset rows: the step after an env's end is its reset row (``step``'s ``~pending``, with
+    ``pending = done & valid``). A reset row reports no end, so ``valid[t] = ~done[t - 1]``; should an env
+    report one anyway, the rows are walked one by one, as ``step`` does."""
+    valid = np.empty(done.shape, dtype=bool)
+    valid[0] = ~pending
+    np.logical_not(done[:-1], out=valid[1:])
+    if (done & ~valid).any():
+        for t in range(len(done)):
+            valid[t] = ~pending
+            pending = done[t] & valid[t]
+        return valid, pending
+    return valid, done[-1] & valid[-1]
 
 
 def _add_rows(buffer: Any, block: dict[str, Any], valid: np.ndarray | None = None) -> None:
