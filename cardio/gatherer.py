@@ -438,7 +438,7 @@ class Gatherer:
         random_policy = self.random_policy
         if not self._single_space:  # the batched space's sample, bound once (a checkpoint load swaps the space)
             sample = self.env.action_space.sample
-            random_policy = lambda obs: (sample(), None)  # noqa: E731
+            random_policy = lambda obs: (sample(), {})  # noqa: E731
         fields: tuple[list[Any], ...] = ([], [], [], [], [], [])  # obs, action, reward, next_obs, terminated, truncated
         obs_l, action_l, reward_l, next_l, term_l, trunc_l = fields
         valid_l: list[np.ndarray] = []

@@ -114,7 +114,12 @@ def test_native_x64_matches_a_hand_written_vector_loop() -> None:
 def _pair(make: Any, capacity: int, buffer_cls: type = CircularBuffer) -> tuple[Gatherer, Any, Gatherer, Any]:
     env_a, env_b = make(), make()
     n = env_a.num_envs
-    return Gatherer(env_a, seed=3), buffer_cls(capacity, n, seed=0), Gatherer(env_b, seed=3), buffer_cls(capacity, n, seed=0)
+    return (
+        Gatherer(env_a, seed=3),
+        buffer_cls(capacity, n, seed=0),
+        Gatherer(env_b, seed=3),
+        buffer_cls(capacity, n, seed=0),
+    )
 
 
 def _step_by_step(g: Gatherer, buffer: Any, steps: int, policy: Any, random_until: int = 0) -> None:
@@ -142,7 +147,9 @@ CASES = {
     "one CartPole, user wrapper": lambda: make_env(
         "CartPole-v1", num_envs=1, seed=1, kwargs=SHORT, wrappers=[lambda e: gym.wrappers.TimeLimit(e, 7)]
     ),
-    "native x64": lambda: make_env("CartPole-v1", 64, 1, SHORT, vectorization="vector_entry_point", autoreset="next_step"),
+    "native x64": lambda: make_env(
+        "CartPole-v1", 64, 1, SHORT, vectorization="vector_entry_point", autoreset="next_step"
+    ),
     "sync x4 CartPole": lambda: make_env("CartPole-v1", num_envs=4, seed=1, kwargs=SHORT),
     "counting same_step": lambda: counting_sync(AutoresetMode.SAME_STEP),
     "counting next_step": lambda: counting_sync(AutoresetMode.NEXT_STEP, wrapped=True),
