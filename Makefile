@@ -12,10 +12,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.cardio-installed
 DEV_STAMP := $(VENV)/.cardio-dev-installed
 LOCK := requirements.lock
-OWN_VARS := PYTHON=% VENV=% TORCH=% ARGS=% PYTEST_ARGS=%
+OWN_VARS := PYTHON=% VENV=% TORCH=% ARGS=% PYTEST_ARGS=% TEST_JOBS=%
 HYDRA_ARGS := $(filter-out $(OWN_VARS),$(MAKEOVERRIDES)) $(ARGS)
 
-.PHONY: install install-dev train multirun sweep evaluate plot dataset test test-slow lint format docs lock wheel bench clean
+.PHONY: install install-dev train multirun sweep evaluate plot dataset test test-nojax test-slow lint format docs lock wheel bench clean
 
 install: $(STAMP)
 
@@ -53,8 +53,17 @@ plot: $(STAMP)
 dataset: $(STAMP)
 	$(BIN)/python scripts/record.py $(HYDRA_ARGS)
 
+# The fast suite in parallel (pytest-xdist): one worker per core, at most TEST_JOBS. `--dist loadfile` keeps each
+# test file in one worker, so a module's shared fixtures (one sweep, one multirun) are made once, in one process.
+# Serial: `make test TEST_JOBS=0`.
+TEST_JOBS ?= 4
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n auto --maxprocesses $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
+
+# The fast suite as a user without the jax extra sees it: .ci/nojax shadows jax, jaxlib and optax with packages
+# whose import fails (inherited by the suite's subprocesses), so JAX tests skip and nothing else may need JAX.
+test-nojax: $(DEV_STAMP)
+	PYTHONPATH=$(CURDIR)/.ci/nojax $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n auto --maxprocesses $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)

@@ -12,7 +12,9 @@ and puts the true final observation in ``info["final_obs"]``; the gatherer write
 ``next_obs`` so truncated episodes bootstrap from the right state. Under DISABLED it resets finished envs itself.
 Episode returns and lengths are the env's own: envs built by ``make_env`` report them through an innermost
 ``RecordEpisodeStatistics`` (info key ``ENV_EPISODE_KEY``), which sees the rewards before any user wrapper
-rescales or clips them; for other envs the gatherer sums the rewards it receives.
+rescales or clips them; for other envs the gatherer sums the rewards it receives. A done step whose info says
+``EPISODE_CONTINUES_KEY`` (an Atari life lost under ``EpisodicLife``) ends a learning episode, not a game: it is
+stored as terminated, but no episode is recorded and the return runs on to the game's end.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
+from cardio.envs.atari import EPISODE_CONTINUES_KEY
 from cardio.envs.factory import ENV_EPISODE_KEY
 from cardio.envs.single import OneEnvVector
 from cardio.pytree import Tree, tree_copy, tree_map
@@ -86,6 +89,17 @@ def env_episodes(info: dict[str, Any], mode: AutoresetMode) -> tuple[np.ndarray,
     if episode is None:
         return None
     return info["_" + ENV_EPISODE_KEY], episode["r"], episode["l"]
+
+
+def episode_continues(info: dict[str, Any], mode: AutoresetMode) -> np.ndarray | None:
+    """``[N]`` bool: envs whose episode ended this step for learning only, the game going on (an Atari life lost
+    under ``EpisodicLife``); ``None`` when no env says so."""
+    if mode == AutoresetMode.SAME_STEP:
+        info = info.get("final_info", {})
+    flags = info.get(EPISODE_CONTINUES_KEY)
+    if flags is None:
+        return None
+    return np.asarray(info["_" + EPISODE_CONTINUES_KEY], dtype=bool) & np.asarray(flags, dtype=bool)
 
 
 def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
@@ -241,6 +255,11 @@ class Gatherer:
             reported, own_return, own_length = own
             self.ep_return = np.where(reported, own_return, self.ep_return)
             self.ep_length = np.where(reported, own_length, self.ep_length)
+        continues = episode_continues(info, self.mode)
+        if continues is not None:  # a life lost, not the game: the episode's return and length run on
+            if self.mode == AutoresetMode.NEXT_STEP:
+                self._ep_start[continues] += 1  # the reset row to come is not a step of the game
+            done = done & ~continues
         ended = (done & valid).nonzero()[0].tolist()
         lengths = (self._steps - self._ep_start[ended]).tolist()
         finished = list(zip(ended, self.ep_return[ended].tolist(), lengths, strict=True))

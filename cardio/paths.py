@@ -5,12 +5,14 @@ The configs live in the repo's ``configs/`` folder; the wheel ships the same fol
 A user's own configs go in ``configs/`` under the working directory (or the folder named by the
 ``CARDIO_CONFIG_PATH`` environment variable): the search-path plugin in ``hydra_plugins/cardio_searchpath``
 adds it to every cardio command, after cardio's own, so new files (``agent/reinforce.yaml``) are found and
-shipped ones are never silently replaced.
+shipped ones are never silently replaced. Files cardio reads outside Hydra's composition (sweep files, dataset
+recipes) are looked up by :func:`group_files` in the same folders, in the same order.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -31,3 +33,31 @@ def user_config_dir() -> Path | None:
     if not path.is_dir() or path == config_dir().resolve():
         return None
     return path
+
+
+def config_dirs() -> list[Path]:
+    """The config folders in the order Hydra searches them: cardio's own, then the user's (when there is one)."""
+    user = user_config_dir()
+    return [config_dir()] if user is None else [config_dir(), user]
+
+
+def group_files(group: str) -> dict[str, Path]:
+    """The ``<group>/*.yaml`` files of :func:`config_dirs` by name (file stem), for the files cardio reads
+    outside Hydra (``sweep``, ``dataset``). A name in both folders is cardio's own file, as in Hydra's search
+    path; the user's copy is named in a warning, since it is never read.
+
+    Args:
+        group: the config group folder, e.g. ``"sweep"``.
+    """
+    found: dict[str, Path] = {}
+    for folder in config_dirs():
+        for path in sorted((folder / group).glob("*.yaml")):
+            if path.stem not in found:
+                found[path.stem] = path
+            else:
+                warnings.warn(
+                    f"{path} is hidden by cardio's own {found[path.stem]} (cardio's configs come first, as in "
+                    f"Hydra's search path); rename yours, or pass its path",
+                    stacklevel=2,
+                )
+    return found

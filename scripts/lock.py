@@ -4,7 +4,9 @@ The lock pins every dependency of ``cardio-template[dev]`` (so of ``[train]`` to
 torch pin (``torch==2.13.0+cpu``), torch itself left out: ``make install`` installs ``$(TORCH)`` first (CPU by
 default, any CUDA build by override) and then installs cardio with ``-c requirements.lock``, so every other
 package gets exactly the locked version. The header records a hash of the dependency tables it was made from;
-``tests/test_lock.py`` fails when ``pyproject.toml`` changed without a new lock.
+``tests/test_lock.py`` fails when ``pyproject.toml`` changed without a new lock. The versions already in the lock
+are kept where they still satisfy ``pyproject.toml`` (pip-compile's preference for an existing output file), so
+adding one dependency changes only its own lines; delete the lock first to move everything to the newest versions.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def main() -> None:
         constraint = Path(tmp) / "torch.txt"
         constraint.write_text(TORCH_PIN + "\n")
         out = Path(tmp) / "lock.txt"
+        if LOCK.exists():  # pip-compile prefers the pins of an existing output file: a small, reviewable diff
+            out.write_text(LOCK.read_text())
         cmd = [sys.executable, "-m", "piptools", "compile", "--quiet", "--extra", "dev", "--strip-extras"]
         cmd += ["--no-emit-index-url", "--no-emit-find-links", "--unsafe-package", "torch", "--no-header"]
         cmd += ["--constraint", str(constraint), "--output-file", str(out), "pyproject.toml"]

@@ -26,27 +26,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from cardio import checkpoint
 from cardio.build import build_env, build_runner, seed_everything
+from cardio.commands import use_working_directory
 from cardio.datasets.minari import write_dataset
 from cardio.datasets.record import buffer_episodes, record_episodes
 from cardio.loggers import Logger
-
-RECIPES = Path(__file__).resolve().parent.parent / "configs" / "dataset"
+from cardio.paths import config_dirs, group_files
 
 
 def load_recipe(args: list[str]) -> DictConfig:
-    """``recipe=<name or path>`` plus ``key=value`` overrides -> the merged recipe."""
+    """``recipe=<name or path>`` plus ``key=value`` overrides -> the merged recipe. A name is looked up in
+    ``configs/dataset/`` of cardio and of the user (``./configs`` or ``$CARDIO_CONFIG_PATH``, cardio/paths.py)."""
     overrides = [a for a in args if not a.startswith("recipe=")]
     names = [a.split("=", 1)[1] for a in args if a.startswith("recipe=")]
+    folders = " or ".join(str(d / "dataset") for d in config_dirs())
     if len(names) != 1 or any("=" not in a for a in args):
         raise SystemExit(
-            f"usage: scripts/record.py recipe=<name in {RECIPES} or a .yaml path> [key=value ...]; got {args}"
+            f"usage: scripts/record.py recipe=<name in {folders} or a .yaml path> [key=value ...]; got {args}"
         )
+    recipes = group_files("dataset")
     path = Path(names[0])
     if not path.is_file():
-        path = RECIPES / f"{names[0]}.yaml"
+        path = recipes.get(names[0], path)
     if not path.is_file():
-        shipped = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-        raise SystemExit(f"recipe={names[0]}: no such file or recipe; shipped recipes: {shipped}")
+        raise SystemExit(f"recipe={names[0]}: no such file, nor a recipe in {folders}; recipes: {sorted(recipes)}")
     recipe = OmegaConf.load(path)
     assert isinstance(recipe, DictConfig)
     for item in overrides:  # `sources.0.episodes=20` reaches into the list, which a dotlist merge cannot
@@ -88,6 +90,7 @@ def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> Path:
+    use_working_directory()  # a source run's own agent module (`_target_: my_agent.MyConfig`) is importable
     recipe = load_recipe(sys.argv[1:] if argv is None else argv)
     episodes: list[dict[str, Any]] = []
     cfg = None

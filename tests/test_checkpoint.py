@@ -24,6 +24,7 @@ from cardio.checkpoint import CheckpointError, Interrupted
 from cardio.envs import make_env
 from cardio.loggers import Logger
 from cardio.runner import OffPolicySchedule, Runner
+from tests.helpers import pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_AT = 600  # env steps: 75 runner steps of 4 vector steps x 2 envs
@@ -210,7 +211,7 @@ def test_resume_config_allows_longer_runs_and_refuses_other_changes(tmp_path: Pa
 def test_ctrl_c_on_train_script_checkpoints_exits_130_and_resumes(tmp_path: Path) -> None:
     """The real thing: SIGINT to `scripts/train.py`, then `resume=<run dir>`, then `scripts/evaluate.py`."""
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(ROOT), "WANDB_MODE": "disabled"}
     common = ["agent.hidden_sizes=[16]", "runner.schedule.learning_starts=64", "runner.schedule.train_freq=32"]
     common += ["runner.schedule.gradient_steps=4", "runner.log_interval=256", "runner.eval_episodes=2", "logger=csv"]
     cmd = [sys.executable, "scripts/train.py", f"hydra.run.dir={run_dir}", *common]

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from cardio.errors import USER_ERROR_EXIT, ConfigError, DiskFullError, report_user_errors
+from tests.helpers import pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", **(env or {})}
+    full_env = {**os.environ, "PYTHONPATH": pythonpath(ROOT), "WANDB_MODE": "disabled", **(env or {})}
     full_env.pop("CARDIO_TRACEBACK", None)
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run(

@@ -223,6 +223,18 @@ def test_ppo_jax_refuses_image_observations_naming_the_way_out() -> None:
         PPOJaxConfig().build(pixels, gym.spaces.Discrete(6), env_id="ALE/Pong-v5")
 
 
+@pytest.mark.parametrize("key", ["lr_schedule", "clip_range_schedule"])
+def test_both_ppo_twins_refuse_an_unknown_schedule_as_a_config_error(key: str) -> None:
+    """One check (``PPOConfig.check_schedules``) for the torch and the JAX PPO: the same user error, one line."""
+    from cardio.agents.ppo import PPOConfig
+    from cardio.errors import ConfigError
+
+    for config in (PPOConfig, PPOJaxConfig):
+        with pytest.raises(ConfigError, match=rf"agent\.{key} must be one of \('constant', 'linear'\), got 'cosine'"):
+            config(**{key: "cosine"}).build(gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Discrete(2))
+        config(**{key: "linear"}).build(gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Discrete(2))  # control
+
+
 def test_a_jax_run_never_imports_torch(tmp_path: Path) -> None:
     """A short ``agent=dqn_jax`` training through scripts/train.py; torch must not be in ``sys.modules`` at the
     end. A finder records who imported it first, so a failure names the line."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import pythonpath
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = [
     "agent.hidden_sizes=[16]",
@@ -29,7 +31,7 @@ COMMON = [
 
 
 def train(run_dir: Path, *extra: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(ROOT), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     env.pop("WANDB_API_KEY", None)
     cmd = [sys.executable, "scripts/train.py", f"hydra.run.dir={run_dir}", *COMMON, *extra]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,7 +91,6 @@ def emitted(tmp_path: Path) -> dict[str, set[str]]:
     """``{key: {emitters}}`` from tiny real runs of every agent option on every env it accepts."""
     found: dict[str, set[str]] = defaultdict(set)
     torch.set_num_threads(1)
-    os.environ["MINARI_DATASETS_PATH"] = str(tmp_path / "minari")  # the offline agents' tiny datasets
     for agent in AGENTS:
         ran = False
         for env in ENVS:
@@ -121,8 +120,11 @@ def emitted(tmp_path: Path) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
-    return emitted(tmp_path_factory.mktemp("metrics"))
+def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, set[str]]]:
+    tmp_path = tmp_path_factory.mktemp("metrics")
+    with pytest.MonkeyPatch.context() as patch:  # undone after this module: later tests in the worker see no trace
+        patch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))  # the offline agents' tiny datasets
+        yield emitted(tmp_path)
 
 
 def test_every_logged_metric_is_in_the_table_with_its_emitters(logged: dict[str, set[str]]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cardio.sweep.summary import summarise
+from tests.helpers import pythonpath
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -60,7 +61,7 @@ def run_multirun(tmp_path: Path, *extra: str) -> Path:
     sweep_dir = tmp_path / "multirun"
     cmd = [sys.executable, "scripts/train.py", "-m", "seed=0,1", "agent.lr=1e-3,3e-4", *TINY, *extra]
     cmd.append(f"hydra.sweep.dir={sweep_dir}")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(REPO), "WANDB_MODE": "disabled"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "multirun summary" in done.stdout

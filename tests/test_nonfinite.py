@@ -23,6 +23,7 @@ from cardio.finite import NonFiniteError, bad_field, bad_metric, bad_parameter
 from cardio.sweep.driver import Objective, Sweep
 from cardio.sweep.settings import SweepConfig
 from tests.conftest import compose_train, shrink
+from tests.helpers import pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 NAN_STEP = 300  # env step (per env copy) at which the wrappers below go wrong
@@ -115,7 +116,7 @@ def test_a_diverging_learning_rate_stops_the_run_naming_the_metric(tmp_path: Pat
 
 
 def test_train_script_exits_non_zero_with_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(ROOT), "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "scripts/train.py", f"hydra.run.dir={tmp_path}", "~zoo", "agent.hidden_sizes=[16]",
            "env.wrappers=[tests.test_nonfinite.NaNReward]", "runner.total_steps=2000", "runner.checkpoint_freq=200",
            "runner.schedule.learning_starts=64", "buffer.capacity=256", "runner.eval_freq=0", "logger=csv"]  # fmt: skip

@@ -15,6 +15,7 @@ from cardio.checkpoint import CheckpointError
 from cardio.envs import CountingEnv
 from cardio.envs.normalize import Normalizer, RunningMeanStd
 from cardio.runner import OffPolicySchedule, OnPolicySchedule, Runner
+from tests.helpers import pythonpath
 
 
 class RecordingAgent:
@@ -166,7 +167,7 @@ def test_train_then_evaluate_restores_the_frozen_statistics(tmp_path: Path) -> N
     cmd = [sys.executable, "scripts/train.py", f"hydra.run.dir={run_dir}", "agent=ppo", "env=Pendulum", "zoo=none",
            "runner.normalize={gamma:0.9}", "runner.total_steps=512", "runner.schedule.n_steps=128",
            "agent.batch_size=64", "runner.eval_freq=0", "runner.eval_episodes=2", "logger=csv"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(root), "WANDB_MODE": "disabled"}
     subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, timeout=300)
     evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     trained = [e["eval/mean_reward"] for e in evals if "eval/mean_reward" in e][-1]

@@ -23,6 +23,7 @@ from cardio.datasets.minari import DatasetError, load_dataset, write_dataset
 from cardio.datasets.record import record_episodes
 from cardio.envs import make_env
 from tests.conftest import compose_train
+from tests.helpers import pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "test/CartPole-v1/random-v0"
@@ -48,7 +49,7 @@ def datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         observation_space=env.single_observation_space,
         action_space=env.single_action_space,
     )
-    return {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    return {**os.environ, "PYTHONPATH": pythonpath(ROOT), "WANDB_MODE": "disabled"}
 
 
 def train(env: dict[str, str], run_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:

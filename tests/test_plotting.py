@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,29 +15,16 @@ from PIL import Image
 
 from cardio import plotting
 from cardio.cli import make_style
+from tests.helpers import TINY, run
 
-REPO = Path(__file__).resolve().parents[1]
-# DQN jobs of about a second: 600 env steps, a few updates, evaluated at 300 and at the end
-TINY = [
-    "runner.total_steps=600",
-    "runner.eval_freq=300",
-    "runner.eval_episodes=2",
-    "runner.log_interval=300",
-    "runner.schedule.learning_starts=100",
-    "runner.schedule.train_freq=4",
-    "runner.schedule.gradient_steps=1",
-    "runner.schedule.batch_size=32",
-    "agent.hidden_sizes=[16]",
-    "logger=csv",
-]
+CSV_TINY = [*TINY, "logger=csv"]
 
 
 @pytest.fixture(scope="module")
 def multirun(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real ``make multirun agent.lr=1e-3,1e-4 seed=0,1``: two configurations x two seeds, job dirs 0-3."""
     sweep_dir = tmp_path_factory.mktemp("plot") / "multirun"
-    command = [sys.executable, "scripts/train.py", "-m", "agent.lr=1e-3,1e-4", "seed=0,1", *TINY]
-    subprocess.run([*command, f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    run("scripts/train.py", "-m", "agent.lr=1e-3,1e-4", "seed=0,1", *CSV_TINY, f"hydra.sweep.dir={sweep_dir}")
     return sweep_dir
 
 
@@ -207,10 +192,18 @@ def test_runs_take_comma_lists_and_globs(multirun: Path, tmp_path: Path) -> None
 def two_envs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real multirun of two configurations on two envs, two seeds each (8 jobs), final evaluation only."""
     sweep_dir = tmp_path_factory.mktemp("envs") / "multirun"
-    short = [w for w in TINY if not w.startswith(("runner.total_steps", "runner.eval_freq", "runner.eval_episodes"))]
-    command = [sys.executable, "scripts/train.py", "-m", "agent.lr=1e-3,1e-4", "env=CartPole,Acrobot", "seed=0,1"]
-    command += [*short, "runner.total_steps=300", "runner.eval_freq=0", "runner.eval_episodes=1"]
-    subprocess.run([*command, f"hydra.sweep.dir={sweep_dir}"], cwd=REPO, check=True, capture_output=True, timeout=300)
+    replaced = ("runner.total_steps", "runner.eval_freq", "runner.eval_episodes")
+    short = [w for w in CSV_TINY if not w.startswith(replaced)]
+    short += ["runner.total_steps=300", "runner.eval_freq=0", "runner.eval_episodes=1"]
+    run(
+        "scripts/train.py",
+        "-m",
+        "agent.lr=1e-3,1e-4",
+        "env=CartPole,Acrobot",
+        "seed=0,1",
+        *short,
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     return sweep_dir
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import optuna
@@ -16,30 +14,7 @@ import pytest
 
 from cardio import plotting
 from cardio.rundir import FILES
-
-REPO = Path(__file__).resolve().parents[1]
-# DQN runs of about a second: 600 env steps, a few updates, evaluated at 300 and at the end
-TINY = [
-    "runner.total_steps=600",
-    "runner.eval_freq=300",
-    "runner.eval_episodes=2",
-    "runner.log_interval=300",
-    "runner.schedule.learning_starts=100",
-    "runner.schedule.train_freq=4",
-    "runner.schedule.gradient_steps=1",
-    "runner.schedule.batch_size=32",
-    "agent.hidden_sizes=[16]",
-]
-
-
-def run(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """A script of this repo as a user runs it, from the repo root."""
-    result = subprocess.run(
-        [sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=300, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
-    return result
+from tests.helpers import TINY, run
 
 
 def files(run_dir: Path) -> list[str]:

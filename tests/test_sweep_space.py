@@ -111,6 +111,22 @@ def test_the_sweep_file_is_found_from_agent_and_env_in_any_case() -> None:
         find_sweep_file("nope", "dqn", "CartPole")
 
 
+def test_a_users_sweep_files_are_found_beside_cardios_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$CARDIO_CONFIG_PATH/sweep`` is searched after cardio's own folder, as Hydra's search path is."""
+    mine = tmp_path / "my_configs" / "sweep"
+    mine.mkdir(parents=True)
+    (mine / "Mine.yaml").write_text("params: {agent.lr: {type: float, low: 0.1, high: 0.2}}\n")
+    with pytest.raises(SweepConfigError, match="sweep=mine: not in"):  # negative control: not searched yet
+        find_sweep_file("mine", "dqn", "CartPole")
+    monkeypatch.setenv("CARDIO_CONFIG_PATH", str(mine.parent))
+    assert find_sweep_file("mine", "dqn", "CartPole") == mine / "Mine.yaml"
+    with pytest.raises(SweepConfigError, match=rf"not in {CONFIG_DIR / 'sweep'} or {mine}; available: .*Mine"):
+        find_sweep_file("nope", "dqn", "CartPole")
+    (mine / "dqn_cartpole.yaml").write_text("params: {}\n")  # same name as a shipped file: cardio's wins, loudly
+    with pytest.warns(UserWarning, match=r"dqn_cartpole.yaml is hidden by cardio's own"):
+        assert find_sweep_file(None, "dqn", "CartPole") == CONFIG_DIR / "sweep" / "dqn_cartpole.yaml"
+
+
 def test_settings_refuse_unknown_keys_and_bad_values() -> None:
     path = CONFIG_DIR / "sweep" / "dqn_cartpole.yaml"
     settings = load_settings(path, ["n_trials=7", "seeds=[0,1]"])

@@ -26,6 +26,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
+from tests.helpers import pythonpath
+
 REPO = Path(__file__).resolve().parents[1]
 # Trials of a few seconds, so that a worker can be caught mid-trial.
 TRIAL = [
@@ -89,7 +91,7 @@ def postgres_url() -> Iterator[str]:
 
 def start_worker(sweep_file: Path, storage: str, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "scripts/sweep.py", f"sweep={sweep_file}", f"storage={storage}", *TRIAL]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled"}
+    env = {**os.environ, "PYTHONPATH": pythonpath(REPO), "WANDB_MODE": "disabled"}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 

@@ -13,8 +13,7 @@ Metrics returned by :meth:`A2C.update` (SB3's names): ``train/loss``, ``train/po
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -22,65 +21,19 @@ import torch
 import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
-from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.base import require_space
+from cardio.agents.configs import A2CConfig  # the knobs, torch-free; re-exported here
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import OBSERVATION_SPACES, obs_batch_size, obs_flatten, obs_to_tensor, to_tensor
+from cardio.agents.networks import (
+    RMSpropTFLike,
+    check_lr_schedule,
+    obs_batch_size,
+    obs_flatten,
+    obs_to_tensor,
+    to_tensor,
+)
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
-
-
-@dataclass
-class A2CConfig(AgentConfig["A2C"]):
-    """A2C hyperparameters; the same keys, in the same order, as ``configs/agent/a2c.yaml``."""
-
-    zoo_name: ClassVar[str] = "a2c"
-    """Tuned hyperparameters live in ``configs/zoo/a2c/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = OBSERVATION_SPACES
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
-    """Action spaces it takes."""
-
-    lr: float = 7e-4
-    """Learning rate (the initial one under a linear schedule)."""
-    lr_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``)."""
-    gamma: float = 0.99
-    """Discount per env step."""
-    gae_lambda: float = 1.0
-    """GAE lambda: 1 = n-step returns as in the paper, 0 = one-step TD."""
-    normalize_advantage: bool = False
-    """Standardise advantages over the rollout."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Gradient-norm clip of each optimiser step."""
-    use_rms_prop: bool = True
-    """RMSprop (as in the paper and SB3) instead of Adam."""
-    rms_prop_eps: float = 1e-5
-    """Epsilon of RMSprop (and of Adam)."""
-    rms_prop_alpha: float = 0.99
-    """Smoothing constant of RMSprop's squared-gradient average."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
-    vf_hidden_sizes: tuple[int, ...] | None = None
-    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], vf: [...]}``); ``None``: as the actor's."""
-    activation: str = "tanh"
-    """Activation of the MLPs: tanh, relu, elu or gelu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (Box actions)."""
-    share_torso: bool = False
-    """Actor and critic share one torso (SB3 does for CNNs)."""
-    use_sde: bool = False
-    """gSDE exploration for Box actions (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed."""
-    sde_sample_freq: int = -1
-    """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
-
-    def agent_class(self) -> type[A2C]:
-        return A2C
 
 
 class A2C(Checkpointable):
@@ -101,8 +54,7 @@ class A2C(Checkpointable):
         require_space("A2C", "action", action_space, A2CConfig.action_spaces, env_id)
         require_space("A2C", "observation", observation_space, A2CConfig.observation_spaces, env_id)
         self.config = c = config or A2CConfig()
-        if c.lr_schedule not in ("constant", "linear"):
-            raise ValueError(f"agent.lr_schedule must be 'constant' or 'linear', got {c.lr_schedule!r}")
+        check_lr_schedule(c.lr_schedule)
         self.device = torch.device(device)
         self.net = ActorCritic(
             observation_space, action_space, c.hidden_sizes, c.activation, c.ortho_init, c.log_std_init, c.share_torso,
@@ -111,7 +63,9 @@ class A2C(Checkpointable):
         head = self.net.pi_head
         self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer: torch.optim.Optimizer
-        if c.use_rms_prop:
+        if c.use_rms_prop and c.rms_prop_tf_like:
+            self.optimizer = RMSpropTFLike(self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps)
+        elif c.use_rms_prop:
             self.optimizer = torch.optim.RMSprop(
                 self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps
             )

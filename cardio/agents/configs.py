@@ -1,9 +1,11 @@
-"""The knobs of the agents that have a torch and a JAX twin: pure dataclasses, no framework imported.
+"""The knobs of the agents that have a torch and a JAX twin, and of A2C beside PPO's: pure dataclasses, no
+framework imported.
 
 ``cardio/agents/dqn.py`` and ``cardio/agents/jax/dqn.py`` (likewise PPO and SAC) read the same config, so the
 rl-zoo files and ``configs/agent/<algo>.yaml`` apply to both twins unchanged. ``agent_class`` imports the torch
-agent only when it is built, so a JAX run never imports torch; a JAX twin subclasses the config and names its own
-agent class.
+agent only when it is built, so a JAX run never imports torch (and composing a config imports no framework); a
+JAX twin subclasses the config and names its own agent class. A2C has no twin; its knobs sit next to PPO's, which
+it shares most of (SB3's names and defaults for both).
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ TORCH_OBSERVATION_SPACES: tuple[type[gym.Space], ...] = (
     gym.spaces.Dict,
     gym.spaces.Tuple,
 )
-"""Observation spaces the torch DQN, PPO and SAC read through ``cardio.agents.networks.make_torso`` (Dict and
+"""Observation spaces the torch DQN, PPO, A2C and SAC read through ``cardio.agents.networks.make_torso`` (Dict and
 Tuple nested too); the JAX twins override ``observation_spaces`` with the flat spaces they read."""
 
 
 if TYPE_CHECKING:
+    from cardio.agents.a2c import A2C
     from cardio.agents.dqn import DQN
     from cardio.agents.ppo import PPO
     from cardio.agents.sac import SAC
@@ -94,6 +97,10 @@ class DQNConfig(AgentConfig["DQN"]):
         from cardio.agents.dqn import DQN  # torch is imported only when a torch DQN is built
 
         return DQN
+
+
+SCHEDULES = ("constant", "linear")
+"""Values of ``PPOConfig.lr_schedule`` and ``clip_range_schedule``: constant, or linear to 0 at ``total_steps``."""
 
 
 @dataclass
@@ -155,9 +162,74 @@ class PPOConfig(AgentConfig["PPO"]):
 
         return PPO
 
+    def check_schedules(self) -> None:
+        """Refuse an unknown ``lr_schedule`` or ``clip_range_schedule``; both twins call it when they are built.
 
-SCHEDULES = ("constant", "linear")
-"""Values of ``PPOConfig.lr_schedule`` and ``clip_range_schedule``."""
+        Raises:
+            ConfigError: the key, the value given and :data:`SCHEDULES`.
+        """
+        for key in ("lr_schedule", "clip_range_schedule"):
+            if getattr(self, key) not in SCHEDULES:
+                raise ConfigError(f"agent.{key} must be one of {SCHEDULES}, got {getattr(self, key)!r}")
+
+
+@dataclass
+class A2CConfig(AgentConfig["A2C"]):
+    """A2C hyperparameters; the same keys, in the same order, as ``configs/agent/a2c.yaml``."""
+
+    zoo_name: ClassVar[str] = "a2c"
+    """Algorithm key of the rl-zoo files, ``configs/zoo/a2c/<EnvId>.yaml``."""
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
+    """Observation spaces it takes."""
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
+    """Action spaces it takes."""
+
+    lr: float = 7e-4
+    """Learning rate (the initial one under a linear schedule)."""
+    lr_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``)."""
+    gamma: float = 0.99
+    """Discount per env step."""
+    gae_lambda: float = 1.0
+    """GAE lambda: 1 = n-step returns as in the paper, 0 = one-step TD."""
+    normalize_advantage: bool = False
+    """Standardise advantages over the rollout."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    max_grad_norm: float = 0.5
+    """Gradient-norm clip of each optimiser step."""
+    use_rms_prop: bool = True
+    """RMSprop (as in the paper and SB3) instead of Adam."""
+    rms_prop_eps: float = 1e-5
+    """Epsilon of RMSprop (and of Adam)."""
+    rms_prop_alpha: float = 0.99
+    """Smoothing constant of RMSprop's squared-gradient average."""
+    rms_prop_tf_like: bool = False
+    """TensorFlow's RMSprop (epsilon inside the square root, average starting at 1): SB3's ``RMSpropTFLike``,
+    which rl-zoo's Atari A2C uses."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
+    vf_hidden_sizes: tuple[int, ...] | None = None
+    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], vf: [...]}``); ``None``: as the actor's."""
+    activation: str = "tanh"
+    """Activation of the MLPs: tanh, relu, elu or gelu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (Box actions)."""
+    share_torso: bool = False
+    """Actor and critic share one torso (SB3 does for CNNs)."""
+    use_sde: bool = False
+    """gSDE exploration for Box actions (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed."""
+    sde_sample_freq: int = -1
+    """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
+
+    def agent_class(self) -> type[A2C]:
+        from cardio.agents.a2c import A2C  # torch is imported only when the agent is built
+
+        return A2C
 
 
 @dataclass

@@ -122,15 +122,6 @@ def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return np.argmax(np.where(is_max, noise, -1.0), axis=-1)
 
 
-OBSERVATION_SPACES: tuple[type[gym.Space], ...] = (
-    gym.spaces.Box,
-    gym.spaces.Discrete,
-    gym.spaces.Dict,
-    gym.spaces.Tuple,
-)
-"""Observation spaces :func:`make_torso` reads (Dict and Tuple nested, with Box, Discrete, MultiDiscrete or
-MultiBinary leaves)."""
-
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 """Activation names accepted in configs (``activation: tanh``)."""
 
@@ -324,6 +315,35 @@ def make_torso(
     if is_image_space(observation_space):
         return NatureCNN(observation_space)
     return MLPTorso(observation_space, hidden_sizes, activation)
+
+
+class RMSpropTFLike(torch.optim.Optimizer):
+    """TensorFlow's RMSprop, as SB3's ``RMSpropTFLike`` that rl-zoo's Atari A2C uses (torch's differs twice):
+    the squared-gradient average ``v`` starts at 1, not 0, and epsilon sits inside the square root:
+    ``v <- alpha * v + (1 - alpha) * g**2``, ``p <- p - lr * g / sqrt(v + eps)``.
+
+    Args:
+        params: the parameters to optimise.
+        lr: learning rate.
+        alpha: smoothing constant of ``v``.
+        eps: added to ``v`` under the square root.
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.ones_like(p)  # TF's initial accumulator
+                v = state["square_avg"]
+                v.mul_(group["alpha"]).addcmul_(p.grad, p.grad, value=1 - group["alpha"])
+                p.addcdiv_(p.grad, v.add(group["eps"]).sqrt_(), value=-group["lr"])
 
 
 def orthogonal_init(module: nn.Module, gain: float) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import require_space
-from cardio.agents.configs import SCHEDULES, PPOConfig  # the knobs, shared with the JAX twin; re-exported here
+from cardio.agents.configs import PPOConfig  # the knobs, shared with the JAX twin; re-exported here
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
 from cardio.agents.networks import obs_batch_size, obs_flatten, obs_index, obs_to_tensor, to_tensor
 from cardio.agents.state import Checkpointable
@@ -47,9 +47,7 @@ class PPO(Checkpointable):
         require_space("PPO", "action", action_space, PPOConfig.action_spaces, env_id)
         require_space("PPO", "observation", observation_space, PPOConfig.observation_spaces, env_id)
         self.config = c = config or PPOConfig()
-        for key in ("lr_schedule", "clip_range_schedule"):
-            if getattr(c, key) not in SCHEDULES:
-                raise ValueError(f"agent.{key} must be one of {SCHEDULES}, got {getattr(c, key)!r}")
+        c.check_schedules()
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)  # minibatch shuffles
         self.net = ActorCritic(

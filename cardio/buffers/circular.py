@@ -38,7 +38,7 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optree
@@ -61,6 +61,36 @@ _FORMAT = "cardio-buffer-v1"
 
 class BufferError(ConfigError):
     """A transition or request that does not fit the buffer; the message names the field and both shapes."""
+
+
+AUTO = "auto"
+"""``memory_saving: auto`` (the buffer configs' default): on for image observations in replay (off-policy)."""
+
+
+def has_image(space: Any) -> bool:
+    """Whether a (Dict / Tuple, nested too) observation space holds a uint8 Box of 2 or more dims: frames, whose
+    size dominates a transition's, so storing each observation once pays."""
+    spaces = getattr(space, "spaces", None)
+    if isinstance(spaces, Mapping):
+        return any(has_image(s) for s in spaces.values())
+    if isinstance(spaces, tuple | list):
+        return any(has_image(s) for s in spaces)
+    shape = getattr(space, "shape", None) or ()
+    return len(shape) >= 2 and np.dtype(getattr(space, "dtype", None) or np.float32) == np.uint8
+
+
+def resolve_memory_saving(value: bool | str, observation_space: Any, on_policy: bool) -> bool:
+    """``buffer.memory_saving`` as a bool: ``auto`` is true for image observations (:func:`has_image`) in a
+    replay buffer, false for a rollout (which is read whole, next_obs included) and for flat observations.
+
+    Raises:
+        BufferError: a value other than true, false or ``"auto"``.
+    """
+    if isinstance(value, bool):
+        return value
+    if value != AUTO:
+        raise BufferError(f"buffer.memory_saving must be true, false or {AUTO!r}, got {value!r}")
+    return not on_policy and has_image(observation_space)
 
 
 def _storage_dtype(dtype: np.dtype) -> np.dtype:
@@ -110,7 +140,9 @@ class CircularBuffer:
         gamma: discount of the n-step sum; set it to the agent's gamma (``${agent.gamma}`` in the config).
         reduce: with ``n_step > 1``, False returns the unsummed reward window ``[B, n]`` and ``mask [B, n]``.
         memory_saving: store each observation once (``next_obs`` recovered from the next slot); halves the
-            observation memory of image envs.
+            observation memory of image envs. ``"auto"`` (the configs' default): on when the first transition's
+            observation holds uint8 frames (``[N, H, W]`` or more), as :func:`resolve_memory_saving` decides
+            from the env's space (``cardio.build`` resolves it up front; a rollout is never memory-saving).
     """
 
     capacity: int  # total slots, T * N
@@ -122,7 +154,7 @@ class CircularBuffer:
     n_step: int  # n, rewards summed per sample
     gamma: float  # discount of the n-step sum
     reduce: bool  # sum the n-step window (True) or return it whole
-    memory_saving: bool  # observations stored once
+    memory_saving: bool | str  # observations stored once ("auto": decided by the first transition)
 
     def __init__(
         self,
@@ -133,8 +165,10 @@ class CircularBuffer:
         n_step: int = 1,
         gamma: float = 0.99,
         reduce: bool = True,
-        memory_saving: bool = False,
+        memory_saving: bool | Literal["auto"] = False,
     ) -> None:
+        if not isinstance(memory_saving, bool | np.bool_) and memory_saving != AUTO:
+            raise BufferError(f"buffer.memory_saving must be true, false or {AUTO!r}, got {memory_saving!r}")
         if capacity <= 0:
             raise BufferError(f"buffer capacity must be positive, got capacity={capacity}")
         if num_envs <= 0:
@@ -158,7 +192,8 @@ class CircularBuffer:
         self.n_step = int(n_step)
         self.gamma = float(gamma)
         self.reduce = bool(reduce)
-        self.memory_saving = bool(memory_saving)
+        # "auto" until the first transition shows the observations (_allocate); a bool from then on
+        self.memory_saving: bool | str = memory_saving if memory_saving == AUTO else bool(memory_saving)
         self.storage = None
         self._stale = False  # the fast add path moved _row/_filled without filling _cursor/_size yet
         self.cursor = np.zeros(num_envs, dtype=np.int64)
@@ -235,6 +270,11 @@ class CircularBuffer:
     def _allocate(self, batch: Tree) -> None:
         """Shape the storage from the first batch: leaf ``[N, *s]`` of dtype d -> ``[T, N, *s]``."""
         named = named_leaves(batch)
+        if self.memory_saving == AUTO:  # image observations: uint8 leaves of [N, H, W] or more
+            self.memory_saving = any(
+                (n == "obs" or n.startswith("obs/")) and np.asarray(x).dtype == np.uint8 and np.ndim(x) >= 3
+                for n, x in named.items()
+            )
         for name, leaf in named.items():
             if np.ndim(leaf) == 0 or np.shape(leaf)[0] != self.num_envs:
                 raise BufferError(
@@ -782,6 +822,8 @@ class CircularBuffer:
         """
         for key, value in self._options().items():
             required = key in ("capacity", "num_envs")
+            if key == "memory_saving" and value == AUTO:
+                continue  # not decided yet: the saved buffer's choice is taken below
             if (key in state and state[key] != value) or (required and key not in state):
                 raise BufferError(f"buffer state has {key}={state.get(key)}, this buffer has {key}={value}")
         self._validate_state(state)
@@ -806,6 +848,8 @@ class CircularBuffer:
         self.storage = None
         self._stale = False
         self.cursor, self.size, self.rng = cursor, size, rng
+        if self.memory_saving == AUTO:
+            self.memory_saving = bool(state.get("memory_saving", False)) if storage is not None else AUTO
         if storage is not None:
             template = {k: tree_map(lambda x: x[0], v) for k, v in storage.items()}
             if self.memory_saving:

@@ -15,11 +15,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from cardio.errors import ConfigError
-from cardio.paths import config_dir
+from cardio.paths import config_dir, config_dirs, group_files
 from cardio.sweep.space import parse_space
 
 CONFIG_DIR = config_dir()
-"""The repository's ``configs/`` (train.yaml and the sweep files)."""
+"""cardio's own ``configs/`` (train.yaml, shipped sweep files); a user's ``./configs`` joins it (cardio/paths.py)."""
 
 SHORTHANDS = ("n_trials", "timeout", "n_workers", "storage", "study_name")
 """Sweep keys accepted without the ``sweep.`` prefix (none of them is a key of train.yaml)."""
@@ -119,22 +119,28 @@ def split_overrides(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
     return name, sweep, train
 
 
-def find_sweep_file(name: str | None, agent: str, env: str, config_dir: Path = CONFIG_DIR) -> Path:
+def find_sweep_file(name: str | None, agent: str, env: str) -> Path:
     """``configs/sweep/<name>.yaml`` (or ``name`` itself when it is a path to a ``.yaml`` file); without a name
-    ``<agent>_<env>.yaml`` (any case), then ``<agent>.yaml``."""
+    ``<agent>_<env>.yaml`` (any case), then ``<agent>.yaml``. The sweep folders searched are cardio's own and the
+    user's (``./configs/sweep`` or ``$CARDIO_CONFIG_PATH/sweep``), as Hydra searches ``train.yaml``'s groups
+    (:func:`cardio.paths.group_files`).
+
+    Raises:
+        SweepConfigError: no such file; the message lists the folders searched and the files they hold.
+    """
     if name and name.endswith(".yaml") and Path(name).is_file():
         return Path(name)
-    folder = config_dir / "sweep"
-    available = sorted(p.stem for p in folder.glob("*.yaml"))
+    files = group_files("sweep")
     wanted = [name] if name else [f"{agent}_{env}", agent]
     for stem in wanted:
-        for candidate in available:
+        for candidate, path in files.items():
             if candidate.lower() == stem.lower():
-                return folder / f"{candidate}.yaml"
+                return path
     asked = f"sweep={name}" if name else f"no sweep file for agent={agent} env={env} ({' or '.join(wanted)})"
+    folders = " or ".join(str(folder / "sweep") for folder in config_dirs())
     raise SweepConfigError(
-        f"{asked}: not in {folder}; available: {', '.join(available) or 'none'}. "
-        f"Pick one with sweep=<name> or add configs/sweep/{wanted[0]}.yaml (see docs/sweeps.md)"
+        f"{asked}: not in {folders}; available: {', '.join(sorted(files)) or 'none'}. "
+        f"Pick one with sweep=<name> or add configs/sweep/{wanted[0]}.yaml to your project (see docs/sweeps.md)"
     )
 
 

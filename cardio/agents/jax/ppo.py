@@ -35,7 +35,7 @@ import numpy as np
 import optax
 
 from cardio.agents.base import require_space
-from cardio.agents.configs import SCHEDULES, PPOConfig, refuse_unsupported
+from cardio.agents.configs import PPOConfig, refuse_unsupported
 from cardio.agents.jax.networks import (
     ACTIVATIONS,
     adam,
@@ -217,9 +217,7 @@ class PPOJax:
         refuse_unsupported(
             c, "PPO (JAX)", ("vf_hidden_sizes", "use_sde", "sde_sample_freq")
         )  # knobs of the torch twin this one lacks
-        for key in ("lr_schedule", "clip_range_schedule"):
-            if getattr(c, key) not in SCHEDULES:
-                raise ValueError(f"agent.{key} must be one of {SCHEDULES}, got {getattr(c, key)!r}")
+        c.check_schedules()
         if c.activation not in ACTIVATIONS:
             raise ValueError(f"agent.activation must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}")
         if isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3:
