@@ -348,6 +348,37 @@ class Runner:
         self._end_episodes(transition, valid)
         return transition, valid
 
+    def collect_steps(self, steps: int, random_until: int = 0) -> tuple[int, int]:
+        """``steps`` vector steps of the training envs straight into the buffer: the same as ``steps`` times
+        ``buffer.add(*collect(random=env_steps < random_until))``, through :meth:`Gatherer.collect` (no
+        transition dict or buffer write per step; ``bench/collection.py``). With a normaliser or a recurrent
+        policy, whose state changes between steps, it is exactly that loop.
+
+        Args:
+            steps: vector steps to collect.
+            random_until: uniform-random actions while ``env_steps`` is below this (off-policy warm-up).
+
+        Returns:
+            ``(transitions, episodes)`` collected (NEXT_STEP reset rows excluded).
+        """
+        if self.normalizer is not None or self.policy_state is not None:
+            collected = episodes = 0
+            for _ in range(steps):
+                transition, valid = self.collect(random=self.env_steps < random_until)
+                self.buffer.add(transition, valid)
+                collected += int(valid.sum())
+                episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
+            return collected, episodes
+        progress = any(hasattr(part, "on_progress") for part in (self.agent, self.buffer))
+        return self.gatherer.collect(
+            self.buffer,
+            steps,
+            self._policy(True),
+            random_until=random_until,
+            before_step=self._progress if progress else None,  # schedules advance before every vector step
+            on_fresh=getattr(self.agent, "on_episode_end", None),  # as collect's _end_episodes tells the agent
+        )
+
     def normalized(self, batch: Any) -> Any:
         """A transition batch (or rollout) as the agent must see it: observations and rewards normalised with the
         current statistics (``cardio/envs/normalize.py``); unchanged without a normaliser."""

@@ -107,6 +107,15 @@ def _rows_view(flat: np.ndarray) -> np.ndarray:
     return flat.reshape(flat.shape[0], -1).view(np.dtype((np.void, row_bytes))).reshape(-1)
 
 
+def _items(rows: np.ndarray) -> np.ndarray:
+    """``[C, *s]`` (C-contiguous) -> a ``[C]`` view of opaque items, one per row, whatever its size, so that a
+    gather or scatter of whole rows copies each as one block."""
+    if rows.ndim == 1:
+        return rows
+    flat = rows.reshape(rows.shape[0], -1)
+    return flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).reshape(-1)
+
+
 def _take(src: np.ndarray, index: np.ndarray, dst: np.ndarray) -> None:
     """``dst[:] = src[index]`` without a temporary; ``index`` is known valid (mode="clip" skips numpy's
     out-buffering for mode="raise")."""
@@ -236,6 +245,7 @@ class CircularBuffer:
         self._fast_sig: list[tuple[tuple[int, ...], np.dtype]] = []  # their ([N, *s], dtype)
         self._fast_dst: list[np.ndarray] = []  # their [T, N, *s] storage
         self._row_views: list[list[np.ndarray] | None] | None = None  # per row, its view of every field
+        self._items: list[np.ndarray] | None = None  # per field: _flat as [T*N] opaque row items (add_block)
         self._is_next_obs: list[bool] = []  # per input leaf: part of next_obs
         self._obs_leaves: list[int] = []  # input leaf index of each obs leaf
         self._blocks: dict[tuple[int, ...], list[list[np.ndarray]]] = {}  # pooled output blocks by batch shape
@@ -387,6 +397,107 @@ class CircularBuffer:
             mask = self._checked_mask(mask)
         full = mask is None or mask.tobytes() == self._all_true
         self._add_general(self._check(batch), None if full else mask)
+
+    def add_block(self, block: dict[str, np.ndarray], valid: np.ndarray | None = None) -> None:
+        """Write ``k`` vector steps at once: exactly ``add({f: block[f][t]}, valid[t])`` for ``t = 0 .. k-1``,
+        with one write per field instead of one per step (``Gatherer.collect`` stages its steps into blocks).
+
+        Args:
+            block: a flat dict of ``[k, N, ...]`` arrays, the fields of ``k`` transitions of the N env streams.
+            valid: optional ``[k, N]`` bool; rows where it is False are not transitions (NEXT_STEP reset rows)
+                and are skipped, their stream's cursor does not move.
+
+        Raises:
+            BufferError: as :meth:`add` for any of the ``k`` steps.
+        """
+        leaves = list(block.values())
+        k = len(leaves[0]) if leaves else 0
+        if k == 0:
+            return
+        if self.storage is None:  # the first step shapes the storage, as its add would
+            self.add({f: x[0] for f, x in block.items()}, None if valid is None else valid[0])
+            if k > 1:
+                self.add_block({f: x[1:] for f, x in block.items()}, None if valid is None else valid[1:])
+            return
+        srcs = self._block_fields(block, k)
+        if valid is not None:
+            valid = np.asarray(valid)
+            if valid.dtype != _BOOL or valid.shape != (k, self.num_envs):
+                raise BufferError(f"add_block() valid must be bool of shape ({k}, {self.num_envs}), got {valid.shape}")
+        if srcs is None or k > self.slots_per_env or self.memory_saving:
+            # nested fields, an unusual dtype or memory_saving's bookkeeping: the step-by-step adds (same result)
+            for t in range(k):
+                self.add(tree_map(operator.itemgetter(t), block), None if valid is None else valid[t])
+            return
+        if valid is None or valid.all():
+            if self._aligned:  # every stream at one row: a slice (or two, around the end) per field
+                self._write_rows(srcs, k)
+                return
+            valid = np.ones((k, self.num_envs), dtype=bool)
+        self._write_masked(srcs, valid)
+
+    def _block_fields(self, block: dict[str, np.ndarray], k: int) -> list[np.ndarray] | None:
+        """``block``'s fields in storage order, checked as :meth:`_check` checks a transition; ``None`` where only
+        the step-by-step path applies (not the flat-dict layout)."""
+        if not self._fast or type(block) is not dict or len(block) != len(self._fast_sig):
+            return None
+        try:
+            srcs = [np.asarray(x) for x in self._fast_get(block)]
+        except KeyError:
+            return None
+        for name, src, (want, dtype) in zip(self._fields, srcs, self._fast_sig, strict=True):
+            if src.shape != (k, *want):
+                raise BufferError(
+                    f"field {name!r} has shape {src.shape[1:]}, expected {want} "
+                    f"(leading dim = num_envs={self.num_envs}, then the field's own shape)"
+                )
+            if src.dtype != dtype and not np.can_cast(src.dtype, dtype, casting="same_kind"):
+                raise BufferError(f"field {name!r} has dtype {src.dtype}, which cannot be stored as {dtype}")
+        return srcs
+
+    def _write_rows(self, srcs: list[np.ndarray], k: int) -> None:
+        """Aligned streams, every row a transition: rows ``_row .. _row + k`` (mod T) of every field."""
+        row, slots = self._row, self.slots_per_env
+        first = min(k, slots - row)
+        for dst, src in zip(self._fast_dst, srcs, strict=True):
+            dst[row : row + first] = src[:first]
+            if first < k:
+                dst[: k - first] = src[first:]
+        if self._has_write_hook:
+            n = self.num_envs
+            flat = (np.arange(row, row + k) % slots)[:, None] * n + np.arange(n)
+            self._written(flat.reshape(-1))
+        self._row = (row + k) % slots
+        self._filled = min(self._filled + k, slots)
+        self._stale = True
+
+    def _write_masked(self, srcs: list[np.ndarray], valid: np.ndarray) -> None:
+        """Each stream appends its valid rows of the block, in time order, at its own cursor: one gather and one
+        scatter per field, rows moved as opaque items (``_items``: 4-10x faster than row-wise fancy indexing)."""
+        n, slots = self.num_envs, self.slots_per_env
+        cursor, size = self.cursor, self.size
+        cols, steps = valid.T.nonzero()  # stream by stream, each in time order
+        if cols.size == 0:
+            return
+        taken = np.bincount(cols, minlength=n)  # [N] rows each stream appends
+        first = np.cumsum(taken) - taken  # where each stream's run starts in cols
+        rows = np.arange(cols.size) - (first - cursor)[cols]  # cursor[e] + j for the j-th row of stream e
+        if int((cursor + taken).max()) > slots:
+            rows[rows >= slots] -= slots
+        flat = rows * n + cols
+        where = steps * n + cols  # the same rows in the block's [k * N] layout
+        if self._items is None:
+            self._items = [_items(dst) for dst in self._flat]
+        for dst, src, (_, dtype) in zip(self._items, srcs, self._fast_sig, strict=True):
+            dst[flat] = _items(np.ascontiguousarray(src, dtype=dtype).reshape(-1, *src.shape[2:])).take(where)
+        if self._has_write_hook:
+            self._written(flat)
+        cursor[:] = (cursor + taken) % slots
+        if not self._full:
+            size[:] = np.minimum(size + taken, slots)
+            self._full = bool(size.min() == slots)
+        self._aligned = bool(np.all(cursor == cursor[0]) and np.all(size == size[0]))
+        self._row, self._filled = int(cursor[0]), int(size[0])
 
     def _checked_mask(self, mask: Any) -> np.ndarray:
         mask = np.asarray(mask)
