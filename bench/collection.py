@@ -1,5 +1,5 @@
-"""Collection benchmark: a random policy through cardio's ``Gatherer`` + ``CircularBuffer.add``, side by side
-with the bare gymnasium loop, in one process.
+"""Collection benchmark: a random policy through cardio's ``Gatherer.collect`` into a ``CircularBuffer`` (the
+off-policy schedule's path), side by side with the bare gymnasium loop, in one process.
 
 Each pair builds both contenders once, then times them interleaved (bare, cardio, bare, cardio, ...) for
 ``--repeats`` rounds of about ``--seconds`` of CPU time each; it prints the median env steps per CPU second of
@@ -8,10 +8,11 @@ with the native x64).
 
 Pairs
   single     ``gym.make("CartPole-v1")``, ``action_space.sample()``, manual reset  vs  ``make_env(num_envs=1)``
-             (SAME_STEP autoreset, the env's own episode statistics), gatherer, 100k buffer.
+             (SAME_STEP autoreset, the env's own episode statistics: the env ``make train`` builds), gatherer,
+             100k buffer.
   native64   ``gym.make_vec(..., 64, vectorization_mode="vector_entry_point")`` stepped with
              ``action_space.sample()``  vs  ``make_env(num_envs=64, vectorization="vector_entry_point",
-             autoreset="next_step")``, gatherer, 100k buffer (reset rows masked out of ``add``).
+             autoreset="next_step")``, gatherer, 100k buffer (reset rows masked out of ``add_block``).
   sync8      ``SyncVectorEnv`` of 8 (SAME_STEP)  vs  ``make_env(num_envs=8)``, gatherer, buffer: the sync path.
 
 Usage: python bench/collection.py [--pairs single,native64,sync8] [--repeats 5] [--seconds 1.0]
@@ -73,11 +74,8 @@ def cardio_collect(num_envs: int, **env_options: str) -> Callable[[int], int]:
     buffer = CircularBuffer(CAPACITY, num_envs=num_envs, seed=0)
 
     def run(n: int) -> int:
-        before = gatherer.stats.env_steps
-        for _ in range(n):
-            transition, valid = gatherer.step(gatherer.random_policy)
-            buffer.add(transition, valid)
-        return gatherer.stats.env_steps - before
+        # the off-policy schedule's path (Runner.collect_steps): n vector steps straight into the buffer
+        return gatherer.collect(buffer, n)[0]
 
     return run
 

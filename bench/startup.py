@@ -48,11 +48,17 @@ PROBE = (
 import os
 import cardio.gatherer as gatherer
 first = gatherer.Gatherer.step
+first_collect = gatherer.Gatherer.collect
 def step(self, policy):
     out = first(self, policy)
     report()
     os._exit(0)
+def collect(self, buffer, steps, *args, **kwargs):  # the off-policy schedule's path: one step of it
+    first_collect(self, buffer, 1, *args, **kwargs)
+    report()
+    os._exit(0)
 gatherer.Gatherer.step = step
+gatherer.Gatherer.collect = collect
 """
 )
 

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cardio.agents.base import Agent
-from cardio.buffers.circular import CircularBuffer
+from cardio.buffers.circular import CircularBuffer, resolve_memory_saving
 from cardio.loggers.base import Logger
 from cardio.runner import EVAL_SEED_OFFSET, OnPolicySchedule, Runner
 from cardio.sb3_files import SB3Files
@@ -38,12 +38,15 @@ def seed_everything(seed: int | None) -> None:
 
 
 def build_env(cfg: DictConfig, evaluation: bool = False) -> gym.vector.VectorEnv:
-    """The training env, or the eval env (``cfg.runner.eval_num_envs`` copies, differently seeded)."""
+    """The training env, or the eval env (``cfg.runner.eval_num_envs`` copies, differently seeded, without the
+    env config's ``train_wrappers``: reward clipping and episodic life change learning, not the score)."""
     seed = cfg.get("seed")
     overrides: dict[str, Any] = {}
     if evaluation:
         overrides["num_envs"] = cfg.runner.get("eval_num_envs", 1)
         seed = None if seed is None else seed + EVAL_SEED_OFFSET
+        if "train_wrappers" in cfg.env:
+            overrides["train_wrappers"] = []
     return instantiate(cfg.env, seed=seed, _convert_="all", **overrides)
 
 
@@ -68,8 +71,13 @@ def build_buffer(cfg: DictConfig, env: gym.vector.VectorEnv) -> CircularBuffer:
     schedule = instantiate(cfg.runner.schedule)
     if isinstance(schedule, OfflineSchedule):
         return load_offline_buffer(cfg, env, schedule)
-    if isinstance(schedule, OnPolicySchedule):
+    on_policy = isinstance(schedule, OnPolicySchedule)
+    if on_policy:
         overrides["capacity"] = schedule.n_steps * env.num_envs
+    if "memory_saving" in cfg.buffer:
+        overrides["memory_saving"] = resolve_memory_saving(
+            cfg.buffer.memory_saving, env.single_observation_space, on_policy
+        )
     return instantiate(cfg.buffer, _convert_="all", **overrides)
 
 

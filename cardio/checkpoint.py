@@ -329,7 +329,9 @@ def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
     """The config to resume with: the run's saved ``config.yaml``, plus the overrides it allows.
 
     ``cfg.resume`` names a run dir (its ``last.ckpt``) or a checkpoint file whose directory holds the run's
-    ``config.yaml``. The resumed run writes to the same run dir (CSV/JSONL appended after the checkpoint's step).
+    ``config.yaml``; the run dir of a ``seeds=[...]`` run holds no ``last.ckpt`` of its own (each
+    ``seed_<s>/`` does), so the "checkpoint" returned for it is the run dir itself (cardio/multiseed.py loads
+    every seed). The resumed run writes to the same run dir (CSV/JSONL appended after the checkpoint's step).
     Command-line overrides of :data:`RESUME_OVERRIDABLE` keys (e.g. ``runner.total_steps=2e5`` to train longer,
     ``logger=[console,wandb]``) are applied; overriding any other key to a different value is refused.
 
@@ -341,12 +343,15 @@ def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
         ``(config, checkpoint file)``.
 
     Raises:
-        CheckpointError: no checkpoint or ``config.yaml`` there, or an override that would change the run.
+        CheckpointError: no checkpoint or ``config.yaml`` there, an override that would change the run, or a
+            ``seeds`` list other than the resumed run's.
     """
     from omegaconf import OmegaConf
 
     target = Path(str(cfg.resume)).expanduser()
-    ckpt = resolve(target)
+    many = target.is_dir() and not (target / CHECKPOINT_NAME).is_file() and (target / "config.yaml").is_file()
+    saved_seeds = OmegaConf.select(OmegaConf.load(target / "config.yaml"), "seeds", default=None) if many else None
+    ckpt = target if saved_seeds is not None else resolve(target)
     run_dir = target if target.is_dir() else ckpt.parent
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
@@ -354,6 +359,12 @@ def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
             f"resume={target}: no config.yaml in {run_dir}; pass the run dir that scripts/train.py wrote"
         )
     saved = OmegaConf.load(saved_path)
+    given_seeds, run_seeds = cfg.get("seeds"), OmegaConf.select(saved, "seeds", default=None)
+    if any(o.split("=", 1)[0].lstrip("+~") == "seeds" for o in overrides) and given_seeds != run_seeds:
+        shown = None if given_seeds is None else list(given_seeds)
+        theirs = None if run_seeds is None else list(run_seeds)
+        way_out = "omit seeds= to resume them all" if theirs is not None else "omit seeds= (it is a single-seed run)"
+        raise CheckpointError(f"resume={target}: seeds={shown} differs from the run's seeds={theirs}; {way_out}")
     cfg = cfg.copy()
     cfg.run_dir = str(run_dir)  # so ${run_dir} in any overridden group points at the resumed run
     refused = []

@@ -6,9 +6,11 @@ list says ``zoo: auto``; a defaults list can only see group choices, not ``env.i
 compose, read ``(zoo_name, env.id)``, and when ``configs/zoo/<zoo_name>/<id>.yaml`` exists compose again with
 ``zoo=<zoo_name>/<id>`` added. The zoo sits before ``experiment`` in the defaults list, so the precedence is
 agent/env defaults < zoo < experiment < command line. ``zoo=none`` or ``~zoo`` turns the overlay off;
-``zoo=<algo>/<id>`` forces one. The composed config records the overlay applied under the top-level key
-``zoo`` (``null`` when none). ``scripts/train.py`` (inside ``hydra.main``), the sweep driver and the tests all
-compose through :func:`apply_zoo`.
+``zoo=<algo>/<id>`` forces one. Atari games share one file per algorithm, ``configs/zoo/<algo>/atari.yaml``
+(rl-zoo tunes one ``atari`` block for all of them), used for an Atari id (``cardio.envs.atari.is_atari_id``:
+``<Game>NoFrameskip-v4``, ``ALE/<Game>-v5``) that has no file of its own. The composed config records the
+overlay applied under the top-level key ``zoo`` (``null`` when none). ``scripts/train.py`` (inside
+``hydra.main``), the sweep driver and the tests all compose through :func:`apply_zoo`.
 
 **Run dirs.** ``hydra.run.dir`` names a run by its time, agent and env id (``${cardio.env_name:${env.id}}``:
 ``my_pkg.envs:Maze-v0`` -> ``Maze-v0``). :class:`ClaimRunDir`, a Hydra callback, makes the run dir (and a
@@ -41,6 +43,10 @@ AUTO_ZOO = "auto"
 
 NO_ZOO = "none"
 """The ``zoo`` group choice that turns the overlay off (as ``~zoo`` does)."""
+
+ATARI_ZOO = "atari"
+"""The zoo file of an algorithm for every Atari game (``configs/zoo/<algo>/atari.yaml``, rl-zoo's ``atari`` block),
+used when no file of the game's own id exists."""
 
 ZOO_KEY = "zoo"
 """Top-level key of a composed config naming the zoo overlay applied (``<algo>/<EnvId>``), or ``null``."""
@@ -78,10 +84,17 @@ def zoo_option(cfg: DictConfig) -> str | None:
     env_id = OmegaConf.select(cfg, "env.id", default=None)
     if algo is None or not isinstance(env_id, str) or is_offline(cfg):
         return None
+    from cardio.envs.atari import is_atari_id
+
     option = f"{algo}/{registered_id(env_id)}"
     group, _, name = f"{ZOO_KEY}/{option}".rpartition("/")
     loader = GlobalHydra.instance().config_loader()
-    return option if name in loader.get_group_options(group) else None
+    if name in loader.get_group_options(group):
+        return option
+    # rl-zoo's one block for every game (ALE/<Game>-v5 has a slash of its own: look in the algorithm's folder)
+    if is_atari_id(registered_id(env_id)) and ATARI_ZOO in loader.get_group_options(f"{ZOO_KEY}/{algo}"):
+        return f"{algo}/{ATARI_ZOO}"
+    return None
 
 
 def is_offline(cfg: DictConfig) -> bool:

@@ -14,11 +14,12 @@ matmul may sum in another order). Each seed dir holds what a single-seed run wri
 seed, ``progress.csv``, ``metrics.jsonl``, ``last.ckpt``, ``weights.npz``) plus ``final.json``, and the run dir
 gets ``summary.csv`` (mean, std, min, max over seeds), so ``make plot runs=<run_dir>`` and the multirun summary
 read S runs. A seed's ``last.ckpt`` is a single-seed checkpoint: ``resume=<run_dir>/seed_<s>`` continues that
-seed alone; :meth:`MultiSeedRunner.load` resumes all S together.
+seed alone; ``resume=<run_dir>`` (:meth:`MultiSeedRunner.load`) resumes all S together.
 
 What cannot be batched is refused with :class:`MultiSeedError` naming the way out (``seed=0,1,2 -m``): torch
 agents (no pure functions to vmap), on-policy and recurrent agents, prioritized replay (priorities change
-between updates), and envs whose autoreset mode lets seeds drift apart in env steps (``env.autoreset=next_step``).
+between updates), observation normalisation and episode-counted phases (``train_freq_unit=episode``), and envs
+whose autoreset mode lets seeds drift apart in env steps (``env.autoreset=next_step``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from omegaconf import DictConfig, open_dict
 
-from cardio import checkpoint
+from cardio import checkpoint, finite
 from cardio.errors import ConfigError
 from cardio.pytree import tree_map
 from cardio.runner import Runner
@@ -184,6 +185,13 @@ def check_batchable(runners: Sequence[Runner]) -> None:
         raise _refuse(f"agent {type(agent).__name__} is recurrent")
     if hasattr(first.buffer, "update_priorities"):
         raise _refuse("prioritized replay updates priorities between updates, so a phase cannot be one call")
+    if first.schedule.train_freq_unit != "step":
+        raise _refuse(
+            f"runner.schedule.train_freq_unit={first.schedule.train_freq_unit!r} ends phases on episodes, which the "
+            f"seeds finish at different steps; use train_freq_unit=step"
+        )
+    if first.normalizer is not None:
+        raise _refuse("runner.normalize keeps statistics per seed that the batched collection does not update")
     if first.gatherer.mode != AutoresetMode.SAME_STEP:
         raise _refuse(
             f"env autoreset mode {first.gatherer.mode.name} skips reset steps, so the seeds would drift apart in "
@@ -240,15 +248,20 @@ class MultiSeedRunner:
         return int(results[0][1].sum())
 
     def step(self) -> None:
-        """What :class:`OffPolicySchedule` does for one runner, for all seeds at once."""
-        s = self.schedule
-        collected = sum(self._collect(random=self.env_steps < s.learning_starts) for _ in range(s.train_freq))
-        if self.env_steps <= s.learning_starts:
-            return
-        n_updates = s.gradient_steps if s.gradient_steps >= 0 else collected
+        """One :meth:`OffPolicySchedule.step` for all seeds at once: its phase length, warm-up and updates due
+        (asked of the first seed: the seeds are in lockstep, so every seed gets the same answers)."""
+        s, first = self.schedule, self.runners[0]
+        for r in self.runners:
+            r.iterations += 1  # Runner.step's count
+        phase = first.vector_steps_left(s.train_freq)
+        collected = sum(self._collect(random=s.warming_up(first)) for _ in range(phase))
+        n_updates = s.updates_due(first, collected, phase)
         if n_updates == 0:
             return
         samples = [r.buffer.sample(s.batch_size, num_batches=n_updates)[0] for r in self.runners]
+        for r, sample in zip(self.runners, samples, strict=True):
+            if r.check_finite:  # as Runner.learn checks each batch
+                r._guard(finite.bad_field(sample))
         batches = tree_map(lambda *x: np.stack(x, axis=1), *samples)  # [G, S, B, ...]
         from cardio.agents.jax.networks import replay_batch
 
@@ -279,45 +292,16 @@ class MultiSeedRunner:
             while self.env_steps < total:
                 self.step()
                 for r in self.runners:
-                    _after_step(r)
+                    r.after_step()
                 if stop.signum is not None:  # every seed checkpoints at this step boundary, then leave
                     paths = [r.write_checkpoint() for r in self.runners if r.checkpoint_dir is not None]
                     raise checkpoint.Interrupted(stop.signum, paths[0] if paths else None)
-        return [_finish(r) for r in self.runners]
+        return [r.finish() for r in self.runners]
 
     def load(self, run_dir: str | Path) -> None:
         """Resume every seed from ``<run_dir>/seed_<s>/last.ckpt``."""
         for seed, r in zip(self.seeds, self.runners, strict=True):
             r.load(Path(run_dir) / seed_dir_name(seed))
-
-
-def _after_step(r: Runner) -> None:
-    """The bookkeeping :meth:`Runner.run` does after each step: logs, evaluations, checkpoints, callbacks."""
-    if r.env_steps >= r._next_log:
-        r._guard_parameters()
-        r.log_now()
-        r._next_log = (r.env_steps // r.log_interval + 1) * r.log_interval
-    if r.eval_gatherer is not None and r.env_steps >= r._next_eval:
-        r._eval_and_report()
-        r._next_eval = (r.env_steps // r.eval_freq + 1) * r.eval_freq
-    if r.checkpoint_dir is not None and r.env_steps >= r._next_ckpt:
-        r.write_checkpoint()
-        r._next_ckpt = (r.env_steps // r.checkpoint_freq + 1) * r.checkpoint_freq
-    for cb in r.callbacks:
-        if hasattr(cb, "on_step_end"):
-            cb.on_step_end(r)
-    if r.logger is not None:
-        r.logger.progress(r.env_steps)
-
-
-def _finish(r: Runner) -> dict[str, float]:
-    """The end of :meth:`Runner.run`: a last log, the final evaluation, the final checkpoint."""
-    final = r.log_now() if r._last_log_step != r.env_steps else {}
-    if r.eval_gatherer is not None:
-        final = r.last_eval if r._last_eval_step == r.env_steps else r._eval_and_report()
-    if r.checkpoint_dir is not None:
-        r.write_checkpoint()
-    return final
 
 
 # ------------------------------------------------------------------------------------------------ configs, run dirs

@@ -348,6 +348,37 @@ class Runner:
         self._end_episodes(transition, valid)
         return transition, valid
 
+    def collect_steps(self, steps: int, random_until: int = 0) -> tuple[int, int]:
+        """``steps`` vector steps of the training envs straight into the buffer: the same as ``steps`` times
+        ``buffer.add(*collect(random=env_steps < random_until))``, through :meth:`Gatherer.collect` (no
+        transition dict or buffer write per step; ``bench/collection.py``). With a normaliser or a recurrent
+        policy, whose state changes between steps, it is exactly that loop.
+
+        Args:
+            steps: vector steps to collect.
+            random_until: uniform-random actions while ``env_steps`` is below this (off-policy warm-up).
+
+        Returns:
+            ``(transitions, episodes)`` collected (NEXT_STEP reset rows excluded).
+        """
+        if self.normalizer is not None or self.policy_state is not None:
+            collected = episodes = 0
+            for _ in range(steps):
+                transition, valid = self.collect(random=self.env_steps < random_until)
+                self.buffer.add(transition, valid)
+                collected += int(valid.sum())
+                episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
+            return collected, episodes
+        progress = any(hasattr(part, "on_progress") for part in (self.agent, self.buffer))
+        return self.gatherer.collect(
+            self.buffer,
+            steps,
+            self._policy(True),
+            random_until=random_until,
+            before_step=self._progress if progress else None,  # schedules advance before every vector step
+            on_fresh=getattr(self.agent, "on_episode_end", None),  # as collect's _end_episodes tells the agent
+        )
+
     def normalized(self, batch: Any) -> Any:
         """A transition batch (or rollout) as the agent must see it: observations and rewards normalised with the
         current statistics (``cardio/envs/normalize.py``); unchanged without a normaliser."""
@@ -492,26 +523,36 @@ class Runner:
         with checkpoint.stop_on_signal() as stop:
             while self.steps < self.total_steps:
                 self.step()
-                if self.steps >= self._next_log:
-                    self._guard_parameters()
-                    self.log_now()
-                    self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
-                if self.eval_gatherer is not None and self.steps >= self._next_eval:
-                    self._eval_and_report()
-                    self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
-                if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
-                    self.write_checkpoint()
-                    self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
-                for cb in self.callbacks:
-                    if hasattr(cb, "on_step_end"):
-                        cb.on_step_end(self)
-                if self.logger is not None:
-                    self.logger.progress(self.steps)
+                self.after_step()
                 if stop.signum is not None:  # checkpoint at this step boundary, then leave
                     path = None
                     if self.checkpoint_dir is not None:
                         path = self.write_checkpoint()
                     raise checkpoint.Interrupted(stop.signum, path)
+        return self.finish()
+
+    def after_step(self) -> None:
+        """The bookkeeping :meth:`run` does after each :meth:`step`: the log, evaluation and checkpoint that are
+        due, the callbacks' ``on_step_end`` and the logger's progress (cardio/multiseed.py calls it per seed)."""
+        if self.steps >= self._next_log:
+            self._guard_parameters()
+            self.log_now()
+            self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
+        if self.eval_gatherer is not None and self.steps >= self._next_eval:
+            self._eval_and_report()
+            self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
+        if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
+            self.write_checkpoint()
+            self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+        for cb in self.callbacks:
+            if hasattr(cb, "on_step_end"):
+                cb.on_step_end(self)
+        if self.logger is not None:
+            self.logger.progress(self.steps)
+
+    def finish(self) -> dict[str, float]:
+        """The end of :meth:`run`: a last log, the final evaluation and the final checkpoint; returns the final
+        eval metrics (or the last logged metrics when there is no eval env)."""
         final = self.log_now() if self._last_log_step != self.steps else {}
         if self.eval_gatherer is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.

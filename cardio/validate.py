@@ -430,7 +430,8 @@ def env_spaces(env_node: Mapping[str, Any]) -> tuple[gym.Space, gym.Space]:
     from cardio.envs.factory import make_single_env
 
     try:
-        env = make_single_env(env_node["id"], env_node.get("kwargs") or {}, env_node.get("wrappers") or ())
+        wrappers, train_wrappers = env_node.get("wrappers") or (), env_node.get("train_wrappers") or ()
+        env = make_single_env(env_node["id"], env_node.get("kwargs") or {}, wrappers, train_wrappers)
     except ConfigError:
         raise
     except Exception as exc:
@@ -515,9 +516,11 @@ def check_memory(
 ) -> int:
     """Refuse a replay or rollout buffer that would not fit in memory, before it is allocated.
 
-    Counts the stored fields per transition (observation, next observation unless ``memory_saving``, action,
-    float32 reward, two flags, 16 bytes of agent extras) times the transitions held: ``buffer.capacity``
-    off-policy, ``runner.schedule.n_steps * env.num_envs`` on-policy. Returns the bytes needed.
+    Counts the stored fields per transition (observation, next observation unless ``memory_saving`` (``auto``
+    resolved as ``cardio.build`` does), action, float32 reward, two flags, 16 bytes of agent extras) times the
+    transitions held: ``buffer.capacity`` off-policy, ``runner.schedule.n_steps * env.num_envs`` on-policy.
+    Under ``memory_saving`` the side pool of final observations (one per stored episode end) is left out: it is
+    small unless episodes are a few steps long. Returns the bytes needed.
 
     Args:
         plain: the resolved config.
@@ -528,11 +531,15 @@ def check_memory(
     Raises:
         ConfigError: more bytes needed than available; names the key, both sizes and the largest value that fits.
     """
+    from cardio.buffers.circular import resolve_memory_saving
+
     buffer = plain["buffer"]
     obs = _space_bytes(observation_space)
-    per_transition = obs * (1 if buffer.get("memory_saving") else 2) + _space_bytes(action_space) + 4 + 2 + 16
     found, n_steps = _lookup(plain, "runner.schedule.n_steps")
-    if found and isinstance(n_steps, int):
+    on_policy = found and isinstance(n_steps, int)
+    saving = resolve_memory_saving(buffer.get("memory_saving", False), observation_space, on_policy)
+    per_transition = obs * (1 if saving else 2) + _space_bytes(action_space) + 4 + 2 + 16
+    if on_policy:
         key, count = "runner.schedule.n_steps", n_steps * int(plain["env"].get("num_envs", 1))
         shown = n_steps
     else:
@@ -545,6 +552,6 @@ def check_memory(
             f"{key}={shown:g}: the buffer needs {_human(needed)} ({per_transition} bytes per transition x {count:g} "
             f"transitions of env {plain['env']['id']!r}) but {_human(available)} of memory is available; "
             f"at most about {fits:,} transitions fit: lower {key}"
-            + ("" if buffer.get("memory_saving") or key != "buffer.capacity" else " or set buffer.memory_saving=true")
+            + ("" if saving or key != "buffer.capacity" else " or set buffer.memory_saving=true")
         )
     return needed

@@ -39,8 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # expression is parsed with :mod:`ast`, and only literals, lists, ``dict(...)`` calls and dotted names are
 # accepted (``nn.ReLU`` comes back as the string ``"nn.ReLU"``). ``bench/zoo_heldout.py`` reads entries here too.
 
-NON_ENV_KEYS = ("default", "atari")
-"""Top-level keys of rl-zoo's files that are not env ids: defaults for unlisted envs, and Atari's shared block."""
+NON_ENV_KEYS = ("default",)
+"""Top-level keys of rl-zoo's files that are not env ids: defaults for unlisted envs."""
+
+ATARI = "atari"
+"""rl-zoo's block for every Atari game, written as ``configs/zoo/<algo>/atari.yaml`` (``cardio.config`` applies it
+to any Atari id that has no file of its own)."""
+
+ATARI_GAMES = ("PongNoFrameskip-v4", "BreakoutNoFrameskip-v4")
+"""Games with a named env config (``env=Pong``, ``env=Breakout``); any other is ``env=atari env.id=<id>``."""
 
 
 class UnreadableValue(ValueError):
@@ -194,13 +201,58 @@ def _noise_type(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
 
 
 def _policy(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
+    if value == "CnnPolicy" and _is_atari_entry(entry):
+        # the env preprocessing gives [4, 84, 84] uint8 frames, for which cardio's torso is the Nature-CNN (as
+        # SB3's CnnPolicy, no hidden layers after it); SB3's actor-critic CnnPolicy shares it between both heads
+        return {"agent.share_torso": True} if algo in ("ppo", "a2c") else {}
     if value != "MlpPolicy":
         raise Refused(f"{value!r}: cardio's agents read flat Box observations here (MlpPolicy)")
     return {}
 
 
 def _optimize_memory_usage(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
-    return {"buffer.memory_saving": bool(value)}
+    # SB3's optimisation loses the final observation of truncated episodes, so rl-zoo turns it off; cardio's
+    # memory_saving keeps it, and its default `auto` already stores image observations once
+    return {"buffer.memory_saving": True} if value else {}
+
+
+ATARI_WRAPPER = "stable_baselines3.common.atari_wrappers.AtariWrapper"
+"""rl-zoo's Atari preprocessing (``env_wrapper``), translated to :data:`ATARI_ENV`'s wrappers."""
+
+
+def _is_atari_entry(entry: dict[str, Any]) -> bool:
+    wrappers = entry.get("env_wrapper")
+    return (wrappers if isinstance(wrappers, list) else [wrappers]) == [ATARI_WRAPPER]
+
+
+def atari_env(frame_stack: int) -> Settings:
+    """``env.wrappers`` / ``env.train_wrappers`` of ``configs/env/atari.yaml`` for SB3's ``AtariWrapper`` (its
+    defaults: noop 30, skip 4, 84x84, terminal on life loss, clipped rewards) plus ``frame_stack`` frames."""
+    preprocessing = {
+        "_target_": "cardio.envs.atari.atari_preprocessing",
+        "noop_max": 30,
+        "frame_skip": 4,
+        "screen_size": 84,
+        "frame_stack": frame_stack,
+        "fire_reset": True,
+    }
+    return {
+        "env.wrappers": [preprocessing],
+        "env.train_wrappers": ["cardio.envs.atari.EpisodicLife", "cardio.envs.atari.clip_reward"],
+    }
+
+
+def _env_wrapper(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
+    if not _is_atari_entry(entry):
+        names = [next(iter(w)) if isinstance(w, dict) else w for w in (value if isinstance(value, list) else [value])]
+        raise Refused(f"{names}: only {ATARI_WRAPPER} (without arguments) has a cardio counterpart")
+    return atari_env(int(entry.get("frame_stack", 1)))
+
+
+def _frame_stack(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
+    if not _is_atari_entry(entry):
+        raise Refused("frame stacking has a cardio counterpart only with env_wrapper AtariWrapper")
+    return {}  # folded into the Atari preprocessing by _env_wrapper
 
 
 def _net_arch(algo: str, value: Any) -> Settings:
@@ -235,6 +287,10 @@ def _policy_kwargs(algo: str, value: Any, entry: dict[str, Any]) -> Settings:
             settings["agent.log_std_init"] = float(item)
         elif key == "ortho_init" and algo in ("ppo", "a2c"):
             settings["agent.ortho_init"] = bool(item)
+        elif key == "optimizer_class" and algo == "a2c" and str(item).rsplit(".", 1)[-1] == "RMSpropTFLike":
+            settings["agent.rms_prop_tf_like"] = True
+        elif key == "optimizer_kwargs" and algo == "a2c" and isinstance(item, dict) and set(item) <= {"eps", "alpha"}:
+            settings |= {f"agent.rms_prop_{k}": float(v) for k, v in item.items()}
         else:
             raise Refused(f"policy_kwargs {key}={item!r} has no cardio counterpart for {algo.upper()}")
     return settings
@@ -257,6 +313,9 @@ TRANSLATIONS: dict[str, tuple[tuple[str, ...], Callable[[str, Any, dict[str, Any
     "train_freq": (OFF_POLICY, _train_freq),
     "gradient_steps": (OFF_POLICY, _to("runner.schedule.gradient_steps", int)),
     "optimize_memory_usage": (OFF_POLICY, _optimize_memory_usage),
+    # Atari (rl-zoo's `atari` block): the env preprocessing
+    "env_wrapper": (ALGOS, _env_wrapper),
+    "frame_stack": (ALGOS, _frame_stack),
     # DQN
     "target_update_interval": (("dqn",), _to("agent.target_update_interval", lambda v: int(float(v)))),
     "exploration_fraction": (("dqn",), _to("agent.exploration_fraction", float)),
@@ -285,8 +344,8 @@ TRANSLATIONS: dict[str, tuple[tuple[str, ...], Callable[[str, Any, dict[str, Any
     "normalize_advantage": (("ppo", "a2c"), _to("agent.normalize_advantage", bool)),
     "use_rms_prop": (("a2c",), _to("agent.use_rms_prop", bool)),
 }
-"""Every rl-zoo key cardio understands; any other key (``env_wrapper``, ``frame_stack``, ``callback``,
-``replay_buffer_class``...) refuses its entry."""
+"""Every rl-zoo key cardio understands; any other key (``callback``, ``replay_buffer_class``...), or a value it
+cannot express (an ``env_wrapper`` other than Atari's), refuses its entry."""
 
 
 def translate(algo: str, entry: dict[str, Any]) -> Settings:
@@ -403,9 +462,12 @@ class Report:
 
 def zoo_file(algo: str, zoo_id: str, env_id: str, entry: dict[str, Any], settings: Settings, commit: str) -> str:
     """The text of ``configs/zoo/<algo>/<env_id>.yaml``: a header naming the source, then the settings."""
+    applies = f"on {env_id}, applied when agent={algo} builds {env_id}."
+    if env_id == ATARI:
+        applies = f"on every Atari game, applied when agent={algo} builds an Atari id without a file of its own."
     header = [
         "# @package _global_",
-        f"# rl-zoo hyperparameters for {algo.upper()} on {env_id}, applied when agent={algo} builds {env_id}.",
+        f"# rl-zoo hyperparameters for {algo.upper()} {applies}",
         f"# Generated by scripts/import_zoo.py from rl-baselines3-zoo hyperparams/{algo}.yml, entry {zoo_id},",
         f"# commit {commit[:12]}: edit the script, not this file. Command-line overrides still win.",
     ]
@@ -421,7 +483,12 @@ class _Dumper(yaml.SafeDumper):
     """Block mappings, flow lists (``hidden_sizes: [256, 256]``), as cardio's hand-written configs."""
 
 
-_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, True))
+_Dumper.add_representer(
+    list,
+    lambda dumper, data: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", data, all(not isinstance(x, dict | list) for x in data)
+    ),
+)
 
 
 def env_file(env_id: str) -> str:
@@ -474,13 +541,10 @@ def run_import(zoo_dir: Path, commit: str, algos: tuple[str, ...] = ALGOS, root:
     for algo in algos:
         for zoo_id, entry in load_algo(zoo_dir, algo).items():
             if zoo_id in NON_ENV_KEYS:
-                if zoo_id == "atari":
-                    report.refused.append((algo, "atari (every *NoFrameskip-v4 game)", _atari_reason(algo, entry)))
-                else:
-                    report.skipped.append((algo, zoo_id))
+                report.skipped.append((algo, zoo_id))
                 continue
             reasons = []
-            why = check_env(zoo_id)
+            why = None if zoo_id == ATARI else check_env(zoo_id)
             if why is not None:
                 reasons.append(why)
             try:
@@ -494,7 +558,7 @@ def run_import(zoo_dir: Path, commit: str, algos: tuple[str, ...] = ALGOS, root:
                 path = root / "configs" / "zoo" / algo / f"{env_id}.yaml"
                 report.files[path] = zoo_file(algo, zoo_id, env_id, entry, settings, commit)
                 report.imported.append((algo, zoo_id, env_id))
-                if env_id not in env_ids_of and (env_id == target_ids(zoo_id)[-1]):
+                if env_id != ATARI and env_id not in env_ids_of and (env_id == target_ids(zoo_id)[-1]):
                     name = env_name(env_id)
                     env_ids_of[env_id] = name
                     report.files[root / "configs" / "env" / f"{name}.yaml"] = env_file(env_id)
@@ -509,7 +573,8 @@ ENVS_INTRO = (
     "or `{_target_: ..., kwargs}`). `agent=<algo> env=<Name>` applies `configs/zoo/<algo>/<id>.yaml` when the\n"
     "table lists the agent (rl-zoo's tuned numbers, `docs/zoo.md`); rl-zoo's published score is one trained\n"
     "agent of its `benchmark.md` (a score of another version of the env is named). Extras:\n"
-    "`pip install cardio[mujoco]` or `cardio[box2d]`. Written by `scripts/import_zoo.py` with `docs/zoo.md`."
+    "`pip install cardio[mujoco]`, `cardio[box2d]` or `cardio[atari]`. Written by `scripts/import_zoo.py` with\n"
+    "`docs/zoo.md`."
 )
 
 
@@ -526,8 +591,13 @@ def envs_doc(report: Report, zoo_dir: Path, root: Path) -> str:
         env_id = str(node.get("id"))
         wrappers = ", ".join(str(w).rsplit(".", 1)[-1] for w in node.get("wrappers") or []) or "-"
         extra = "mujoco" if is_mujoco(env_id) else "box2d" if "box2d" in str(_entry_point(env_id)) else "-"
-        tuned = sorted(algo for algo, _, built in report.imported if built == env_id)
-        zoo_ids = {algo: zoo for algo, zoo, built in report.imported if built == env_id}
+        built_as = env_id
+        if path.stem == ATARI or ATARI in (node.get("defaults") or []):
+            wrappers, extra, built_as = "Atari preprocessing (below)", "atari", ATARI
+        tuned = sorted(algo for algo, _, built in report.imported if built == built_as)
+        zoo_ids = {algo: zoo for algo, zoo, built in report.imported if built == built_as}
+        if built_as == ATARI:
+            zoo_ids = dict.fromkeys(tuned, env_id)  # the block's score is the game's
         score = "; ".join(f"{a}: {published(scores, a, zoo_ids[a])}" for a in tuned) or "-"
         rows.append(f"| `env={path.stem}` | {env_id} | {wrappers} | {extra} | {', '.join(tuned) or '-'} | {score} |")
     return (
@@ -540,10 +610,49 @@ def envs_doc(report: Report, zoo_dir: Path, root: Path) -> str:
                 "| option | env id | wrappers | extra | tuned agents | rl-zoo published score |",
                 "|---|---|---|---|---|---|",
                 *rows,
+                "",
+                *atari_section(scores),
             ]
         )
         + "\n"
     )
+
+
+ATARI_TEXT = (
+    "## Atari",
+    "",
+    "`env=atari` (Pong by default; `env=atari env.id=<Game>NoFrameskip-v4` for any game), `env=Pong`, "
+    "`env=Breakout`. Needs `pip install cardio-template[atari]` (ale-py; its wheels ship the game ROMs; OpenCV "
+    "for the resizing); ale-py is imported only when an Atari id is built. `cardio/envs/atari.py` has the pieces. "
+    "The preprocessing is Mnih et al. (2015)'s, as SB3's `AtariWrapper` and rl-zoo apply it:",
+    "",
+    "- both envs (`wrappers`): up to 30 no-op frames after each reset, one action repeated over 4 frames with the "
+    "observation the pixel-wise max of the last two, 84x84 greyscale, FIRE after a reset in games that need it, "
+    "the last 4 frames stacked: observations `[4, 84, 84]` uint8, which the agents' Nature-CNN torso scales to "
+    "[0, 1] itself;",
+    "- training env only (`train_wrappers`): a lost life ends the learning episode (terminated; the game goes on, "
+    "FIRE pressed again) and rewards are clipped to their sign. The evaluation env plays whole games on the raw "
+    "score.",
+    "",
+    "The episode return cardio reports (console, `rollout/ep_rew_mean`, `eval/*`, `monitor.csv`) is the game score "
+    "of a whole game, never clipped; episode lengths count emulator frames, as SB3's `Monitor` does. The env must "
+    "not skip frames itself (`ALE/<Game>-v5` needs `env.kwargs.frameskip=1`; the `NoFrameskip-v4` ids, rl-zoo's, "
+    "do not). Replay stores each stacked observation once by default (`buffer.memory_saving: auto`): a transition "
+    "takes 28,246 bytes (and the final frames kept at each life lost, a few percent more) instead of 56,462. Tuned "
+    "agents: `configs/zoo/<algo>/atari.yaml` for DQN, PPO and A2C, rl-zoo's one `atari` block per algorithm, "
+    "applied to every Atari id that has no file of its own (`docs/zoo.md`).",
+    "",
+    "rl-zoo's published scores (its `benchmark.md`: one agent per pair trained for 10M steps, deterministic "
+    "evaluation, mean ± std of the game score):",
+)
+
+
+def atari_section(scores: dict[tuple[str, str], str]) -> list[str]:
+    """The Atari part of ``docs/envs.md``: what the configs do and rl-zoo's score of every game it benchmarks."""
+    games = sorted({env_id for _, env_id in scores if env_id.endswith("NoFrameskip-v4")})
+    algos = ("dqn", "ppo", "a2c")
+    rows = [f"| {game} | " + " | ".join(scores.get((a, game), "-") for a in algos) + " |" for game in games]
+    return [*ATARI_TEXT, "", "| game | dqn | ppo | a2c |", "|---|---|---|---|", *rows]
 
 
 def _entry_point(env_id: str) -> str:
@@ -551,14 +660,6 @@ def _entry_point(env_id: str) -> str:
 
     spec = gym.registry.get(env_id)
     return "" if spec is None else str(spec.entry_point)
-
-
-def _atari_reason(algo: str, entry: dict[str, Any]) -> str:
-    try:
-        translate(algo, entry)
-    except Refused as exc:
-        return f"{exc}; Atari needs ale-py and Atari preprocessing, not in cardio yet"
-    return "Atari needs ale-py and Atari preprocessing, not in cardio yet"
 
 
 HELDOUT_START, HELDOUT_END = "<!-- heldout -->", "<!-- /heldout -->"
@@ -617,12 +718,19 @@ def zoo_doc(report: Report, zoo_dir: Path, env_names: dict[str, str], root: Path
         "",
         heldout,
         "",
-        "## Not imported yet: Atari",
+        "## Atari",
         "",
-        "rl-zoo's `atari` blocks (DQN, PPO, A2C on every `*NoFrameskip-v4` game) are refused: they need `ale-py` "
-        "(not a cardio dependency yet), the Atari preprocessing (noop reset, frame skip, 84x84 grey, episodic life "
-        "and reward clipping in training only) and frame stacking as env wrappers, and a Nature-CNN Q-network for "
-        "DQN. The keys `env_wrapper` and `frame_stack` are therefore refused by name, not dropped.",
+        "rl-zoo tunes one `atari` block per algorithm for every `*NoFrameskip-v4` game; it is written as "
+        "`configs/zoo/<algo>/atari.yaml`, which `cardio.config` applies to any Atari id (`<Game>NoFrameskip-v4`, "
+        "`ALE/<Game>-v5`) that has no file of its own, so `agent=dqn env=Breakout` and "
+        "`agent=ppo env=atari env.id=SeaquestNoFrameskip-v4` both get it. `env_wrapper: AtariWrapper` with "
+        "`frame_stack: 4` becomes the env's `wrappers` (noop reset, frame skip with max-pooling, 84x84 grey, FIRE "
+        "reset, 4 stacked frames) and `train_wrappers` (episodic life, reward sign), exactly as in "
+        "`configs/env/atari.yaml` (`docs/envs.md`); `CnnPolicy` is cardio's Nature-CNN torso, shared by actor and "
+        "critic for PPO and A2C as in SB3; A2C's `RMSpropTFLike` (TensorFlow's RMSprop: epsilon inside the square "
+        "root, the average starting at 1) is `agent.rms_prop_tf_like: true`; `optimize_memory_usage: False` is left "
+        "to cardio's default `memory_saving: auto` (each frame stack stored once, the true final observation kept, "
+        "which SB3's optimisation could not do).",
         "",
         "## Imported pairs",
         "",
@@ -633,6 +741,10 @@ def zoo_doc(report: Report, zoo_dir: Path, env_names: dict[str, str], root: Path
         "|---|---|---|---|---|",
     ]
     for algo, zoo_id, env_id in sorted(report.imported):
+        if zoo_id == ATARI:
+            games = "; ".join(f"{env_name(g)}: {published(scores, algo, g)}" for g in ATARI_GAMES)
+            lines.append(f"| {algo} | every Atari game | atari, Pong, Breakout | {zoo_id} | {games} |")
+            continue
         name = env_names.get(env_id, "-")
         lines.append(f"| {algo} | {env_id} | {name} | {zoo_id} | {published(scores, algo, zoo_id)} |")
     lines += ["", "## Refused entries", "", "| agent | rl-zoo entry | why |", "|---|---|---|"]
@@ -646,8 +758,6 @@ def _summary_key(reason: str) -> str:
         return "env not registered in gymnasium (pybullet, MiniGrid, robotics, custom envs)"
     if "does not build" in reason:
         return "env registered but does not build here (old MuJoCo versions need mujoco-py)"
-    if "Atari" in reason:
-        return "Atari (ale-py and Atari preprocessing not in cardio yet)"
     keys = sorted({part.split(":")[0].strip() for part in reason.split(";")})
     return "untranslatable keys: " + ", ".join(f"`{k}`" for k in keys)
 

@@ -83,14 +83,52 @@ def test_untranslatable_keys_refuse_the_entry_naming_each() -> None:
     entry = load_text(SNIPPET)["Pendulum-v1"]
     with pytest.raises(Refused) as refused:
         translate("ppo", entry)
-    assert "frame_stack: no cardio counterpart for PPO" in str(refused.value)
-    assert "env_wrapper: no cardio counterpart for PPO" in str(refused.value)
+    assert "frame_stack: frame stacking has a cardio counterpart only with env_wrapper AtariWrapper" in str(
+        refused.value
+    )
+    assert "env_wrapper: ['rl_zoo3.wrappers.HistoryWrapper']: only" in str(refused.value)
     with pytest.raises(Refused, match=r"policy_kwargs: .*use_expln=True has no cardio counterpart"):
         translate("sac", {"policy_kwargs": "dict(use_expln=True)"})
     with pytest.raises(Refused, match=r"train_freq: .*'fortnight'"):
         translate("dqn", {"train_freq": [1, "fortnight"]})
     with pytest.raises(Refused, match="target_update_interval: no cardio counterpart for SAC"):
         translate("sac", {"target_update_interval": 1})
+
+
+ATARI_SNIPPET = textwrap.dedent(
+    """
+    atari:
+      env_wrapper:
+        - stable_baselines3.common.atari_wrappers.AtariWrapper
+      frame_stack: 4
+      policy: 'CnnPolicy'
+      n_envs: 8
+      n_steps: 128
+      learning_rate: lin_2.5e-4
+    """
+)
+
+
+def test_atari_block_becomes_the_env_preprocessing_and_a_shared_nature_cnn() -> None:
+    entry = load_text(ATARI_SNIPPET)["atari"]
+    settings = translate("ppo", entry)
+    assert settings["env.wrappers"] == [
+        {
+            "_target_": "cardio.envs.atari.atari_preprocessing",
+            "noop_max": 30,
+            "frame_skip": 4,
+            "screen_size": 84,
+            "frame_stack": 4,
+            "fire_reset": True,
+        }
+    ]
+    assert settings["env.train_wrappers"] == ["cardio.envs.atari.EpisodicLife", "cardio.envs.atari.clip_reward"]
+    assert settings["agent.share_torso"] is True and settings["env.num_envs"] == 8
+    dqn = {k: v for k, v in entry.items() if k not in ("n_envs", "n_steps")} | {"optimize_memory_usage": False}
+    assert "buffer.memory_saving" not in translate("dqn", dqn)  # cardio's `auto` stores frames once, exactly
+    # the same keys without Atari's wrapper stay refused: a CNN policy on flat observations, a stack of what?
+    with pytest.raises(Refused, match=r"frame_stack: .*policy: 'CnnPolicy'"):
+        translate("ppo", {**entry, "env_wrapper": "rl_zoo3.wrappers.HistoryWrapper"})
 
 
 def test_import_writes_files_and_reports_refusals(tmp_path: Path) -> None:
@@ -116,7 +154,10 @@ MUJOCO = ("Ant", "HalfCheetah", "Hopper", "Humanoid", "Swimmer", "Walker2d")
 @pytest.mark.parametrize("path", ZOO_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_generated_zoo_file_composes_and_builds(path: Path) -> None:
     algo, env_id = path.parent.name, path.stem
-    name = env_name(env_id)
+    if env_id == "atari":  # rl-zoo's block for every game: configs/env/atari.yaml's game
+        pytest.importorskip("ale_py")
+        env_id = "PongNoFrameskip-v4"
+    name = "atari" if path.stem == "atari" else env_name(env_id)
     cfg = compose_train([f"agent={algo}", f"env={name}", f"env.id={env_id}"])
     # struct mode: a key the agent/runner/buffer configs lack fails here, naming it
     cfg = OmegaConf.merge(cfg, OmegaConf.load(path))

@@ -257,3 +257,34 @@ def test_a_jax_run_never_imports_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("make", [DQNJaxConfig, SACJaxConfig, PPOJaxConfig], ids=lambda c: c.__name__)
+def test_building_a_jax_agent_runs_no_xla_computation(make: Any) -> None:
+    """Start-up: the state is numpy until the first jitted call (each eager jax op compiles a small program;
+    building DQN that way cost ~2.5 s before the first env step). Its key is the one jax.random.PRNGKey lays out,
+    its optimiser state what ``tx.init`` gives, and the initial weights follow torch's bounds."""
+    import jax
+
+    box = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(3) if make is DQNJaxConfig else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    config = make(hidden_sizes=(8, 8)) if make is not PPOJaxConfig else make(hidden_sizes=(8, 8), ortho_init=False)
+    agent = config.build(box, action_space, seed=5)
+    leaves = jax.tree.leaves(agent.state)
+    assert leaves and all(type(leaf) is np.ndarray for leaf in leaves)
+    assert np.array_equal(agent.state.key, np.asarray(jax.random.PRNGKey(5)))
+    opt_state = agent.state.opt_state if make is not SACJaxConfig else agent.state.actor_opt
+    params = agent.state.params if make is not SACJaxConfig else agent.state.actor
+    expected = agent.tx.init(params)
+    assert jax.tree.structure(opt_state) == jax.tree.structure(expected)
+    for mine, theirs in zip(jax.tree.leaves(opt_state), jax.tree.leaves(expected), strict=True):
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, np.asarray(theirs))
+
+    def first_layer(state: Any) -> np.ndarray:  # torch's nn.Linear init: uniform in +-1/sqrt(fan_in = 4)
+        return {DQNJaxConfig: lambda: state.params[0], SACJaxConfig: lambda: state.actor["torso"][0]}.get(
+            make, lambda: state.params["pi_torso"][0]
+        )()["w"]
+
+    first = first_layer(agent.state)
+    assert 0.3 < np.abs(first).max() <= 0.5
+    assert not np.array_equal(first, first_layer(config.build(box, action_space, seed=6).state))

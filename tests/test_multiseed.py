@@ -7,6 +7,7 @@ and resume exactly; what cannot be batched is refused by name.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ jax = pytest.importorskip("jax")
 from cardio.agents.dqn import DQNConfig  # noqa: E402
 from cardio.multiseed import MultiSeedError, MultiSeedRunner  # noqa: E402
 from cardio.plotting import group_runs, load_runs  # noqa: E402
+from cardio.runner import Runner  # noqa: E402
+from cardio.schedules import OffPolicySchedule  # noqa: E402
 from tests.test_jax_agents import Recorder, StopAt, make_runner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +68,25 @@ def test_each_seed_is_its_single_seed_run(agent: str, tmp_path: Path) -> None:
     assert recorders[0].rows != recorders[1].rows
 
 
+def test_seeds_follow_the_schedule_they_share_with_single_runs(tmp_path: Path) -> None:
+    """The phase rules live in OffPolicySchedule and both paths ask it: learning waits for a full batch (here
+    learning_starts=8 < batch_size=32) and the last phase is cut at total_steps (130 is not a whole phase of 8)."""
+
+    def shrink(runner: Runner) -> Runner:
+        runner.schedule = OffPolicySchedule(learning_starts=8, train_freq=4, gradient_steps=2, batch_size=32)
+        runner.total_steps = 130
+        return runner
+
+    together = MultiSeedRunner([shrink(make_runner("sac", tmp_path / f"t{s}", seed=s)[0]) for s in SEEDS], SEEDS)
+    together.run()
+    for i, seed in enumerate(SEEDS):
+        alone = shrink(make_runner("sac", tmp_path / f"a{seed}", seed=seed)[0])
+        alone.run()
+        mine = together.runners[i]
+        assert (mine.env_steps, mine.updates, mine.iterations) == (alone.env_steps, alone.updates, alone.iterations)
+        assert mine.env_steps == 130
+
+
 def test_all_seeds_resume_exactly_together(tmp_path: Path) -> None:
     straight, expected = multi("dqn", tmp_path / "straight")
     straight.run()
@@ -109,3 +131,101 @@ def test_train_py_seeds_writes_one_run_dir_per_seed_and_a_summary(tmp_path: Path
     assert len(summary) == 2 and summary[1].split(",")[1] == "2"  # one config, two seeds
     runs = load_runs([run_dir])  # what `make plot runs=<run_dir>` reads: two runs of one configuration
     assert len(runs) == 2 and len(group_runs(runs)) == 1
+
+
+TINY = [
+    "agent=dqn_jax", "env=CartPole", "agent.hidden_sizes=[16]", "logger=csv", "runner.schedule.learning_starts=100",
+    "runner.schedule.train_freq=4", "runner.schedule.gradient_steps=1", "runner.eval_freq=600",
+    "runner.eval_episodes=2", "runner.log_interval=200", "agent.exploration_fraction=0.01",
+]  # fmt: skip
+"""A tiny DQN CartPole: whole phases of 4 vector steps, so totals of 600 and 1200 cut none; epsilon's schedule is a
+fraction of the total, so it ends inside the random warm-up for both totals."""
+
+
+def train(*words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "scripts/train.py", *words], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+def metric_rows(seed_dir: Path) -> list[dict[str, float]]:
+    """``metrics.jsonl`` without the wall-clock ``time/*`` entries."""
+    import json
+
+    rows = [json.loads(line) for line in (seed_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
+
+
+def test_resume_of_a_seeds_run_continues_every_seed_exactly(tmp_path: Path) -> None:
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    for words in (
+        [*TINY, "seeds=[0,1]", "runner.total_steps=1200", f"hydra.run.dir={straight}"],
+        [*TINY, "seeds=[0,1]", "runner.total_steps=600", f"hydra.run.dir={stopped}"],
+        [f"resume={stopped}", "runner.total_steps=1200", f"hydra.run.dir={tmp_path / 'hydra'}"],
+    ):
+        done = train(*words)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming 2 seeds" in done.stdout
+    for seed in (0, 1):
+        resumed, expected = metric_rows(stopped / f"seed_{seed}"), metric_rows(straight / f"seed_{seed}")
+        assert any(row.get("eval/mean_reward") for row in expected) and expected[-1]["step"] == 1200
+        assert resumed == expected, f"seed {seed}"
+    assert metric_rows(stopped / "seed_0") != metric_rows(stopped / "seed_1")  # negative control: seeds differ
+    refused = train(f"resume={stopped}", "seeds=[0,1,2]", f"hydra.run.dir={tmp_path / 'hydra2'}")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "seeds=[0, 1, 2] differs from the run's seeds=[0, 1]" in refused.stderr
+
+
+def test_a_sweep_trial_trains_its_seeds_together_and_stores_their_aggregate(tmp_path: Path) -> None:
+    """A real `scripts/sweep.py` on SQLite: 2 trials x `seeds=[0,1]` trained in one process per trial; the stored
+    value of each trial is the mean of its seeds' final evaluations, read back from their run dirs."""
+    import json
+
+    import optuna
+    import yaml
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sweep_file = tmp_path / "tiny.yaml"
+    sweep_file.write_text(
+        yaml.safe_dump(
+            {
+                "study_name": "tiny", "storage": storage, "n_trials": 2, "n_workers": 1, "seed_aggregate": "mean",
+                "pruner": "none", "enqueue_base": False, "plots": False, "output_dir": str(tmp_path / "sweeps"),
+                "export_dir": str(tmp_path / "experiment"),
+                "overrides": [*TINY, "seeds=[0,1]", "runner.total_steps=400", "runner.eval_freq=200"],
+                "params": {"agent.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}},
+            }
+        )
+    )  # fmt: skip
+    cmd = [sys.executable, "scripts/sweep.py", f"sweep={sweep_file}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = optuna.load_study(study_name="tiny", storage=storage).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for t in trials:
+        finals, at_200 = [], []
+        for seed in (0, 1):
+            seed_dir = tmp_path / "sweeps" / "tiny" / f"trial_{t.number:04d}" / f"seed_{seed}"
+            assert f"seed: {seed}\n" in (seed_dir / "config.yaml").read_text()
+            evals = [row for row in metric_rows(seed_dir) if "eval/mean_reward" in row]
+            assert [row["step"] for row in evals] == [200, 400]
+            at_200.append(evals[0]["eval/mean_reward"])
+            finals.append(evals[-1]["eval/mean_reward"])
+            assert json.loads((seed_dir / "final.json").read_text())["value"] == finals[-1]
+            assert t.user_attrs[f"value_seed_{seed}"] == finals[-1]
+        assert t.value == pytest.approx(np.mean(finals), abs=1e-9)
+        assert t.intermediate_values[200] == pytest.approx(np.mean(at_200), abs=1e-9)  # reported once per step
+    exported = yaml.safe_load((tmp_path / "experiment" / "tiny_best.yaml").read_text())
+    assert "seeds" not in exported and exported["runner"]["total_steps"] == 400  # how it was judged is not exported
+
+
+def test_seed_aggregate_iqm_drops_the_outer_quarters() -> None:
+    from cardio.sweep.pruning import aggregate
+
+    values = [0.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 500.0]
+    assert aggregate(values, "iqm") == pytest.approx(12.5)  # the middle four
+    assert aggregate(values, "mean") == pytest.approx(np.mean(values))
+    assert math.isnan(aggregate([1.0, float("nan")], "iqm"))
+    with pytest.raises(ValueError, match="seed_aggregate must be one of"):
+        aggregate(values, "median")

@@ -128,6 +128,7 @@ def test_buffer_that_does_not_fit_is_refused_with_both_sizes() -> None:
     cfg = compose_train(CONFIG_DIR, ["buffer.capacity=1e9", "env.id=CartPole-v1"])
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain["buffer"]["capacity"] = 10**9  # type: ignore[index]
+    plain["buffer"]["memory_saving"] = False  # type: ignore[index]  # the default, auto, stores frames once
     per_frame_pair = 2 * 84 * 84 * 4
     with pytest.raises(ConfigError) as info:
         check_memory(plain, ATARI_OBS, gym.spaces.Discrete(6), available=64 * 2**30)  # type: ignore[arg-type]

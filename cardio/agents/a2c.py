@@ -24,7 +24,14 @@ from cardio.agents.actor_critic import ActorCritic
 from cardio.agents.base import require_space
 from cardio.agents.configs import A2CConfig  # the knobs, torch-free; re-exported here
 from cardio.agents.heads import NoiseResampler, StateDependentNoiseHead
-from cardio.agents.networks import check_lr_schedule, obs_batch_size, obs_flatten, obs_to_tensor, to_tensor
+from cardio.agents.networks import (
+    RMSpropTFLike,
+    check_lr_schedule,
+    obs_batch_size,
+    obs_flatten,
+    obs_to_tensor,
+    to_tensor,
+)
 from cardio.agents.state import Checkpointable
 from cardio.returns import explained_variance, gae
 
@@ -56,7 +63,9 @@ class A2C(Checkpointable):
         head = self.net.pi_head
         self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
         self.optimizer: torch.optim.Optimizer
-        if c.use_rms_prop:
+        if c.use_rms_prop and c.rms_prop_tf_like:
+            self.optimizer = RMSpropTFLike(self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps)
+        elif c.use_rms_prop:
             self.optimizer = torch.optim.RMSprop(
                 self.net.parameters(), lr=c.lr, alpha=c.rms_prop_alpha, eps=c.rms_prop_eps
             )

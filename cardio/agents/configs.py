@@ -206,6 +206,9 @@ class A2CConfig(AgentConfig["A2C"]):
     """Epsilon of RMSprop (and of Adam)."""
     rms_prop_alpha: float = 0.99
     """Smoothing constant of RMSprop's squared-gradient average."""
+    rms_prop_tf_like: bool = False
+    """TensorFlow's RMSprop (epsilon inside the square root, average starting at 1): SB3's ``RMSpropTFLike``,
+    which rl-zoo's Atari A2C uses."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
     vf_hidden_sizes: tuple[int, ...] | None = None

@@ -317,6 +317,35 @@ def make_torso(
     return MLPTorso(observation_space, hidden_sizes, activation)
 
 
+class RMSpropTFLike(torch.optim.Optimizer):
+    """TensorFlow's RMSprop, as SB3's ``RMSpropTFLike`` that rl-zoo's Atari A2C uses (torch's differs twice):
+    the squared-gradient average ``v`` starts at 1, not 0, and epsilon sits inside the square root:
+    ``v <- alpha * v + (1 - alpha) * g**2``, ``p <- p - lr * g / sqrt(v + eps)``.
+
+    Args:
+        params: the parameters to optimise.
+        lr: learning rate.
+        alpha: smoothing constant of ``v``.
+        eps: added to ``v`` under the square root.
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["square_avg"] = torch.ones_like(p)  # TF's initial accumulator
+                v = state["square_avg"]
+                v.mul_(group["alpha"]).addcmul_(p.grad, p.grad, value=1 - group["alpha"])
+                p.addcdiv_(p.grad, v.add(group["eps"]).sqrt_(), value=-group["lr"])
+
+
 def orthogonal_init(module: nn.Module, gain: float) -> None:
     """Orthogonal weights with ``gain`` and zero biases for every Linear/Conv layer in ``module`` (SB3's init:
     gain sqrt(2) for torsos, 0.01 for policy heads, 1 for value heads)."""

@@ -11,11 +11,13 @@ A user error (a bad override, value, env id or space, a full disk) prints one ``
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -83,12 +85,13 @@ def recompose(overrides: list[str]) -> DictConfig:
 
 
 def train(cfg: DictConfig) -> float:
+    composed = cfg
     cfg, ckpt = compose_run(cfg)
     print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
     if cfg.get("seeds") is not None:
-        return train_seeds(cfg, ckpt)
+        return train_seeds(cfg, ckpt, composed)
     note = provenance.record_run(cfg.run_dir, cfg.get("device", "cpu"), resuming=ckpt is not None)
     if note is not None:
         print(note)
@@ -130,21 +133,47 @@ def train(cfg: DictConfig) -> float:
     return float(metrics.get("eval/mean_reward", float("nan")))
 
 
-def train_seeds(cfg: DictConfig, ckpt: Path | None) -> float:
-    """``seeds=[...]``: one run per seed in ``<run_dir>/seed_<s>/``, trained together (cardio/multiseed.py);
-    returns the mean final ``eval/mean_reward`` over seeds."""
-    from cardio.multiseed import MultiSeedError, MultiSeedRunner, seed_configs, write_finals
+def resumed_seed_configs(cfg: DictConfig, run_dir: Path, composed: DictConfig) -> list[DictConfig]:
+    """Each seed's config to resume with: what ``resume=<run_dir>/seed_<s>`` would run, from that seed's own
+    saved ``config.yaml`` (the paths in it are the seed's) and the command line's allowed overrides."""
+    from cardio.multiseed import seed_dir_name
 
-    if ckpt is not None:
-        raise MultiSeedError(
-            "resume= with seeds=[...] is not supported yet; resume one seed: resume=<run dir>/seed_<s>"
-        )
-    configs = seed_configs(cfg)
+    # `seeds=` was checked against the run's by resume_config; a seed's own config has seeds null
+    overrides = [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") != "seeds"]
+    configs = []
+    for seed in cfg.seeds:
+        one = composed.copy()
+        one.resume = str(run_dir / seed_dir_name(int(seed)))
+        configs.append(validate(checkpoint.resume_config(one, overrides)[0]))
+    return configs
+
+
+def train_seeds(cfg: DictConfig, ckpt: Path | None, composed: DictConfig) -> float:
+    """``seeds=[...]``: one run per seed in ``<run_dir>/seed_<s>/``, trained together (cardio/multiseed.py);
+    ``ckpt`` (the run dir, on ``resume=``) continues every seed from its ``last.ckpt``. Returns the mean final
+    ``eval/mean_reward`` over seeds.
+
+    Args:
+        cfg: the run's config (on resume, the saved one with the allowed overrides).
+        ckpt: the run dir to resume (``None``: a fresh run).
+        composed: the config Hydra composed from the command line (each seed's resume starts from it).
+    """
+    from cardio.multiseed import MultiSeedRunner, seed_configs, write_finals
+
+    configs = seed_configs(cfg) if ckpt is None else resumed_seed_configs(cfg, ckpt, composed)
     for one in configs:
         save_config(one, one.run_dir)
-        provenance.record_run(one.run_dir, one.get("device", "cpu"), resuming=False)
+        provenance.record_run(one.run_dir, one.get("device", "cpu"), resuming=ckpt is not None)
     runners = [build_runner(one) for one in configs]
     multi = MultiSeedRunner(runners, [int(one.seed) for one in configs])
+    if ckpt is not None:
+        print(f"resuming {len(runners)} seeds from {ckpt}")
+        multi.load(ckpt)
+        for runner in runners:  # `runner.total_steps=...` may extend a resumed run
+            runner.total_steps = int(cfg.runner.total_steps)
+        if multi.env_steps >= int(cfg.runner.total_steps):
+            print(f"run already at {multi.env_steps} env steps; raise runner.total_steps to train longer")
+            return float(np.mean([r.last_eval.get("eval/mean_reward", math.nan) for r in runners]))
     for runner, one in zip(runners, configs, strict=True):
         if runner.logger is not None:
             runner.logger.log_config(OmegaConf.to_container(one, resolve=True))  # type: ignore[arg-type]

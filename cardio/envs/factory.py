@@ -10,6 +10,7 @@ from typing import Any, Literal
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
+from cardio.envs.atari import is_atari_id, register_atari_envs
 from cardio.envs.single import OneEnvVector
 from cardio.errors import ConfigError
 
@@ -30,9 +31,12 @@ def check_env_id(id: str) -> str:
         id: a registered id (``"CartPole-v1"``) or ``"my_pkg.envs:Maze-v0"`` (``my_pkg.envs`` registers it).
 
     Raises:
-        ConfigError: the module cannot be imported, or the id is not registered; the message names close ids.
+        ConfigError: the module cannot be imported, the id is not registered (the message names close ids), or
+            it is an Atari id and ale-py is not installed (the message names the extra).
     """
     module, _, name = id.rpartition(":")
+    if not module and name not in gym.registry and is_atari_id(name):
+        register_atari_envs(name)  # ale-py is imported only now, when a game is asked for
     if module:
         try:
             importlib.import_module(module)
@@ -73,13 +77,17 @@ def make_single_env(
     id: str,
     kwargs: dict[str, Any] | None = None,
     wrappers: Sequence[str | Callable[..., gym.Env] | dict[str, Any]] = (),
+    train_wrappers: Sequence[str | Callable[..., gym.Env] | dict[str, Any]] = (),
 ) -> gym.Env:
     """One copy of the env exactly as :func:`make_env` builds each: ``gym.make``, an innermost
-    ``RecordEpisodeStatistics`` (key ``ENV_EPISODE_KEY``) that sees the raw rewards, then ``wrappers`` innermost
-    first. For code outside cardio's gatherer that needs the same env (benchmarks against other libraries)."""
+    ``RecordEpisodeStatistics`` (key ``ENV_EPISODE_KEY``) that sees the raw rewards, then ``wrappers`` and
+    ``train_wrappers``, innermost first. For code outside cardio's gatherer that needs the same env (benchmarks
+    against other libraries)."""
+    if ":" not in id and id not in gym.registry and is_atari_id(id):
+        register_atari_envs(id)  # a worker process of an async vector env registers the games itself
     env = gym.make(id, **(kwargs or {}))
     env = gym.wrappers.RecordEpisodeStatistics(env, stats_key=ENV_EPISODE_KEY)  # the env's own returns
-    for wrap in [_resolve_wrapper(w) for w in wrappers]:
+    for wrap in [_resolve_wrapper(w) for w in (*wrappers, *train_wrappers)]:
         env = wrap(env)
     return env
 
@@ -90,6 +98,7 @@ def make_env(
     seed: int | None = None,
     kwargs: dict[str, Any] | None = None,
     wrappers: Sequence[str | Callable[..., gym.Env] | dict[str, Any]] = (),
+    train_wrappers: Sequence[str | Callable[..., gym.Env] | dict[str, Any]] = (),
     vectorization: Literal["sync", "async", "vector_entry_point"] = "sync",
     autoreset: Literal["same_step", "next_step"] = "same_step",
 ) -> gym.vector.VectorEnv:
@@ -104,6 +113,10 @@ def make_env(
             env's constructor.
         wrappers: applied to each copy, innermost first: callables, dotted paths or ``{_target_, ...}`` dicts.
             They sit outside a ``RecordEpisodeStatistics`` (key ``ENV_EPISODE_KEY``) that sees the raw rewards.
+        train_wrappers: applied outside ``wrappers``, to the training env only: ``cardio.build`` builds the
+            evaluation env without them. For what changes learning but must not change the score evaluated
+            (Atari's reward clipping and episodic life, ``configs/env/atari.yaml``); they must keep the spaces,
+            which the agent shares with the evaluation env.
         vectorization: ``"sync"`` (one process, best for cheap envs), ``"async"`` (subprocesses) or
             ``"vector_entry_point"`` (the env's own batched implementation, e.g. CartPole's
             ``CartPoleVectorEnv``: all copies in one set of numpy arrays, 10x the steps/s of sync at 64 copies).
@@ -128,10 +141,11 @@ def make_env(
     # process imports the module too, while gym.spec (the native path) needs the registered name
     name = check_env_id(id)
     if vectorization == "vector_entry_point":
-        native = make_native_vector_env(name, num_envs, kwargs, wrappers, autoreset)
+        native = make_native_vector_env(name, num_envs, kwargs, [*wrappers, *train_wrappers], autoreset)
         _seed_action_spaces(native, seed)
         return native
-    wrapper_fns = [_resolve_wrapper(w) for w in wrappers]  # a bad wrapper path fails here, not in a worker process
+    # a bad wrapper path fails here, not in a worker process
+    wrapper_fns = [_resolve_wrapper(w) for w in (*wrappers, *train_wrappers)]
 
     def make_one() -> gym.Env:
         return make_single_env(id, kwargs, wrapper_fns)

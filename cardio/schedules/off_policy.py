@@ -53,33 +53,42 @@ class OffPolicySchedule:
             )
         return self.train_freq * runner.num_envs if self.train_freq_unit == "step" else runner.num_envs
 
+    def warming_up(self, runner: Runner) -> bool:
+        """Whether the next vector step takes uniform-random actions (before ``learning_starts``)."""
+        return runner.env_steps < self.learning_starts and not getattr(runner.agent, "act_at_warmup", False)
+
+    def updates_due(self, runner: Runner, collected: int, phase: int) -> int:
+        """Updates the phase just collected earns: 0 before ``learning_starts`` or while the buffer holds less than
+        a batch, else ``gradient_steps`` (a phase of ``phase`` vector steps cut short at the end of the run earns
+        its share; ``-1``: one per env step ``collected``). cardio/multiseed.py asks the same for all seeds."""
+        # SB3 samples with replacement from fewer than a batch; cardio waits until a batch is stored
+        if runner.env_steps <= self.learning_starts or len(runner.buffer) < self.batch_size:
+            return 0
+        if self.gradient_steps < 0:
+            return collected
+        if self.train_freq_unit == "step":
+            return math.ceil(self.gradient_steps * phase / self.train_freq)
+        return self.gradient_steps
+
     def step(self, runner: Runner) -> None:
         """Collect ``train_freq`` vector steps (or episodes), then run the phase's updates once past
         ``learning_starts`` and once the buffer holds a batch. The run's last phase stops at ``total_steps``."""
         collected = episodes = steps = 0
-        warm_up_randomly = not getattr(runner.agent, "act_at_warmup", False)
         by_step = self.train_freq_unit == "step"
         phase = runner.vector_steps_left(self.train_freq) if by_step else self.train_freq
         cut_at_end = runner.env_steps < runner.total_steps  # a step() called past total_steps (by hand) runs whole
+        if by_step:  # the whole phase in one call: the gatherer's fast path (Gatherer.collect)
+            collected, episodes = runner.collect_steps(phase, self.learning_starts if warm_up_randomly else 0)
+            steps = phase
         while (steps < phase) if by_step else (episodes < phase):
             if not by_step and cut_at_end and runner.env_steps >= runner.total_steps:
                 break  # an episode phase ends with the run too; its updates are still made, as SB3 does
-            warmup = runner.env_steps < self.learning_starts and warm_up_randomly
-            transition, valid = runner.collect(random=warmup)
+            transition, valid = runner.collect(random=self.warming_up(runner))
             runner.buffer.add(transition, valid)  # raw: a normaliser applies per sampled batch
             collected += int(valid.sum())
             episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
             steps += 1
-        # SB3 samples with replacement from fewer than a batch; cardio waits until a batch is stored
-        if runner.env_steps <= self.learning_starts or len(runner.buffer) < self.batch_size:
-            return
-        # a phase cut short at the end of the run earns its share of the updates (gradient steps per sample kept)
-        if self.gradient_steps < 0:
-            n_updates = collected
-        elif by_step:
-            n_updates = math.ceil(self.gradient_steps * phase / self.train_freq)
-        else:
-            n_updates = self.gradient_steps
+        n_updates = self.updates_due(runner, collected, phase)
         if n_updates == 0:
             return
         buffer = runner.buffer

@@ -7,8 +7,9 @@ What a sweep does (``make sweep agent=dqn env=CartPole sweep=dqn_cartpole``, see
 3. run ``n_workers`` worker processes; each loops: fail trials whose worker died (heartbeat), stop when the study
    holds ``n_trials`` finished trials, else run one trial;
 4. a trial samples the search space, composes ``train.yaml`` with the overrides plus the sampled values
-   (``hydra.compose``), builds through :mod:`cardio.build`, and trains once per seed; :class:`TrialReporter`
-   reports every evaluation and prunes;
+   (``hydra.compose``), builds through :mod:`cardio.build`, and trains once per seed of ``sweep.seeds``, or all
+   the seeds of a ``seeds=[...]`` override together in one process (cardio/multiseed.py); :class:`TrialReporter`
+   reports every evaluation and prunes; the trial's value is the mean or IQM over seeds (``sweep.seed_aggregate``);
 5. print the best trial, write it as ``configs/experiment/<study>_best.yaml``, draw the history and importances.
 
 Exactly ``n_trials`` finished trials, however many workers: a worker starts a trial only while finished plus
@@ -32,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -43,7 +43,7 @@ from cardio import config, provenance
 from cardio.build import build_logger, build_runner, save_config
 from cardio.finite import NonFiniteError
 from cardio.rundir import log_to, write_final
-from cardio.sweep.pruning import TrialReporter
+from cardio.sweep.pruning import SeedGroup, TrialReporter, aggregate
 from cardio.sweep.settings import CONFIG_DIR, SweepConfig, SweepConfigError
 from cardio.sweep.space import Param, parse_space
 from cardio.validate import validate
@@ -61,7 +61,7 @@ SAMPLERS = {
     "random": optuna.samplers.RandomSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
 }
-SKIPPED_KEYS = ("seed", "run_dir")
+SKIPPED_KEYS = ("seed", "seeds", "run_dir")
 """Overrides a trial sets itself, never part of the searched or exported configuration."""
 
 
@@ -167,6 +167,24 @@ def count_states(study: optuna.Study) -> Counter[TrialState]:
 
 
 # -------------------------------------------------------------------------------------------------- one trial
+def trial_seeds(settings: SweepConfig, cfg: DictConfig) -> list[int]:
+    """The seeds a trial trains: a ``seeds=[...]`` train override (all together in one process), else
+    ``sweep.seeds`` (one after another).
+
+    Raises:
+        SweepConfigError: both are given and differ.
+    """
+    if cfg.get("seeds") is None:
+        return list(settings.seeds)
+    together = [int(s) for s in cfg.seeds]
+    if settings.seeds not in ([0], together):
+        raise SweepConfigError(
+            f"seeds={together} (trained together) and sweep.seeds={settings.seeds} (one after another) disagree; "
+            f"give one of them"
+        )
+    return together
+
+
 class Objective:
     """Trains one trial (once per seed) and returns its value; see the module docstring.
 
@@ -197,23 +215,72 @@ class Objective:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         if not any(o.lstrip("+").startswith("logger=") for o in overrides):
             overrides = [*overrides, "logger=csv"]  # no console tables from many parallel trials
-        values = []
-        for i, seed in enumerate(self.settings.seeds):
-            run_dir = self.sweep.trial_root / f"trial_{trial.number:04d}" / f"seed_{seed}"
-            run_overrides = [*overrides, f"seed={seed}", f"run_dir='{run_dir}'"]
-            cfg = validate(compose_train(self.sweep.config_dir, run_overrides))
-            offset = i * int(cfg.runner.total_steps)
-            try:
-                values.append(self._train(trial, cfg, offset, run_overrides))
-            except NonFiniteError as exc:  # the runner's own guard: diverged, so pruned like a NaN loss
-                trial.set_user_attr("pruned_reason", f"diverged: {exc}")
-                raise optuna.TrialPruned(str(exc)) from exc
-            trial.set_user_attr(f"value_seed_{seed}", values[-1])
-        value = float(np.mean(values))
+        trial_dir = self.sweep.trial_root / f"trial_{trial.number:04d}"
+        together = compose_train(self.sweep.config_dir, [*overrides, f"run_dir='{trial_dir}'"])
+        seeds = trial_seeds(self.settings, together)
+        try:
+            if together.get("seeds") is not None:  # all seeds in this process, batched (cardio/multiseed.py)
+                values = self._train_together(trial, validate(together), overrides)
+            else:
+                values = []
+                for i, seed in enumerate(seeds):
+                    run_overrides = [*overrides, f"seed={seed}", f"run_dir='{trial_dir / f'seed_{seed}'}'"]
+                    cfg = validate(compose_train(self.sweep.config_dir, run_overrides))
+                    offset = i * int(cfg.runner.total_steps)
+                    values.append(self._train(trial, cfg, offset, run_overrides))
+        except NonFiniteError as exc:  # the runner's own guard: diverged, so pruned like a NaN loss
+            trial.set_user_attr("pruned_reason", f"diverged: {exc}")
+            raise optuna.TrialPruned(str(exc)) from exc
+        for seed, value in zip(seeds, values, strict=True):
+            trial.set_user_attr(f"value_seed_{seed}", value)
+        value = aggregate(values, self.settings.seed_aggregate)
         if not math.isfinite(value):
-            trial.set_user_attr("pruned_reason", f"diverged: objective {value} over seeds {self.settings.seeds}")
+            trial.set_user_attr("pruned_reason", f"diverged: objective {value} over seeds {seeds}")
             raise optuna.TrialPruned(f"objective {value}")
         return value
+
+    def _train_together(self, trial: optuna.Trial, cfg: DictConfig, overrides: list[str]) -> list[float]:
+        """All seeds of ``cfg.seeds`` in one process, each in ``<trial dir>/seed_<s>/`` laid out as a
+        single-seed trial's; returns each seed's objective value."""
+        from cardio.multiseed import MultiSeedRunner, seed_configs
+
+        configs = seed_configs(cfg)
+        group = SeedGroup(
+            trial, self.settings.metric, self.settings.objective, len(configs), self.settings.seed_aggregate
+        )
+        runners, loggers = [], []
+        status, reason = "FAILED", None
+        with log_to(cfg.run_dir):
+            try:
+                for one, reporter in zip(configs, group.seeds, strict=True):
+                    save_config(one, one.run_dir)
+                    provenance.record_run(one.run_dir, str(one.get("device", "cpu")))
+                    loggers.append(build_logger(one))
+                    loggers[-1].sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
+                    runners.append(build_runner(one, logger=loggers[-1], callbacks=[reporter]))
+                try:
+                    MultiSeedRunner(runners, [int(one.seed) for one in configs]).run()
+                finally:
+                    for logger in loggers:
+                        logger.close()
+                    for runner in runners:
+                        for gatherer in (runner.gatherer, runner.eval_gatherer):
+                            if gatherer is not None:
+                                gatherer.env.close()
+                status = "COMPLETED"
+            except optuna.TrialPruned as exc:
+                status, reason = "PRUNED", str(exc)
+                raise
+            except FloatingPointError as exc:
+                status, reason = "PRUNED", f"diverged: {exc}"
+                raise
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                for one, reporter in zip(configs, group.seeds, strict=True):
+                    write_final(one.run_dir, [*overrides, f"seed={one.seed}"], status, reporter.value(), reason)
+        return [reporter.value() for reporter in group.seeds]
 
     def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int, overrides: list[str]) -> float:
         """One seed of a trial in its own run dir, laid out as ``scripts/train.py`` lays out its own
@@ -360,7 +427,8 @@ def run_sweep(sweep: Sweep) -> optuna.Study:
     done = sum(count_states(study)[st] for st in FINISHED)
     print(
         f"study {s.study_name!r} in {s.storage_url}: {done} of {s.n_trials} trials finished; "
-        f"{s.n_workers} worker(s), seeds {s.seeds}, pruner {s.pruner}, objective {s.objective} {s.metric}"
+        f"{s.n_workers} worker(s), seeds {trial_seeds(s, compose_train(sweep.config_dir, sweep.overrides))} "
+        f"({s.seed_aggregate}), pruner {s.pruner}, objective {s.objective} {s.metric}"
     )
     os.environ.setdefault("WANDB_RUN_GROUP", str(s.study_name))
     run_workers(sweep)
@@ -419,6 +487,8 @@ def stop_reasons(study: optuna.Study) -> list[str]:
 def experiment_text(best: optuna.trial.FrozenTrial, sweep: Sweep, choices: dict[str, str | None]) -> str:
     """The best trial's overrides as a ``# @package _global_`` experiment file (groups become defaults)."""
     s = sweep.settings
+    seeds = sorted(int(k.removeprefix("value_seed_")) for k in best.user_attrs if k.startswith("value_seed_"))
+    seeds = seeds or s.seeds
     parsed = OverridesParser.create().parse_overrides(best.user_attrs["overrides"])
     groups: list[str] = []
     values: DictConfig = OmegaConf.create({})
@@ -433,8 +503,9 @@ def experiment_text(best: optuna.trial.FrozenTrial, sweep: Sweep, choices: dict[
     header = [
         "# @package _global_",
         f"# Best trial {best.number} of Optuna study {s.study_name!r} ({s.storage_url}):",
-        f"# {s.metric} ({s.objective}) = {best.value:.6g}, mean over seeds {s.seeds}. Written by scripts/sweep.py.",
-        f"# `make train experiment={s.study_name}_best` reproduces it (seed {s.seeds[0]}: add seed={s.seeds[0]}).",
+        f"# {s.metric} ({s.objective}) = {best.value:.6g}, {s.seed_aggregate} over seeds {seeds}. Written by "
+        "scripts/sweep.py.",
+        f"# `make train experiment={s.study_name}_best` reproduces it (seed {seeds[0]}: add seed={seeds[0]}).",
     ]
     body = ["defaults:", *groups] if groups else []
     return "\n".join(header + body) + "\n" + (OmegaConf.to_yaml(values) if len(values) else "")

@@ -25,8 +25,21 @@ import numpy as np
 import optuna
 
 from cardio.finite import UNDEFINED_OK
+from cardio.runner import iqm
 
 OBJECTIVES = ("final", "mean_eval")
+AGGREGATES = ("mean", "iqm")
+"""How a trial's value is made from its seeds' values (``sweep.seed_aggregate``)."""
+
+
+def aggregate(values: list[float], how: str) -> float:
+    """The mean, or the interquartile mean (the middle 50 %: one outlier seed of five moves it less), of
+    ``values``; NaN when any value is NaN (a diverged seed)."""
+    if how not in AGGREGATES:
+        raise ValueError(f"sweep.seed_aggregate must be one of {AGGREGATES}, got {how!r}")
+    if not values or not all(math.isfinite(v) for v in values):
+        return float("nan")
+    return float(np.mean(values)) if how == "mean" else iqm(values)
 
 
 class TrialReporter:
@@ -38,10 +51,16 @@ class TrialReporter:
         objective: ``final`` reports each evaluation as is; ``mean_eval`` reports the running mean of the
             evaluations so far (the area under the learning curve: rewards sample efficiency).
         step_offset: added to the runner's env steps (the ``i * total_steps`` of the i-th seed).
+        group: the :class:`SeedGroup` of seeds trained together that reports for this seed (``None``: report).
     """
 
     def __init__(
-        self, trial: optuna.Trial, metric: str = "eval/mean_reward", objective: str = "final", step_offset: int = 0
+        self,
+        trial: optuna.Trial,
+        metric: str = "eval/mean_reward",
+        objective: str = "final",
+        step_offset: int = 0,
+        group: SeedGroup | None = None,
     ) -> None:
         if objective not in OBJECTIVES:
             raise ValueError(f"sweep.objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -49,6 +68,7 @@ class TrialReporter:
         self.metric = metric
         self.objective = objective
         self.step_offset = step_offset
+        self.group = group
         self.evaluations: list[float] = []
         self.diverged: str | None = None
 
@@ -78,11 +98,10 @@ class TrialReporter:
         if not math.isfinite(value):
             self._prune(f"diverged: {self.metric}={value} at env step {step}")
         self.evaluations.append(value)
-        reported = self.value()
-        self.trial.report(reported, step)
-        # The final evaluation is the result, never a reason to throw the finished run away.
-        if _clock(runner) < runner.total_steps and self.trial.should_prune():
-            self._prune(f"pruned at env step {step}: {self.metric} reported {reported:.4g}")
+        if self.group is not None:
+            self.group.evaluated(runner, step)
+        else:
+            report(self.trial, self.value(), step, self.metric, _clock(runner) < runner.total_steps)
 
     @staticmethod
     def milestone(runner: Any) -> int:
@@ -103,8 +122,47 @@ class TrialReporter:
         return self.evaluations[-1] if self.objective == "final" else float(np.mean(self.evaluations))
 
     def _prune(self, reason: str) -> None:
-        self.trial.set_user_attr("pruned_reason", reason)
-        raise optuna.TrialPruned(reason)
+        _prune(self.trial, reason)
+
+
+class SeedGroup:
+    """The seeds of one trial trained together: one :class:`TrialReporter` per seed (its runner's callback and
+    sink), reporting to the trial, at each evaluation step, the aggregate of their values once all have evaluated.
+
+    Args:
+        trial: the trial being run.
+        metric: as :class:`TrialReporter`.
+        objective: as :class:`TrialReporter`.
+        num_seeds: seeds trained together.
+        how: ``mean`` or ``iqm`` over seeds.
+    """
+
+    def __init__(self, trial: optuna.Trial, metric: str, objective: str, num_seeds: int, how: str) -> None:
+        aggregate([], how)  # refuse an unknown aggregate before anything trains
+        self.trial, self.metric, self.how = trial, metric, how
+        self.seeds = [TrialReporter(trial, metric, objective, group=self) for _ in range(num_seeds)]
+
+    def evaluated(self, runner: Any, step: int) -> None:
+        """A seed evaluated at ``step``: report (and maybe prune) once every seed has."""
+        if len({len(r.evaluations) for r in self.seeds}) == 1:
+            report(self.trial, self.value(), step, self.metric, _clock(runner) < runner.total_steps)
+
+    def value(self) -> float:
+        """The trial's value so far: the aggregate of the seeds' objective values."""
+        return aggregate([r.value() for r in self.seeds], self.how)
+
+
+def report(trial: optuna.Trial, value: float, step: int, metric: str, may_prune: bool) -> None:
+    """``trial.report`` and prune when the pruner says so; the final evaluation (``may_prune=False``) is the
+    result, never a reason to throw the finished run away."""
+    trial.report(value, step)
+    if may_prune and trial.should_prune():
+        _prune(trial, f"pruned at env step {step}: {metric} reported {value:.4g}")
+
+
+def _prune(trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("pruned_reason", reason)
+    raise optuna.TrialPruned(reason)
 
 
 def _clock(runner: Any) -> int:

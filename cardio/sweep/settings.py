@@ -51,7 +51,10 @@ class SweepConfig:
     n_workers: int = 1
     """Worker processes on this machine, all pulling trials from the one study."""
     seeds: list[int] = field(default_factory=lambda: [0])
-    """Seeds each trial trains with; the trial's value is their mean (more seeds, less noise)."""
+    """Seeds each trial trains with, one after another (a ``seeds=[...]`` train override instead trains them
+    together in one process: JAX off-policy agents); the trial's value aggregates them (more seeds, less noise)."""
+    seed_aggregate: str = "mean"
+    """How the trial's value is made from its seeds' values: ``mean`` or ``iqm`` (interquartile mean)."""
     sampler: str = "tpe"
     """``tpe``, ``random`` or ``cmaes`` (floats and ints only)."""
     sampler_seed: int | None = 0
@@ -88,6 +91,8 @@ class SweepConfig:
             )
         if not self.seeds:
             raise SweepConfigError("sweep.seeds must list at least one seed, e.g. sweep.seeds=[0,1]")
+        if self.seed_aggregate not in ("mean", "iqm"):
+            raise SweepConfigError(f"sweep.seed_aggregate must be mean or iqm, got {self.seed_aggregate!r}")
         if not self.params:
             raise SweepConfigError("sweep.params is empty: add a search space, see docs/sweeps.md")
         parse_space(self.params)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cardio.agents.base import require_space
-from cardio.agents.configs import DQNConfig, refuse_unsupported
+from cardio.agents.configs import DQNConfig
 from cardio.agents.jax.networks import (
     adam,
     apply,
@@ -35,20 +34,18 @@ from cardio.agents.jax.networks import (
     jit_once,
     mlp,
     mlp_init,
-    new_key,
-    replay_batch,
+    new_rngs,
+    optimiser_state,
     to_jax,
     to_numpy,
 )
+from cardio.agents.jax.twin import FlatObservations, OffPolicyTwin, check_twin
 from cardio.agents.noise import linear_epsilon
 
 
 @dataclass
-class DQNJaxConfig(DQNConfig):
+class DQNJaxConfig(FlatObservations, DQNConfig):
     """:class:`~cardio.agents.configs.DQNConfig`'s knobs (``configs/agent/dqn_jax.yaml``), built as the JAX twin."""
-
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Flat observations only: the torch agent's Dict / Tuple encoders have no JAX twin."""
 
     def agent_class(self) -> type[DQNJax]:  # type: ignore[override]
         return DQNJax
@@ -60,10 +57,11 @@ class DQNState(NamedTuple):
     params: Any
     target_params: Any
     opt_state: Any
-    key: jax.Array
+    key: Any  # uint32 [2]: numpy until the first jitted call returns it as a jax array
 
 
 METRICS = ("train/loss", "train/q_mean", "train/td_target_mean", "train/grad_norm")
+UNSUPPORTED = ("lr_schedule", "activation")  # the torch twin's knobs this one lacks
 
 
 def act(
@@ -114,8 +112,9 @@ def update(
     return state._replace(params=params, opt_state=opt_state), metrics, jnp.abs(td_target - q)
 
 
-class DQNJax:
-    """Deep Q-Network agent in JAX; see the module docstring for the paper, state and metric names."""
+class DQNJax(OffPolicyTwin):
+    """Deep Q-Network agent in JAX; see the module docstring for the paper, state and metric names. ``act`` and
+    ``update`` (one jitted call of the functions above each) are :class:`OffPolicyTwin`'s."""
 
     def __init__(
         self,
@@ -127,16 +126,14 @@ class DQNJax:
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("DQN", "action", action_space, (gym.spaces.Discrete,), env_id)
-        require_space("DQN", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or DQNConfig()
-        refuse_unsupported(c, "DQN (JAX)", ("lr_schedule", "activation"))  # knobs of the torch twin this one lacks
+        obs_dim = check_twin("DQN", observation_space, action_space, (gym.spaces.Discrete,), c, UNSUPPORTED, env_id)
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
-        key, init_key = jax.random.split(new_key(seed))
-        obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
-        params = mlp_init(init_key, (obs_dim, *c.hidden_sizes, self.num_actions))
+        # numpy state until the first jitted call: building the agent compiles nothing (networks.new_rngs)
+        key, rng = new_rngs(seed)
+        params = mlp_init(rng, (obs_dim, *c.hidden_sizes, self.num_actions))
         self.tx = adam(c.max_grad_norm)
-        self.state = DQNState(params, params, self.tx.init(params), key)
+        self.state = DQNState(params, params, optimiser_state(self.tx, params), key)
         self.epsilon = c.exploration_initial_eps
         self.target_syncs = 0
         self.metric_names = METRICS
@@ -158,24 +155,6 @@ class DQNJax:
             self.state = self.state._replace(target_params=self.state.params)
             self.target_syncs = due
 
-    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
-        """Greedy actions (ties at random); with ``explore``, each env's action is uniform with prob. epsilon."""
-        policy, shared = self.policy_args()
-        action, key = self._act(policy, self.state.key, np.asarray(obs, np.float32), *shared, explore=explore)
-        self.state = self.state._replace(key=key)
-        return self.env_action(action, len(obs)), {}
-
-    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
-        self.state, values, td_error = self._update(self.state, replay_batch(batch), *self.update_args())
-        metrics: dict[str, Any] = dict(zip(self.metric_names, np.asarray(values).tolist(), strict=True))
-        metrics |= self.extra_metrics()
-        if "weight" in batch:
-            metrics["td_error"] = np.asarray(td_error)
-        return metrics
-
-    # What cardio.multiseed needs to batch seeds: act_fn(policy, key, obs, *shared, explore) and
-    # update_fn(state, batch, *update_args) with a leading seed axis on policy, key, obs, state and batch.
     def policy_args(self) -> tuple[Any, tuple[Any, ...]]:
         """``act_fn``'s per-seed parameters, and the arguments every seed shares (epsilon)."""
         return self.state.params, (self.epsilon,)

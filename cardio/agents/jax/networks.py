@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-Params = list[dict[str, jax.Array]]
-"""An MLP: one ``{"w": [in, out], "b": [out]}`` dict per layer."""
+Params = list[dict[str, Any]]
+"""An MLP: one ``{"w": [in, out], "b": [out]}`` dict per layer (numpy arrays from :func:`mlp_init`, jax
+arrays once a jitted update has returned them)."""
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -48,34 +49,65 @@ def jit_once(fn: Callable[..., Any], key: tuple[Any, ...], **jit_kwargs: Any) ->
     return _COMPILED[key]
 
 
-def new_key(seed: int | None) -> jax.Array:
-    """The agent's PRNG key: from ``seed``, or from fresh OS entropy when ``seed`` is ``None``."""
+def new_rngs(seed: int | None) -> tuple[np.ndarray, np.random.Generator]:
+    """The agent's PRNG key and the numpy generator of its initial parameters, both from ``seed`` (fresh OS
+    entropy when ``None``). Built in numpy, so that building an agent runs no XLA computation: each eager
+    ``jax.random`` call compiles a small program (about 2.5 s of a DQN run's start-up went to that before its
+    first env step; docs/performance.md). The key is laid out as ``jax.random.PRNGKey(seed)`` lays it out
+    (threefry's ``[high 32 bits, low 32 bits]``; tests/test_jax_agents.py checks the equality).
+
+    Returns:
+        ``(key uint32 [2], generator)``: two independent streams (threefry and PCG64) from one seed.
+    """
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
-    return jax.random.PRNGKey(seed)
+    seed = int(seed)
+    key = np.array([0 if seed < 0 else seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+    return key, np.random.default_rng(seed)
 
 
-def mlp_init(key: jax.Array, sizes: Sequence[int], gains: Sequence[float] | None = None) -> Params:
-    """Layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``.
+def orthogonal(rng: np.random.Generator, shape: tuple[int, int], gain: float) -> np.ndarray:
+    """A ``[in, out]`` matrix with orthonormal rows or columns, times ``gain`` (torch's ``orthogonal_`` and
+    ``jax.nn.initializers.orthogonal``: the Q of a Gaussian matrix's QR, signs fixed by R's diagonal)."""
+    rows, cols = shape
+    normal = rng.standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(normal)
+    q *= np.sign(np.diag(r))
+    return (gain * (q.T if rows < cols else q)).astype(np.float32)
+
+
+def mlp_init(rng: np.random.Generator, sizes: Sequence[int], gains: Sequence[float] | None = None) -> Params:
+    """Layers ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``, as float32 numpy arrays (no XLA op: see
+    :func:`new_rngs`; the first jitted call moves them to the device).
 
     Args:
-        key: PRNG key consumed by the initialisation.
+        rng: the generator the initialisation draws from.
         sizes: input width, hidden widths, output width.
         gains: ``None``: torch's ``nn.Linear`` default (weights and biases uniform in ``+-1/sqrt(fan_in)``);
             otherwise one orthogonal gain per layer and zero biases (SB3's actor-critic init).
     """
     params: Params = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        key, k_w, k_b = jax.random.split(key, 3)
         if gains is None:
             bound = 1.0 / math.sqrt(fan_in)
-            w = jax.random.uniform(k_w, (fan_in, fan_out), minval=-bound, maxval=bound)
-            b = jax.random.uniform(k_b, (fan_out,), minval=-bound, maxval=bound)
+            w = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
+            b = rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)
         else:
-            w = jax.nn.initializers.orthogonal(gains[i])(k_w, (fan_in, fan_out), jnp.float32)
-            b = jnp.zeros((fan_out,))
+            w = orthogonal(rng, (fan_in, fan_out), gains[i])
+            b = np.zeros((fan_out,), np.float32)
         params.append({"w": w, "b": b})
     return params
+
+
+def stacked(trees: Sequence[Any]) -> Any:
+    """Trees of one structure stacked leaf by leaf on a new leading axis (SAC's ``n_critics`` critics)."""
+    return jax.tree.map(lambda *leaves: np.stack(leaves), *trees)
+
+
+def optimiser_state(tx: optax.GradientTransformation, params: Any) -> Any:
+    """``tx.init(params)`` for a chain built by :func:`adam`, in numpy: that state is all zeros (the step count
+    and both moment estimates), and ``jax.eval_shape`` gives its structure by tracing, without compiling."""
+    return jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), jax.eval_shape(tx.init, params))
 
 
 def mlp(

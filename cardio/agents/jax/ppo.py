@@ -36,7 +36,18 @@ import optax
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import PPOConfig, refuse_unsupported
-from cardio.agents.jax.networks import ACTIVATIONS, adam, apply, jit_once, mlp, mlp_init, new_key, to_jax, to_numpy
+from cardio.agents.jax.networks import (
+    ACTIVATIONS,
+    adam,
+    apply,
+    jit_once,
+    mlp,
+    mlp_init,
+    new_rngs,
+    optimiser_state,
+    to_jax,
+    to_numpy,
+)
 from cardio.returns import explained_variance, gae
 
 
@@ -56,7 +67,7 @@ class PPOState(NamedTuple):
 
     params: Any
     opt_state: Any
-    key: jax.Array
+    key: Any  # uint32 [2]: numpy until the first jitted call returns it as a jax array
 
 
 METRICS = (
@@ -221,21 +232,21 @@ class PPOJax:
         action_dim = int(np.prod(self.box.shape)) if self.box is not None else num_actions
         self.policy = Policy(obs_dim if discrete_obs else 0, num_actions, c.activation, c.share_torso)
 
-        key, k_pi, k_vf, k_pi_head, k_vf_head = jax.random.split(new_key(seed), 5)
+        prng_key, rng = new_rngs(seed)  # numpy state until the first jitted call: building compiles nothing
         torso_sizes = (obs_dim, *c.hidden_sizes)
         gain = (lambda g: [g] * len(torso_sizes)) if c.ortho_init else (lambda g: None)
         features_dim = torso_sizes[-1]
         params: dict[str, Any] = {
-            "pi_torso": mlp_init(k_pi, torso_sizes, gain(math.sqrt(2))),
-            "pi_head": mlp_init(k_pi_head, (features_dim, action_dim), gain(0.01)),
-            "vf_head": mlp_init(k_vf_head, (features_dim, 1), gain(1.0)),
+            "pi_torso": mlp_init(rng, torso_sizes, gain(math.sqrt(2))),
+            "pi_head": mlp_init(rng, (features_dim, action_dim), gain(0.01)),
+            "vf_head": mlp_init(rng, (features_dim, 1), gain(1.0)),
         }
         if not c.share_torso:
-            params["vf_torso"] = mlp_init(k_vf, torso_sizes, gain(math.sqrt(2)))
+            params["vf_torso"] = mlp_init(rng, torso_sizes, gain(math.sqrt(2)))
         if self.box is not None:
-            params["log_std"] = jnp.full((action_dim,), float(c.log_std_init))
+            params["log_std"] = np.full((action_dim,), float(c.log_std_init), np.float32)
         self.tx = adam(c.max_grad_norm, eps=1e-5)
-        self.state = PPOState(params, self.tx.init(params), key)
+        self.state = PPOState(params, optimiser_state(self.tx, params), prng_key)
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
         self._warned_batch = False
         self.act_fn = partial(act, policy=self.policy)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -28,28 +28,26 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cardio.agents.base import require_space
-from cardio.agents.configs import SACConfig, refuse_unsupported
+from cardio.agents.configs import SACConfig
 from cardio.agents.jax.networks import (
     adam,
     apply,
     jit_once,
     mlp,
     mlp_init,
-    new_key,
+    new_rngs,
+    optimiser_state,
     polyak,
-    replay_batch,
+    stacked,
     to_jax,
     to_numpy,
 )
+from cardio.agents.jax.twin import FlatObservations, OffPolicyTwin, check_twin
 
 
 @dataclass
-class SACJaxConfig(SACConfig):
+class SACJaxConfig(FlatObservations, SACConfig):
     """:class:`~cardio.agents.configs.SACConfig`'s knobs (``configs/agent/sac_jax.yaml``), built as the JAX twin."""
-
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
-    """Flat observations only: the torch agent's Dict / Tuple encoders have no JAX twin."""
 
     def agent_class(self) -> type[SACJax]:  # type: ignore[override]
         return SACJax
@@ -61,15 +59,16 @@ class SACState(NamedTuple):
     actor: Any
     critics: Any  # every leaf has a leading [n_critics] axis
     target_critics: Any
-    log_alpha: jax.Array
+    log_alpha: Any
     actor_opt: Any
     critic_opt: Any
     alpha_opt: Any
-    key: jax.Array
+    key: Any  # uint32 [2]: numpy until the first jitted call returns it as a jax array
 
 
 METRICS = ("train/actor_loss", "train/critic_loss", "train/ent_coef", "train/q_mean", "train/entropy")
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0  # SB3's clamp of the policy's log standard deviation
+UNSUPPORTED = ("lr_schedule", "qf_hidden_sizes", "activation", "use_sde", "use_sde_at_warmup")  # torch twin's only
 
 
 def policy(actor: Any, obs: jax.Array, key: jax.Array, deterministic: bool = False) -> tuple[jax.Array, jax.Array]:
@@ -160,8 +159,9 @@ def update(
     return new, jnp.stack(metrics), jnp.abs(td_target - q[0])
 
 
-class SACJax:
-    """Soft actor-critic agent in JAX; see the module docstring for the paper, state and metric names."""
+class SACJax(OffPolicyTwin):
+    """Soft actor-critic agent in JAX; see the module docstring for the paper, state and metric names. ``act`` and
+    ``update`` (one jitted call of the functions above each) are :class:`OffPolicyTwin`'s."""
 
     def __init__(
         self,
@@ -173,34 +173,30 @@ class SACJax:
         seed: int | None = None,
         env_id: str | None = None,
     ) -> None:
-        require_space("SAC", "action", action_space, (gym.spaces.Box,), env_id)
-        require_space("SAC", "observation", observation_space, (gym.spaces.Box,), env_id)
         self.config = c = config or SACConfig()
-        refuse_unsupported(
-            c, "SAC (JAX)", ("lr_schedule", "qf_hidden_sizes", "activation", "use_sde", "use_sde_at_warmup")
-        )  # knobs of the torch twin this one lacks
-        obs_dim = int(np.prod(observation_space.shape))  # type: ignore[arg-type]
+        obs_dim = check_twin("SAC", observation_space, action_space, (gym.spaces.Box,), c, UNSUPPORTED, env_id)
         action_dim = int(np.prod(action_space.shape))  # type: ignore[arg-type]
         self.action_shape: tuple[int, ...] = tuple(action_space.shape or ())
         self.low = np.asarray(action_space.low, np.float32).flatten()  # type: ignore[attr-defined]
         self.high = np.asarray(action_space.high, np.float32).flatten()  # type: ignore[attr-defined]
-        key, k_torso, k_mean, k_log_std, k_critics = jax.random.split(new_key(seed), 5)
+        # numpy state until the first jitted call: building the agent compiles nothing (networks.new_rngs)
+        key, rng = new_rngs(seed)
         features_dim = c.hidden_sizes[-1] if c.hidden_sizes else obs_dim
         actor = {
-            "torso": mlp_init(k_torso, (obs_dim, *c.hidden_sizes)),
-            "mean": mlp_init(k_mean, (features_dim, action_dim)),
-            "log_std": mlp_init(k_log_std, (features_dim, action_dim)),
+            "torso": mlp_init(rng, (obs_dim, *c.hidden_sizes)),
+            "mean": mlp_init(rng, (features_dim, action_dim)),
+            "log_std": mlp_init(rng, (features_dim, action_dim)),
         }
         critic_sizes = (obs_dim + action_dim, *c.hidden_sizes, 1)
-        critics = jax.vmap(lambda k: mlp_init(k, critic_sizes))(jax.random.split(k_critics, c.n_critics))
+        critics = stacked([mlp_init(rng, critic_sizes) for _ in range(c.n_critics)])
         # Entropy coefficient: learnt in log space from an initial value, or fixed.
         target_entropy = -float(action_dim) if c.target_entropy == "auto" else float(c.target_entropy)
         auto_alpha = isinstance(c.ent_coef, str) and c.ent_coef.startswith("auto")
         start = str(c.ent_coef).partition("_")[2]  # "auto_0.1" -> "0.1"
         alpha0 = (float(start) if start else 1.0) if auto_alpha else float(c.ent_coef)
-        log_alpha = jnp.asarray(math.log(alpha0), jnp.float32)
+        log_alpha = np.asarray(math.log(alpha0), np.float32)
         self.tx = tx = adam()
-        opt_states = tx.init(actor), tx.init(critics), tx.init(log_alpha)
+        opt_states = optimiser_state(tx, actor), optimiser_state(tx, critics), optimiser_state(tx, log_alpha)
         self.state = SACState(actor, critics, critics, log_alpha, *opt_states, key)
         self.metric_names = METRICS + (("train/ent_coef_loss",) if auto_alpha else ())
         self.act_fn = act
@@ -209,24 +205,6 @@ class SACJax:
         self._act = jit_once(self.act_fn, ("sac.act", *static), static_argnames="explore")
         self._update = jit_once(self.update_fn, ("sac.update", *static))
 
-    def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
-        """Sampled actions when exploring, ``tanh(mean)`` otherwise, in the env's bounds."""
-        policy, shared = self.policy_args()
-        action, key = self._act(policy, self.state.key, np.asarray(obs, np.float32), *shared, explore=explore)
-        self.state = self.state._replace(key=key)
-        return self.env_action(action, len(obs)), {}
-
-    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """One gradient step of alpha, critics and actor on a ``[B, ...]`` batch, then the soft target update."""
-        self.state, values, td_error = self._update(self.state, replay_batch(batch), *self.update_args())
-        metrics: dict[str, Any] = dict(zip(self.metric_names, np.asarray(values).tolist(), strict=True))
-        metrics |= self.extra_metrics()
-        if "weight" in batch:
-            metrics["td_error"] = np.asarray(td_error)
-        return metrics
-
-    # What cardio.multiseed needs to batch seeds: act_fn(policy, key, obs, *shared, explore) and
-    # update_fn(state, batch, *update_args) with a leading seed axis on policy, key, obs, state and batch.
     def policy_args(self) -> tuple[Any, tuple[Any, ...]]:
         """``act_fn``'s per-seed parameters (the actor), and the arguments every seed shares (the bounds)."""
         return self.state.actor, (self.low, self.high)
