@@ -78,7 +78,8 @@ class OffPolicySchedule:
         phase = runner.vector_steps_left(self.train_freq) if by_step else self.train_freq
         cut_at_end = runner.env_steps < runner.total_steps  # a step() called past total_steps (by hand) runs whole
         if by_step:  # the whole phase in one call: the gatherer's fast path (Gatherer.collect)
-            collected, episodes = runner.collect_steps(phase, self.learning_starts if warm_up_randomly else 0)
+            random_until = 0 if getattr(runner.agent, "act_at_warmup", False) else self.learning_starts  # as warming_up
+            collected, episodes = runner.collect_steps(phase, random_until)
             steps = phase
         while (steps < phase) if by_step else (episodes < phase):
             if not by_step and cut_at_end and runner.env_steps >= runner.total_steps:
