@@ -14,6 +14,7 @@ import torch
 from cardio.agents.bc import BCConfig
 from cardio.agents.cql import CQLConfig
 from cardio.agents.iql import IQLConfig, expectile_loss
+from cardio.agents.networks import obs_to_tensor
 from cardio.agents.sac import q_values
 from cardio.agents.td3_bc import TD3BCConfig
 
@@ -108,7 +109,41 @@ def test_cql_penalty_pushes_unseen_actions_below_the_datas() -> None:
     assert q_gap_after_training(alpha=1.0) > q_gap_after_training(alpha=0.0) + 1.0
 
 
+def test_cql_learns_from_dict_observations_through_dqns_path() -> None:
+    """Bug pinned: CQL reading observations its own way (``to_tensor(obs).flatten(1)``) breaks on the Dict
+    observations its config (DQN's) accepts; through DQN's path it learns the penalty's gap on them too."""
+    space = gym.spaces.Dict({"pos": gym.spaces.Box(-5.0, 5.0, (2,), np.float32), "flag": gym.spaces.Discrete(3)})
+    torch.manual_seed(0)
+    agent = CQLConfig(lr=1e-2, hidden_sizes=(16,), target_update_interval=1).build(
+        space, gym.spaces.Discrete(3), seed=0
+    )
+    batch = bandit(np.zeros(32, np.int64), np.ones(32))
+    batch["obs"] = batch["next_obs"] = {"pos": batch["obs"], "flag": np.ones(32, np.int64)}
+    for step in range(200):
+        agent.on_progress(step, 200)
+        metrics = agent.update(batch)
+    assert all(np.isfinite(v) for v in metrics.values())
+    with torch.no_grad():
+        q = agent.q_net(obs_to_tensor({"pos": np.ones((1, 2), np.float32), "flag": np.ones(1, np.int64)}, "cpu"))[0]
+    assert float(q[0] - q[1:].max()) > 1.0
+
+
 # ------------------------------------------------------------------------------------------------------ TD3+BC
+def test_td3_bc_update_steps_the_actor_on_its_own_loss() -> None:
+    """Bug pinned: TD3's update stepping the actor on TD3's loss (``-Q``) rather than the subclass's
+    :meth:`actor_loss`: TD3+BC's parts must come back on every ``policy_delay``-th update, and with ``alpha = 0``
+    the actor must clone the data's action (0.5) instead of climbing Q."""
+    torch.manual_seed(0)
+    agent = TD3BCConfig(lr=1e-2, hidden_sizes=(16,), alpha=0.0).build(OBS2, UNIT, seed=0)
+    batch = bandit(np.full((32, 1), 0.5, np.float32), np.linspace(-1.0, 1.0, 32))
+    first, second = agent.update(batch), agent.update(batch)
+    assert "train/bc_loss" not in first and {"train/bc_loss", "train/lmbda", "train/actor_loss"} <= second.keys()
+    for _ in range(200):
+        agent.update(batch)
+    action = agent.act(np.ones((1, 2), np.float32), explore=False)[0]
+    assert action[0, 0] == pytest.approx(0.5, abs=0.05)
+
+
 def td3_bc_actor_grads(scale: float, bias: float = 0.0) -> tuple[list[torch.Tensor], dict[str, float]]:
     """Actor-loss gradients with the first critic's output multiplied by ``scale`` and shifted by ``bias``."""
     torch.manual_seed(0)
