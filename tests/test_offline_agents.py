@@ -6,6 +6,8 @@ terminates, so Q(s, a) is the reward) and labelled random observations for cloni
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -225,3 +227,52 @@ def test_iql_advantage_weights_are_clipped() -> None:
     _, metrics = trained_iql(updates=5, expectile=0.9, beta=1e4)
     assert metrics["train/weight_max"] == pytest.approx(100.0)
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_iql_bootstraps_through_truncation() -> None:
+    """Bug pinned: a target that stops at the time limit (Pendulum's only episode end is ``truncated``). One
+    state, reward 1 whatever the action, the episode cut every 8 steps: bootstrapping through the cut gives
+    Q = V = 1 / (1 - 0.8) = 5; treating the cut as terminal settles where 7 bootstrapped samples and 1 terminal
+    one balance, about 3.3 (the negative control)."""
+
+    def fitted_q(truncation_is_terminal: bool) -> float:
+        torch.manual_seed(0)
+        agent = IQLConfig(lr=1e-2, hidden_sizes=(16,), tau=1.0, gamma=0.8).build(OBS2, UNIT, seed=0)
+        ends = np.repeat(np.arange(8) == 7, 8)
+        b = bandit(np.tile(np.linspace(-1, 1, 8, dtype=np.float32), 8)[:, None], np.ones(64))
+        b["truncated"], b["terminated"] = ends, ends if truncation_is_terminal else np.zeros(64, bool)
+        for _ in range(400):
+            metrics = agent.update(b)
+        return metrics["train/q_mean"]
+
+    assert fitted_q(truncation_is_terminal=False) == pytest.approx(5.0, abs=0.25)
+    assert fitted_q(truncation_is_terminal=True) == pytest.approx(1 / (1 - 7 * 0.8 / 8), abs=0.25)
+
+
+def test_iql_scales_rewards_by_the_datasets_return_range() -> None:
+    """Bugs pinned: the scale inverted or ignored. Returns spanning 1400 scale rewards by 1000 / 1400, so a
+    terminal reward of 1 is learnt as Q = 0.714; ``normalize_rewards=False`` (the control) learns Q = 1."""
+    returns = SimpleNamespace(episode_returns=np.array([-1500.0, -600.0, -100.0]))
+    fitted = []
+    for normalize in (True, False):
+        torch.manual_seed(0)
+        agent = IQLConfig(lr=1e-2, hidden_sizes=(16,), normalize_rewards=normalize).build(OBS2, UNIT, seed=0)
+        agent.on_dataset(returns)  # type: ignore[attr-defined]
+        batch = bandit(np.zeros((32, 1), np.float32), np.ones(32))
+        for _ in range(300):
+            metrics = agent.update(batch)  # type: ignore[attr-defined]
+        fitted.append(metrics["train/q_mean"])
+    assert fitted[0] == pytest.approx(1000 / 1400, abs=0.03)
+    assert fitted[1] == pytest.approx(1.0, abs=0.03)
+
+
+def test_iql_policy_learning_rate_decays_on_a_cosine() -> None:
+    """Bug pinned: a linear decay, or a schedule that never reaches the optimiser (3e-4 at the start, 1.5e-4 at
+    half the run, 0 at its end)."""
+    agent = IQLConfig().build(OBS2, UNIT, seed=0)
+    seen = []
+    for updates in (0, 250, 500, 1000):
+        agent.on_progress(updates, 1000)  # type: ignore[attr-defined]
+        seen.append(agent.policy_optimizer.param_groups[0]["lr"])  # type: ignore[attr-defined]
+    np.testing.assert_allclose(seen, [3e-4, 3e-4 * (1 + np.cos(np.pi / 4)) / 2, 1.5e-4, 0.0], atol=1e-12)
+    assert agent.value_optimizer.param_groups[0]["lr"] == 3e-4  # type: ignore[attr-defined]
