@@ -222,6 +222,19 @@ def test_iql_value_is_the_upper_expectile_and_the_policy_follows_the_advantage()
     assert mean_metrics["train/v_mean"] == pytest.approx(0.5, abs=0.08)
 
 
+def test_iql_learns_in_the_envs_action_bounds() -> None:
+    """Bug pinned: dataset actions fed to the policy's log-likelihood in env units instead of ``[-1, 1]`` (on
+    Pendulum's ``[-2, 2]`` the tanh mean cannot reach a data action of 1.5 and the policy stops at the bound, 2)."""
+    torch.manual_seed(0)
+    agent = IQLConfig(lr=3e-3, hidden_sizes=(32,), tau=1.0, expectile=0.9).build(OBS2, WIDE, seed=0)
+    actions = np.repeat([[-1.5], [1.5]], 32, axis=0).astype(np.float32)
+    batch = bandit(actions, (actions[:, 0] > 0).astype(np.float32))
+    for _ in range(400):
+        agent.update(batch)
+    action = agent.act(np.ones((1, 2), np.float32), explore=False)[0]
+    assert action[0, 0] == pytest.approx(1.5, abs=0.15)
+
+
 def test_iql_advantage_weights_are_clipped() -> None:
     """Bug pinned: without the clip, exp(beta A) overflows to inf at a large beta and the losses turn non-finite."""
     _, metrics = trained_iql(updates=5, expectile=0.9, beta=1e4)
