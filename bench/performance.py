@@ -10,7 +10,8 @@ logging, no checks) train for the case's env steps (or ``--steps``), interleaved
 minimal, SB3, ...) in this process, one torch thread each. ``--clock cpu`` (default) times this process's CPU
 seconds of each whole call (build and one final evaluation episode included, both small); ``--clock wall`` the
 training loops' wall time only. Printed: the minimal loop's median time per 1e4 env steps and the medians of the
-per-round ratios. cardio-jax is not here yet (the jax helper adds it).
+per-round ratios. cardio-jax (the case's JAX twin, ``agent=dqn_jax|ppo_jax|sac_jax`` on the same zoo numbers) joins the
+rounds when jax is installed; its first call in the process pays the jit compilation, so every round keeps it.
 
 ``update``: one DQN update (Adam, Huber, grad clip) by cardio's agent and by the minimal loop's update function,
 interleaved, for hidden widths [64, 64], [256, 256], [400, 300] and batch sizes 32, 64, 256.
@@ -53,7 +54,7 @@ from cardio.agents.networks import hard_update, mlp, soft_update  # noqa: E402
 
 RUN_CASES: dict[str, tuple[Case, int]] = {
     # case, env steps per timed run (SAC makes one [256, 256] update per env step: 2e3 keeps a round short)
-    "dqn_cartpole": (Case(("agent=dqn", "env=CartPole"), 10_000, sb3=sb3_off_policy), 10_000),
+    "dqn_cartpole": (Case(("agent=dqn", "env=CartPole"), 10_000, sb3=sb3_off_policy, jax="dqn_jax"), 10_000),
     "ppo_cartpole": (CASES["ppo_cartpole"], 10_000),
     "sac_pendulum": (CASES["sac_pendulum"], 2_000),
 }
@@ -239,33 +240,56 @@ def timed(fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter)
     return clock() - start
 
 
+def jax_available() -> bool:
+    """Whether the ``jax`` extra is installed (the cardio-jax column is left out without it)."""
+    try:
+        import jax  # noqa: F401
+        import optax  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int = 0) -> None:
-    print("| case | steps/run | SB3 / minimal | cardio-torch / minimal | SB3 / cardio | minimal s per 1e4 steps |")
-    print("|---|---|---|---|---|---|")
+    with_jax = jax_available()
+    print(
+        "| case | steps/run | SB3 / minimal | cardio-torch / minimal | cardio-jax / minimal | SB3 / cardio-torch "
+        "| SB3 / cardio-jax | minimal s per 1e4 steps |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name in cases:
         case, steps = RUN_CASES[name]
         steps = steps_override or steps
         short = replace(case, total_steps=steps, eval_freq=10**9, eval_episodes=1)
-        walls: dict[str, list[float]] = {"sb3": [], "cardio": [], "minimal": []}
+        libs = ["sb3", "cardio"] + (["cardio_jax"] if with_jax and case.jax is not None else [])
+        walls: dict[str, list[float]] = {lib: [] for lib in [*libs, "minimal"]}
         for seed in range(repeats):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if clock == "wall":  # training only, timed inside each library's loop
-                    walls["sb3"].append(run_sb3(short, seed)["train_wall"])
-                    walls["cardio"].append(run_cardio(f"{name}_perf", short, seed)["train_wall"])
-                else:  # this process's CPU seconds for the whole call: build, training, one final episode
-                    walls["sb3"].append(timed(functools.partial(run_sb3, short, seed), time.process_time))
-                    walls["cardio"].append(
-                        timed(functools.partial(run_cardio, f"{name}_perf", short, seed), time.process_time)
+                for lib in libs:
+                    call = (
+                        functools.partial(run_sb3, short, seed)
+                        if lib == "sb3"
+                        else functools.partial(run_cardio, f"{name}_perf", short, seed, lib)
                     )
+                    if clock == "wall":  # training only, timed inside each library's loop
+                        walls[lib].append(call()["train_wall"])
+                    else:  # this process's CPU seconds for the whole call: build, training, one final episode
+                        walls[lib].append(timed(call, time.process_time))
             clock_fn = time.perf_counter if clock == "wall" else time.process_time
             walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps), clock_fn))
             print(f"  {name} round {seed}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()), flush=True)
 
         per_1e4 = statistics.median(walls["minimal"]) * 1e4 / steps
+        jax_cells = (
+            (ratio(walls["cardio_jax"], walls["minimal"]), ratio(walls["sb3"], walls["cardio_jax"]))
+            if walls.get("cardio_jax")
+            else ("-", "-")
+        )
         print(
             f"| {name} | {steps} | {ratio(walls['sb3'], walls['minimal'])} | "
-            f"{ratio(walls['cardio'], walls['minimal'])} | {ratio(walls['sb3'], walls['cardio'])} | {per_1e4:.1f} |",
+            f"{ratio(walls['cardio'], walls['minimal'])} | {jax_cells[0]} | {ratio(walls['sb3'], walls['cardio'])} | "
+            f"{jax_cells[1]} | {per_1e4:.1f} |",
             flush=True,
         )
 

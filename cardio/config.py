@@ -76,12 +76,20 @@ def zoo_option(cfg: DictConfig) -> str | None:
     """
     algo = zoo_name(cfg.get("agent"))
     env_id = OmegaConf.select(cfg, "env.id", default=None)
-    if algo is None or not isinstance(env_id, str):
+    if algo is None or not isinstance(env_id, str) or is_offline(cfg):
         return None
     option = f"{algo}/{registered_id(env_id)}"
     group, _, name = f"{ZOO_KEY}/{option}".rpartition("/")
     loader = GlobalHydra.instance().config_loader()
     return option if name in loader.get_group_options(group) else None
+
+
+def is_offline(cfg: DictConfig) -> bool:
+    """Whether the runner learns from a dataset (``runner=offline``). rl-zoo's numbers tune online runs (env
+    steps, ``train_freq``, ``learning_starts``): applied to an offline run they would silently turn its update
+    count and batch into DQN's online schedule, so the automatic zoo overlay skips offline runs."""
+    target = OmegaConf.select(cfg, "runner.schedule._target_", default="")
+    return isinstance(target, str) and target.endswith("OfflineSchedule")
 
 
 def apply_zoo(
@@ -116,6 +124,8 @@ def describe_zoo(cfg: DictConfig) -> str:
     env_id = registered_id(str(OmegaConf.select(cfg, "env.id", default="?")))
     if algo is None:
         return "zoo: none (the agent config declares no zoo_name)"
+    if is_offline(cfg):
+        return "zoo: none (rl-zoo numbers tune online runs; runner=offline keeps its own)"
     return f"zoo: none (no configs/zoo/{algo}/{env_id}.yaml; the agent's and env's own defaults apply)"
 
 

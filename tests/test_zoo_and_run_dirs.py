@@ -225,3 +225,18 @@ def test_two_multiruns_at_once_get_their_own_sweep_dirs_and_each_job_its_zoo(tmp
         assert cartpole["seed"] == untuned["seed"]
         seeds.add(cartpole["seed"])
     assert seeds == {0, 1}
+
+
+def test_offline_runs_get_no_online_zoo_schedule() -> None:
+    """rl-zoo's DQN CartPole file sets 5e4 env steps, train_freq and learning_starts: on an offline run they would
+    turn the update count and schedule into the online one (and stray keys would reach the offline schedule)."""
+    from cardio.config import describe_zoo
+
+    online = compose_train(["agent=dqn", "env=CartPole"])
+    offline = compose_train(["agent=dqn", "env=CartPole", "runner=offline"])
+    plain = OmegaConf.load(Path(CONFIG_DIR) / "runner" / "offline.yaml")
+    assert online.zoo == "dqn/CartPole-v1"  # the control: the same pair online gets the file
+    assert offline.zoo is None
+    assert offline.runner.total_steps == plain.total_steps
+    assert "train_freq" not in offline.runner.schedule
+    assert "runner=offline" in describe_zoo(offline)
