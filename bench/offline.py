@@ -4,7 +4,8 @@
    DQN of the same recipe (4096 env steps), and a medium SAC on Pendulum-v1 (2600 of the zoo's 2e4 env steps).
 2. Datasets (``scripts/record.py``, recipes ``configs/dataset/{cartpole_mixed,pendulum_medium}.yaml``).
 3. Offline runs (``scripts/train.py agent=<algo> runner=offline``), ``--seeds`` seeds each, ``--updates`` gradient
-   steps, evaluated (10 deterministic episodes) every tenth of the run.
+   steps, evaluated (10 deterministic episodes) every tenth of the run, rounded up to the runner step of
+   ``runner.schedule.gradient_steps=1000`` updates (a 5e3-update run is evaluated 5 times).
 4. A table (final evaluation and the mean of the last three, mean and std over seeds, against the dataset's own
    average return) and learning curves as PNGs in ``docs/curves/``.
 
