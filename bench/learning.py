@@ -356,7 +356,12 @@ def verdict(name: str, lib: str, results: list[dict[str, Any]]) -> str:
         passed = sum(f >= case.threshold for f in finals)
         needed = f"{case.min_pass}/{len(case.seeds)}"
         ok = "met" if passed >= case.min_pass else "not met" if len(finals) >= len(case.seeds) else "incomplete"
-        return f"{tag}: {passed}/{len(finals)} seeds >= {case.threshold:g} (needs {needed}: {ok}; {stats})"
+        best = [max(e[1] for e in r["evals"]) for r in results if r["case"] == name and r["lib"] == lib]
+        best_passed = sum(b >= case.threshold for b in best)
+        return (
+            f"{tag}: {passed}/{len(finals)} seeds >= {case.threshold:g} (needs {needed}: {ok}; {stats}; "
+            f"best evaluation, the one best.ckpt keeps, >= {case.threshold:g} in {best_passed}/{len(best)})"
+        )
     if case.baseline is not None:
         base = final_returns(case.baseline, lib, results)
         if not base:
