@@ -1,10 +1,11 @@
 """Offline RL on datasets cardio records itself: ``python bench/offline.py`` (resumable; docs/offline.md).
 
 1. Source runs (rl-zoo numbers, ``scripts/train.py``): a converged DQN on CartPole-v1 (5e4 env steps), an early
-   DQN of the same recipe (4096 env steps), and a medium SAC on Pendulum-v1 (6e3 of the zoo's 2e4 env steps).
+   DQN of the same recipe (4096 env steps), and a medium SAC on Pendulum-v1 (2600 of the zoo's 2e4 env steps).
 2. Datasets (``scripts/record.py``, recipes ``configs/dataset/{cartpole_mixed,pendulum_medium}.yaml``).
 3. Offline runs (``scripts/train.py agent=<algo> runner=offline``), ``--seeds`` seeds each, ``--updates`` gradient
-   steps, evaluated (10 deterministic episodes) every tenth of the run.
+   steps, evaluated (10 deterministic episodes) every tenth of the run, rounded up to the runner step of
+   ``runner.schedule.gradient_steps=1000`` updates (a 5e3-update run is evaluated 5 times).
 4. A table (final evaluation and the mean of the last three, mean and std over seeds, against the dataset's own
    average return) and learning curves as PNGs in ``docs/curves/``.
 
@@ -29,7 +30,7 @@ PY = sys.executable
 SOURCES = {
     "dqn_cartpole": ["experiment=dqn_cartpole"],
     "dqn_cartpole_early": ["experiment=dqn_cartpole", "runner.total_steps=4096"],
-    "sac_pendulum_medium": ["experiment=sac_pendulum", "runner.total_steps=6000"],
+    "sac_pendulum_medium": ["experiment=sac_pendulum", "runner.total_steps=2600"],
 }
 DATASETS = {
     "cartpole_mixed": ("cardio/CartPole-v1/mixed-v0", "CartPole", ["dqn_cartpole", "dqn_cartpole_early"]),
@@ -55,9 +56,11 @@ def run(cmd: list[str], log: Path) -> None:
         subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, check=True, env=os.environ.copy())
 
 
-def ensure_sources(src: Path) -> None:
+def ensure_sources(src: Path, recipes: list[str]) -> None:
+    """Train the source runs the datasets of ``recipes`` need (those not trained yet)."""
     for name, overrides in SOURCES.items():
-        if not (src / name / "last.ckpt").is_file():
+        needed = any(name in DATASETS[recipe][2] for recipe in recipes)
+        if needed and not (src / name / "last.ckpt").is_file():
             print(f"training source {name}")
             cmd = [PY, "scripts/train.py", *overrides, "seed=0", "logger=csv", f"hydra.run.dir={src / name}"]
             run(cmd, src / f"{name}.log")
@@ -144,15 +147,16 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from cardio.datasets.minari import load_dataset
 
-    ensure_sources(args.out)
+    ensure_sources(args.out, args.datasets)
     for recipe in args.datasets:
         ensure_dataset(recipe, args.out)
+    # seed-major, so an interrupted bench has every algorithm on its first seeds
     jobs = [
         (r, label, s)
         for r in args.datasets
+        for s in range(args.seeds)
         for label in RUNS[r]
         if args.algos is None or label in args.algos
-        for s in range(args.seeds)
     ]
     with ThreadPoolExecutor(args.workers) as pool:
         dirs = list(pool.map(lambda j: offline_run(*j, args.updates, args.out / "bench"), jobs))

@@ -64,13 +64,14 @@ def build_agent(cfg: DictConfig, env: gym.vector.VectorEnv, agent_config: Any = 
     )
 
 
-def build_buffer(cfg: DictConfig, env: gym.vector.VectorEnv) -> CircularBuffer:
+def build_buffer(cfg: DictConfig, env: gym.vector.VectorEnv, agent: Any = None) -> CircularBuffer:
     """The replay buffer; for an on-policy runner the capacity is forced to ``n_steps * num_envs``; for an
-    offline runner it is the dataset ``runner.schedule.dataset``, checked against the env's spaces."""
+    offline runner it is the dataset ``runner.schedule.dataset``, checked against the env's spaces, and an
+    ``agent`` with an ``on_dataset(data)`` method hears it (IQL takes its reward scale from the returns)."""
     overrides: dict[str, Any] = {"num_envs": env.num_envs, "seed": cfg.get("seed")}
     schedule = instantiate(cfg.runner.schedule)
     if isinstance(schedule, OfflineSchedule):
-        return load_offline_buffer(cfg, env, schedule)
+        return load_offline_buffer(cfg, env, schedule, agent)
     on_policy = isinstance(schedule, OnPolicySchedule)
     if on_policy:
         overrides["capacity"] = schedule.n_steps * env.num_envs
@@ -81,7 +82,9 @@ def build_buffer(cfg: DictConfig, env: gym.vector.VectorEnv) -> CircularBuffer:
     return instantiate(cfg.buffer, _convert_="all", **overrides)
 
 
-def load_offline_buffer(cfg: DictConfig, env: gym.vector.VectorEnv, schedule: OfflineSchedule) -> CircularBuffer:
+def load_offline_buffer(
+    cfg: DictConfig, env: gym.vector.VectorEnv, schedule: OfflineSchedule, agent: Any = None
+) -> CircularBuffer:
     """The dataset of an offline run as a buffer; a dataset recorded on another env id gets a warning (its spaces
     must match the env's, or loading fails naming the dataset and the mismatch)."""
     from cardio.datasets.minari import DatasetError, load_dataset
@@ -101,6 +104,9 @@ def load_offline_buffer(cfg: DictConfig, env: gym.vector.VectorEnv, schedule: Of
             f"dataset {schedule.dataset!r} was recorded on {data.env_id}; evaluating on env.id={cfg.env.id}",
             stacklevel=2,
         )
+    on_dataset = getattr(agent, "on_dataset", None)
+    if on_dataset is not None:  # dataset statistics an agent's recipe needs (IQL's reward scale)
+        on_dataset(data)
     return data.buffer
 
 
@@ -121,7 +127,7 @@ def build_runner(cfg: DictConfig, logger: Logger | None = None, **runner_kwargs:
     env = build_env(cfg)
     eval_env = build_env(cfg, evaluation=True)
     agent = build_agent(cfg, env, agent_config)
-    buffer = build_buffer(cfg, env)
+    buffer = build_buffer(cfg, env, agent)
     # resolved first: ``checkpoint_dir: ${run_dir}`` points outside the runner node
     runner_node = OmegaConf.to_container(cfg.runner, resolve=True)
     assert isinstance(runner_node, dict)

@@ -6,6 +6,8 @@ terminates, so Q(s, a) is the reward) and labelled random observations for cloni
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ import torch
 from cardio.agents.bc import BCConfig
 from cardio.agents.cql import CQLConfig
 from cardio.agents.iql import IQLConfig, expectile_loss
+from cardio.agents.networks import obs_to_tensor
 from cardio.agents.sac import q_values
 from cardio.agents.td3_bc import TD3BCConfig
 
@@ -108,7 +111,41 @@ def test_cql_penalty_pushes_unseen_actions_below_the_datas() -> None:
     assert q_gap_after_training(alpha=1.0) > q_gap_after_training(alpha=0.0) + 1.0
 
 
+def test_cql_learns_from_dict_observations_through_dqns_path() -> None:
+    """Bug pinned: CQL reading observations its own way (``to_tensor(obs).flatten(1)``) breaks on the Dict
+    observations its config (DQN's) accepts; through DQN's path it learns the penalty's gap on them too."""
+    space = gym.spaces.Dict({"pos": gym.spaces.Box(-5.0, 5.0, (2,), np.float32), "flag": gym.spaces.Discrete(3)})
+    torch.manual_seed(0)
+    agent = CQLConfig(lr=1e-2, hidden_sizes=(16,), target_update_interval=1).build(
+        space, gym.spaces.Discrete(3), seed=0
+    )
+    batch = bandit(np.zeros(32, np.int64), np.ones(32))
+    batch["obs"] = batch["next_obs"] = {"pos": batch["obs"], "flag": np.ones(32, np.int64)}
+    for step in range(200):
+        agent.on_progress(step, 200)
+        metrics = agent.update(batch)
+    assert all(np.isfinite(v) for v in metrics.values())
+    with torch.no_grad():
+        q = agent.q_net(obs_to_tensor({"pos": np.ones((1, 2), np.float32), "flag": np.ones(1, np.int64)}, "cpu"))[0]
+    assert float(q[0] - q[1:].max()) > 1.0
+
+
 # ------------------------------------------------------------------------------------------------------ TD3+BC
+def test_td3_bc_update_steps_the_actor_on_its_own_loss() -> None:
+    """Bug pinned: TD3's update stepping the actor on TD3's loss (``-Q``) rather than the subclass's
+    :meth:`actor_loss`: TD3+BC's parts must come back on every ``policy_delay``-th update, and with ``alpha = 0``
+    the actor must clone the data's action (0.5) instead of climbing Q."""
+    torch.manual_seed(0)
+    agent = TD3BCConfig(lr=1e-2, hidden_sizes=(16,), alpha=0.0).build(OBS2, UNIT, seed=0)
+    batch = bandit(np.full((32, 1), 0.5, np.float32), np.linspace(-1.0, 1.0, 32))
+    first, second = agent.update(batch), agent.update(batch)
+    assert "train/bc_loss" not in first and {"train/bc_loss", "train/lmbda", "train/actor_loss"} <= second.keys()
+    for _ in range(200):
+        agent.update(batch)
+    action = agent.act(np.ones((1, 2), np.float32), explore=False)[0]
+    assert action[0, 0] == pytest.approx(0.5, abs=0.05)
+
+
 def td3_bc_actor_grads(scale: float, bias: float = 0.0) -> tuple[list[torch.Tensor], dict[str, float]]:
     """Actor-loss gradients with the first critic's output multiplied by ``scale`` and shifted by ``bias``."""
     torch.manual_seed(0)
@@ -185,8 +222,70 @@ def test_iql_value_is_the_upper_expectile_and_the_policy_follows_the_advantage()
     assert mean_metrics["train/v_mean"] == pytest.approx(0.5, abs=0.08)
 
 
+def test_iql_learns_in_the_envs_action_bounds() -> None:
+    """Bug pinned: dataset actions fed to the policy's log-likelihood in env units instead of ``[-1, 1]`` (on
+    Pendulum's ``[-2, 2]`` the tanh mean cannot reach a data action of 1.5 and the policy stops at the bound, 2)."""
+    torch.manual_seed(0)
+    agent = IQLConfig(lr=3e-3, hidden_sizes=(32,), tau=1.0, expectile=0.9).build(OBS2, WIDE, seed=0)
+    actions = np.repeat([[-1.5], [1.5]], 32, axis=0).astype(np.float32)
+    batch = bandit(actions, (actions[:, 0] > 0).astype(np.float32))
+    for _ in range(400):
+        agent.update(batch)
+    action = agent.act(np.ones((1, 2), np.float32), explore=False)[0]
+    assert action[0, 0] == pytest.approx(1.5, abs=0.15)
+
+
 def test_iql_advantage_weights_are_clipped() -> None:
     """Bug pinned: without the clip, exp(beta A) overflows to inf at a large beta and the losses turn non-finite."""
     _, metrics = trained_iql(updates=5, expectile=0.9, beta=1e4)
     assert metrics["train/weight_max"] == pytest.approx(100.0)
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_iql_bootstraps_through_truncation() -> None:
+    """Bug pinned: a target that stops at the time limit (Pendulum's only episode end is ``truncated``). One
+    state, reward 1 whatever the action, the episode cut every 8 steps: bootstrapping through the cut gives
+    Q = V = 1 / (1 - 0.8) = 5; treating the cut as terminal settles where 7 bootstrapped samples and 1 terminal
+    one balance, about 3.3 (the negative control)."""
+
+    def fitted_q(truncation_is_terminal: bool) -> float:
+        torch.manual_seed(0)
+        agent = IQLConfig(lr=1e-2, hidden_sizes=(16,), tau=1.0, gamma=0.8).build(OBS2, UNIT, seed=0)
+        ends = np.repeat(np.arange(8) == 7, 8)
+        b = bandit(np.tile(np.linspace(-1, 1, 8, dtype=np.float32), 8)[:, None], np.ones(64))
+        b["truncated"], b["terminated"] = ends, ends if truncation_is_terminal else np.zeros(64, bool)
+        for _ in range(400):
+            metrics = agent.update(b)
+        return metrics["train/q_mean"]
+
+    assert fitted_q(truncation_is_terminal=False) == pytest.approx(5.0, abs=0.25)
+    assert fitted_q(truncation_is_terminal=True) == pytest.approx(1 / (1 - 7 * 0.8 / 8), abs=0.25)
+
+
+def test_iql_scales_rewards_by_the_datasets_return_range() -> None:
+    """Bugs pinned: the scale inverted or ignored. Returns spanning 1400 scale rewards by 1000 / 1400, so a
+    terminal reward of 1 is learnt as Q = 0.714; ``normalize_rewards=False`` (the control) learns Q = 1."""
+    returns = SimpleNamespace(episode_returns=np.array([-1500.0, -600.0, -100.0]))
+    fitted = []
+    for normalize in (True, False):
+        torch.manual_seed(0)
+        agent = IQLConfig(lr=1e-2, hidden_sizes=(16,), normalize_rewards=normalize).build(OBS2, UNIT, seed=0)
+        agent.on_dataset(returns)  # type: ignore[attr-defined]
+        batch = bandit(np.zeros((32, 1), np.float32), np.ones(32))
+        for _ in range(300):
+            metrics = agent.update(batch)  # type: ignore[attr-defined]
+        fitted.append(metrics["train/q_mean"])
+    assert fitted[0] == pytest.approx(1000 / 1400, abs=0.03)
+    assert fitted[1] == pytest.approx(1.0, abs=0.03)
+
+
+def test_iql_policy_learning_rate_decays_on_a_cosine() -> None:
+    """Bug pinned: a linear decay, or a schedule that never reaches the optimiser (3e-4 at the start, 1.5e-4 at
+    half the run, 0 at its end)."""
+    agent = IQLConfig().build(OBS2, UNIT, seed=0)
+    seen = []
+    for updates in (0, 250, 500, 1000):
+        agent.on_progress(updates, 1000)  # type: ignore[attr-defined]
+        seen.append(agent.policy_optimizer.param_groups[0]["lr"])  # type: ignore[attr-defined]
+    np.testing.assert_allclose(seen, [3e-4, 3e-4 * (1 + np.cos(np.pi / 4)) / 2, 1.5e-4, 0.0], atol=1e-12)
+    assert agent.value_optimizer.param_groups[0]["lr"] == 3e-4  # type: ignore[attr-defined]

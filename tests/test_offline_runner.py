@@ -18,11 +18,11 @@ import pytest
 pytest.importorskip("minari")
 
 from cardio import checkpoint
-from cardio.build import build_buffer, build_env
+from cardio.build import build_buffer, build_env, build_runner
 from cardio.datasets.minari import DatasetError, load_dataset, write_dataset
 from cardio.datasets.record import record_episodes
 from cardio.envs import make_env
-from tests.conftest import compose_train
+from tests.conftest import compose_train, shrink
 from tests.helpers import pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,3 +148,20 @@ def test_an_online_run_started_from_an_offline_one_keeps_its_buffer(datasets: di
     obs = state["buffer"]["storage"]["obs"][:, 0]
     dataset_obs = load_dataset(DATASET).buffer.storage["obs"]  # type: ignore[index]
     assert any(np.array_equal(obs[0], row) for row in dataset_obs.reshape(-1, 4))
+
+
+def test_an_offline_iql_run_takes_its_reward_scale_from_the_datasets_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build hands the dataset to the agent (``on_dataset``): IQL's rewards are scaled by 1000 over the spread
+    of the episode returns. Bug pinned: the hook never called (scale 1)."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = make_env("Pendulum-v1", seed=0)
+    episodes = record_episodes(None, env, 3, epsilon=1.0, seed=0)
+    space, actions = env.single_observation_space, env.single_action_space
+    write_dataset("test/Pendulum-v1/r-v0", episodes, env_spec=None, observation_space=space, action_space=actions)
+    returns = [float(np.sum(ep["reward"])) for ep in episodes]
+    overrides = ["agent=iql", "env=Pendulum", "runner.schedule.dataset=test/Pendulum-v1/r-v0", "logger=csv"]
+    agent = build_runner(shrink(compose_train(overrides), tmp_path / "run", total_steps=1000)).agent
+    assert agent.reward_scale == pytest.approx(1000.0 / (max(returns) - min(returns)))  # type: ignore[attr-defined]
+    assert agent.reward_scale != pytest.approx(1.0)  # type: ignore[attr-defined]

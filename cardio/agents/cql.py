@@ -8,8 +8,9 @@ variant, eq. (4), for discrete actions (section 4 and appendix F, Atari). The lo
 
 The penalty pushes every action's Q down through the soft maximum and the dataset action's Q back up, so actions
 never seen in a state end up below those the data took there: with ``alpha > 0`` a greedy policy stays on the
-data's support. ``cql_alpha = 0`` is DQN exactly. Everything but :meth:`CQL.update` is DQN's
-(``cardio/agents/dqn.py``): network, target syncs, greedy action with ties at random. Offline, the runner's clock
+data's support. ``cql_alpha = 0`` is DQN exactly. Everything but the loss in :meth:`CQL.update` is DQN's
+(``cardio/agents/dqn.py``): network, observations of any space DQN takes (Dict included), the TD target
+(:meth:`DQN.td_target`), target syncs, greedy action with ties at random. Offline, the runner's clock
 is gradient steps, so ``target_update_interval`` counts updates.
 
 Defaults: ``cql_alpha = 1.0``, d3rlpy's ``DiscreteCQL`` default (the paper tunes alpha per Atari data fraction,
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from cardio.agents.dqn import DQN, DQNConfig
-from cardio.agents.networks import to_tensor
+from cardio.agents.networks import obs_to_tensor, to_tensor
 
 
 @dataclass
@@ -54,22 +55,10 @@ class CQL(DQN):
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
         c, dev = self.config, self.device
-        obs = to_tensor(batch["obs"], dev).flatten(1)
-        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
+        # Observations through DQN's path (Dict, Tuple and image observations included), DQN's TD target.
+        obs = obs_to_tensor(batch["obs"], dev)
         action = to_tensor(batch["action"], dev, torch.long).reshape(-1, 1)
-        reward = to_tensor(batch["reward"], dev)
-        not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
-        discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
-
-        # TD target without grad (double DQN optional, as in DQN).
-        with torch.no_grad():
-            next_q_all = self.target_net(next_obs)
-            if c.double_q:
-                next_action = self.q_net(next_obs).argmax(dim=1, keepdim=True)
-                next_q = next_q_all.gather(1, next_action).squeeze(1)
-            else:
-                next_q = next_q_all.max(dim=1).values
-            td_target = reward + discount * not_terminal * next_q
+        td_target = self.td_target(batch)
         # Q of every action, and of the dataset's action.
         q_all = self.q_net(obs)  # [B, A]
         q = q_all.gather(1, action).squeeze(1)  # [B]

@@ -90,17 +90,21 @@ class DQN(Checkpointable):
 
         return epsilon_greedy(greedy, obs_batch_size(obs), self.num_actions, self.epsilon, self.rng, explore), {}
 
-    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
+    def td_target(self, batch: dict[str, Any]) -> torch.Tensor:
+        """``r + discount * (1 - terminated) * max_b Q'(s', b)`` of a ``[B, ...]`` batch, ``[B]``, without grad.
+
+        Bootstraps on ``terminated`` only, never ``truncated``; an n-step batch brings its own ``discount`` column
+        (else ``gamma``). Double DQN picks the next action with the online network, evaluates it with the target.
+
+        Args:
+            batch: ``next_obs`` (any observation space the torso reads), ``reward``, ``terminated``, optionally
+                ``discount``.
+        """
         c, dev = self.config, self.device
-        obs = obs_to_tensor(batch["obs"], dev)
         next_obs = obs_to_tensor(batch["next_obs"], dev)
-        action = to_tensor(batch["action"], dev, torch.long).reshape(-1, 1)
         reward = to_tensor(batch["reward"], dev)
         not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
         discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
-
-        # TD target without grad; double DQN chooses the next action with the online network.
         with torch.no_grad():
             next_q_all = self.target_net(next_obs)
             if c.double_q:
@@ -108,7 +112,14 @@ class DQN(Checkpointable):
                 next_q = next_q_all.gather(1, next_action).squeeze(1)
             else:
                 next_q = next_q_all.max(dim=1).values
-            td_target = reward + discount * not_terminal * next_q
+            return reward + discount * not_terminal * next_q
+
+    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """One gradient step on a ``[B, ...]`` batch; bootstraps on ``terminated`` only, never ``truncated``."""
+        c, dev = self.config, self.device
+        obs = obs_to_tensor(batch["obs"], dev)
+        action = to_tensor(batch["action"], dev, torch.long).reshape(-1, 1)
+        td_target = self.td_target(batch)
         # Q of the actions taken.
         q = self.q_net(obs).gather(1, action).squeeze(1)
         # Huber loss, importance-weighted when the batch comes from prioritized replay.

@@ -14,16 +14,20 @@ weighted up where their advantage is high; ``beta`` is the inverse temperature a
 state-independent log-std; evaluation acts with the mean.
 
 Defaults are the paper's for D4RL locomotion: ``expectile = 0.7``, ``beta = 3.0``, weights clipped at 100, Adam
-at 3e-4, two hidden layers of 256, tau 0.005, discount 0.99, batch 256. The paper also decays the policy's
-learning rate on a cosine schedule and normalises rewards by the dataset's return range; this file does neither.
+at 3e-4, two hidden layers of 256, tau 0.005, discount 0.99, batch 256, the policy's learning rate decayed to 0
+on a cosine over the run (``actor_lr_schedule``), and rewards scaled by ``1000 / (max - min)`` of the dataset's
+episode returns (``normalize_rewards``: an offline run hands the agent its dataset through :meth:`IQL.on_dataset`;
+the scale is checkpointed, so a resumed run or an online fine-tune learns on the same scale). Q, V and the
+advantage, and their metrics, are in scaled reward units.
 
 Metrics returned by :meth:`IQL.update`: ``train/value_loss``, ``train/critic_loss``, ``train/actor_loss``,
-``train/q_mean``, ``train/v_mean``, ``train/adv_mean``, ``train/weight_max``.
+``train/q_mean``, ``train/v_mean``, ``train/adv_mean``, ``train/weight_max``, ``train/actor_learning_rate``.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -66,6 +70,12 @@ class IQLConfig(AgentConfig["IQL"]):
     """Inverse temperature of the advantage weights ``exp(beta * A)``."""
     max_weight: float = 100.0
     """Clip of the advantage weights (w_max)."""
+    actor_lr_schedule: str = "cosine"
+    """Policy learning rate over the run: ``cosine`` (``lr * (1 + cos(pi * t / total_steps)) / 2``, the paper's) or
+    ``constant``; the value and critics keep ``lr``."""
+    normalize_rewards: bool = True
+    """Scale rewards by ``1000 / (max - min)`` of the dataset's episode returns (the paper's for locomotion;
+    False, or no dataset, or all returns equal: unscaled)."""
 
     def agent_class(self) -> type[IQL]:
         return IQL
@@ -90,10 +100,15 @@ class GaussianPolicy(nn.Module):
         return DiagGaussian(self.mean(obs), self.log_std.clamp(-5.0, 2.0))
 
 
+ACTOR_LR_SCHEDULES = ("cosine", "constant")
+
+
 class IQL(Checkpointable):
     """Implicit Q-learning for Box actions; see the module docstring for the three losses and the metrics."""
 
     checkpointed = (
+        "reward_scale",
+        "actor_lr",
         "value",
         "critics",
         "target_critics",
@@ -117,6 +132,9 @@ class IQL(Checkpointable):
         require_space("IQL", "action", action_space, IQLConfig.action_spaces, env_id)
         require_space("IQL", "observation", observation_space, IQLConfig.observation_spaces, env_id)
         self.config = c = config or IQLConfig()
+        if c.actor_lr_schedule not in ACTOR_LR_SCHEDULES:
+            schedule = c.actor_lr_schedule
+            raise ValueError(f"agent.actor_lr_schedule must be one of {ACTOR_LR_SCHEDULES}, got {schedule!r}")
         self.device = dev = torch.device(device)
         self.rng = np.random.default_rng(seed)  # unused by the maths; kept so every agent checkpoints a generator
         obs_dim, action_dim = flat_dim(observation_space), flat_dim(action_space)
@@ -132,6 +150,23 @@ class IQL(Checkpointable):
         self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=c.lr, fused=True)
         self.critic_optimizer = torch.optim.Adam(self.critics.parameters(), lr=c.lr, fused=True)
         self.policy_optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr, fused=True)
+        self.reward_scale = 1.0  # set from the dataset by on_dataset
+        self.actor_lr = c.lr  # the scheduled policy learning rate now
+
+    def on_dataset(self, data: Any) -> None:
+        """Take the reward scale from an offline run's dataset (``cardio.datasets.minari.OfflineData``, read:
+        ``episode_returns``): ``1000 / (max - min)`` of its episode returns under ``normalize_rewards``."""
+        returns = np.asarray(data.episode_returns, dtype=np.float64)
+        spread = float(returns.max() - returns.min()) if len(returns) else 0.0
+        self.reward_scale = 1000.0 / spread if self.config.normalize_rewards and spread > 0 else 1.0
+
+    def on_progress(self, updates: int, total_steps: int) -> None:
+        """The policy's learning rate at ``updates`` of ``total_steps`` (cosine decay to 0, or constant)."""
+        c = self.config
+        if c.actor_lr_schedule == "cosine":
+            self.actor_lr = c.lr * 0.5 * (1.0 + math.cos(math.pi * min(updates / max(total_steps, 1), 1.0)))
+        for group in self.policy_optimizer.param_groups:
+            group["lr"] = self.actor_lr
 
     def act(self, obs: np.ndarray, explore: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """The policy's mean (``explore``: a sample) in the env's bounds."""
@@ -147,7 +182,7 @@ class IQL(Checkpointable):
         obs = to_tensor(batch["obs"], dev).flatten(1)
         next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
         action = from_env_bounds(to_tensor(batch["action"], dev).flatten(1), self.low, self.high)
-        reward = to_tensor(batch["reward"], dev)
+        reward = to_tensor(batch["reward"], dev) * self.reward_scale
         not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
         discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
 
@@ -186,4 +221,5 @@ class IQL(Checkpointable):
             "train/v_mean": v.mean().item(),
             "train/adv_mean": advantage.mean().item(),
             "train/weight_max": weight.max().item(),
+            "train/actor_learning_rate": self.actor_lr,
         }

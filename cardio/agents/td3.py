@@ -149,6 +149,16 @@ class TD3(Checkpointable):
         if self.noise is not None:
             self.noise.reset(ended)
 
+    def actor_loss(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The delayed actor step's loss, minus the first critic's mean Q of the actor's actions, and extra metrics
+        (none here; TD3+BC overrides this with its BC term).
+
+        Args:
+            obs: ``[B, D]`` flat observations of the batch.
+            action: ``[B, A]`` the batch's actions in ``[-1, 1]`` units (unused by TD3).
+        """
+        return -q_values(self.critics[:1], obs, self.actor(obs)).mean(), {}
+
     def update(self, batch: dict[str, Any]) -> dict[str, Any]:
         """One critic step on a ``[B, ...]`` batch; every ``policy_delay``-th call also an actor step and the soft
         target updates."""
@@ -180,15 +190,15 @@ class TD3(Checkpointable):
             "train/q_mean": q[0].mean().item(),
             "train/learning_rate": self.lr,
         }
-        # Delayed actor step (maximise the first critic) and soft target updates.
+        # Delayed actor step (:meth:`actor_loss`) and soft target updates.
         if self.updates % c.policy_delay == 0:
-            actor_loss = -q_values(self.critics[:1], obs, self.actor(obs)).mean()
+            actor_loss, parts = self.actor_loss(obs, action)
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_optimizer.step()
             soft_update(self.target_critics, self.critics, c.tau)
             soft_update(self.target_actor, self.actor, c.tau)
-            metrics["train/actor_loss"] = actor_loss.item()
+            metrics |= {"train/actor_loss": actor_loss.item(), **parts}
         if "weight" in batch:
             metrics["td_error"] = (td_target - q[0]).detach().abs().cpu().numpy()
         return metrics

@@ -14,20 +14,19 @@ file does not (Pendulum's states are already of order 1; docs/offline.md).
 Defaults are the paper's for D4RL locomotion: ``alpha = 2.5``, Adam at 3e-4, two hidden layers of 256, tau 0.005,
 policy noise 0.2 clipped at 0.5, policy delay 2, batch 256, discount 0.99.
 
-Metrics returned by :meth:`TD3BC.update`: TD3's (``train/critic_loss``, ``train/q_mean``, ``train/actor_loss`` on
-actor steps) plus, on actor steps, ``train/bc_loss`` (the squared-error term) and ``train/lmbda`` (lambda).
+Only the actor's loss (:meth:`TD3BC.actor_loss`) is this file's; the update is TD3's, so its metrics are TD3's
+(``train/critic_loss``, ``train/q_mean``, ``train/learning_rate``, ``train/actor_loss`` on actor steps) plus, on
+actor steps, ``train/bc_loss`` (the squared-error term) and ``train/lmbda`` (lambda).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from cardio.agents.heads import from_env_bounds
-from cardio.agents.networks import soft_update, to_tensor
 from cardio.agents.sac import q_values
 from cardio.agents.td3 import TD3, TD3Config
 
@@ -65,40 +64,3 @@ class TD3BC(TD3):
         lmbda = self.config.alpha / q.abs().mean().detach()
         bc_loss = F.mse_loss(pi, action)
         return -lmbda * q.mean() + bc_loss, {"train/bc_loss": bc_loss.item(), "train/lmbda": lmbda.item()}
-
-    def update(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """One critic step on a ``[B, ...]`` batch; every ``policy_delay``-th call also an actor step and the soft
-        target updates."""
-        c, dev = self.config, self.device
-        obs = to_tensor(batch["obs"], dev).flatten(1)
-        next_obs = to_tensor(batch["next_obs"], dev).flatten(1)
-        action = from_env_bounds(to_tensor(batch["action"], dev).flatten(1), self.low, self.high)
-        reward = to_tensor(batch["reward"], dev)
-        not_terminal = 1.0 - to_tensor(batch["terminated"], dev)
-        discount = to_tensor(batch["discount"], dev) if "discount" in batch else c.gamma
-        self.updates += 1
-
-        # TD target without grad: smoothed target action, min over target critics (TD3's).
-        with torch.no_grad():
-            clip = c.target_noise_clip
-            smoothing = (torch.randn_like(action) * c.target_policy_noise).clamp(-clip, clip)
-            next_action = (self.target_actor(next_obs) + smoothing).clamp(-1.0, 1.0)
-            next_q = q_values(self.target_critics, next_obs, next_action).min(dim=0).values
-            td_target = reward + discount * not_terminal * next_q
-        # Critic loss: MSE of every critic.
-        q = q_values(self.critics, obs, action)  # [n_critics, B]
-        critic_loss = ((q - td_target) ** 2).mean(dim=1).sum()
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
-        metrics: dict[str, Any] = {"train/critic_loss": critic_loss.item(), "train/q_mean": q[0].mean().item()}
-        # Delayed actor step (normalised Q term plus BC term) and soft target updates.
-        if self.updates % c.policy_delay == 0:
-            actor_loss, parts = self.actor_loss(obs, action)
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_optimizer.step()
-            soft_update(self.target_critics, self.critics, c.tau)
-            soft_update(self.target_actor, self.actor, c.tau)
-            metrics |= {"train/actor_loss": actor_loss.item(), **parts}
-        return metrics
