@@ -1,3 +1,4 @@
-"""Stands in for `jax` in `make test-nojax`: importing it fails as it does where the jax extra is not installed."""
+"""Stands in for `jax` in `make test-nojax`: importing it fails as where the jax extra is not installed."""
 
-raise ModuleNotFoundError("jax is blocked by .ci/nojax (make test-nojax: the suite as without the jax extra)", name="jax")
+WHY = "blocked by .ci/nojax (make test-nojax: the suite without the jax extra)"
+raise ModuleNotFoundError(f"{__name__} is {WHY}", name=__name__)

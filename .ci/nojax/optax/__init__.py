@@ -1,3 +1,4 @@
-"""Stands in for `optax` in `make test-nojax`: importing it fails as it does where the jax extra is not installed."""
+"""Stands in for `optax` in `make test-nojax`: importing it fails as where the jax extra is not installed."""
 
-raise ModuleNotFoundError("optax is blocked by .ci/nojax (make test-nojax: the suite as without the jax extra)", name="optax")
+WHY = "blocked by .ci/nojax (make test-nojax: the suite without the jax extra)"
+raise ModuleNotFoundError(f"{__name__} is {WHY}", name=__name__)
