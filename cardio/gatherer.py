@@ -102,6 +102,15 @@ def episode_continues(info: dict[str, Any], mode: AutoresetMode) -> np.ndarray |
     return np.asarray(info["_" + EPISODE_CONTINUES_KEY], dtype=bool) & np.asarray(flags, dtype=bool)
 
 
+def episodes_may_continue(env: gym.vector.VectorEnv) -> bool:
+    """Whether some env copy has a wrapper that ends episodes for learning only (``continues_episodes``, e.g.
+    :class:`cardio.envs.atari.EpisodicLife`); ``False`` where the copies cannot be asked (native vector envs)."""
+    try:
+        return any(env.get_attr("continues_episodes"))
+    except Exception:  # AttributeError from every copy without one; native vector envs have no copies to ask
+        return False
+
+
 def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     """A plain ``gym.Env`` becomes a one-env SyncVectorEnv (SAME_STEP), so everything sees ``[N, ...]``."""
     if isinstance(env, gym.vector.VectorEnv):
@@ -153,6 +162,7 @@ class Gatherer:
         self._all_valid.flags.writeable = False
         self._no_done = np.zeros(self.num_envs, dtype=bool).tobytes()
         self._sum_rewards = not reports_own_returns(self.env)
+        self._episodes_may_continue = episodes_may_continue(self.env)
         # one env, array actions: sample the single space (looked up per call: a resumed checkpoint replaces it)
         nested = isinstance(self.env.single_action_space, (gym.spaces.Dict, gym.spaces.Tuple))
         self._single_space = self.num_envs == 1 and not nested
@@ -311,11 +321,12 @@ class Gatherer:
             return 0, 0
         write = getattr(buffer, "add_block", None) or partial(_add_rows, buffer)
         args = (write, steps, policy, random_until, before_step, on_fresh, max(int(block), 1))
-        if isinstance(self.env, OneEnvVector) and self.env._plain_obs and self.mode == AutoresetMode.SAME_STEP:
+        fast = not self._episodes_may_continue  # Atari lives: only step() books a life lost as no episode
+        if fast and isinstance(self.env, OneEnvVector) and self.env._plain_obs and self.mode == AutoresetMode.SAME_STEP:
             return self._collect_one(*args)
-        if isinstance(self.obs, np.ndarray):
+        if fast and isinstance(self.obs, np.ndarray):
             return self._collect_vector(*args)
-        written = episodes = 0  # nested observations: step by step
+        written = episodes = 0  # nested observations, episodes that may continue: step by step
         for _ in range(steps):
             if before_step is not None:
                 before_step()

@@ -155,6 +155,10 @@ class EpisodicLife(gym.Wrapper):
         env: an Atari env (anything with ``unwrapped.ale.lives()``), preprocessed or not.
     """
 
+    continues_episodes = True
+    """Read by the gatherer (``get_attr``): an env that may end an episode for learning only is collected step by
+    step, where the life-loss rule lives, never by the block-wise fast paths."""
+
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self.lives = 0
