@@ -106,7 +106,7 @@ def episodes_may_continue(env: gym.vector.VectorEnv) -> bool:
     """Whether some env copy has a wrapper that ends episodes for learning only (``continues_episodes``, e.g.
     :class:`cardio.envs.atari.EpisodicLife`); ``False`` where the copies cannot be asked (native vector envs)."""
     try:
-        return any(env.get_attr("continues_episodes"))
+        return any(env.get_attr("continues_episodes"))  # type: ignore[attr-defined]
     except Exception:  # AttributeError from every copy without one; native vector envs have no copies to ask
         return False
 
