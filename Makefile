@@ -60,8 +60,9 @@ TEST_JOBS ?= 4
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n auto --maxprocesses $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
-# The fast suite as a user without the jax extra sees it: .ci/nojax shadows jax, jaxlib and optax with packages
-# whose import fails (inherited by the suite's subprocesses), so JAX tests skip and nothing else may need JAX.
+# The fast suite as a user without the jax extra sees it: .ci/nojax/sitecustomize.py marks jax, jaxlib and optax
+# absent at every interpreter's start-up (the suite's subprocesses inherit PYTHONPATH), so JAX tests skip and
+# nothing else may need JAX.
 test-nojax: $(DEV_STAMP)
 	PYTHONPATH=$(CURDIR)/.ci/nojax $(BIN)/python -m pytest -q $(if $(filter 0,$(TEST_JOBS)),,-n auto --maxprocesses $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
