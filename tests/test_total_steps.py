@@ -4,6 +4,7 @@ LunarLander with 16 envs x 1024 steps asked for 2e4 ran 32,768). Shipped configs
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import warnings
 from pathlib import Path
@@ -65,8 +66,10 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
+NEEDS_JAX = pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX twins need the jax extra")
 SHIPPED = [[f"experiment={e}"] for e in options("experiment")]
 SHIPPED += [[f"agent={a}", f"env={e}"] for a, e in itertools.product(options("agent"), options("env"))]
+SHIPPED = [pytest.param(o, marks=NEEDS_JAX) if any(w.endswith("_jax") for w in o) else o for o in SHIPPED]
 
 
 @pytest.mark.parametrize("overrides", SHIPPED, ids=" ".join)
