@@ -81,7 +81,8 @@ def package_versions() -> dict[str, str]:
     """Versions of cardio, :data:`PACKAGES` and the imported :data:`OPTIONAL_PACKAGES`."""
     import cardio
 
-    names = [*PACKAGES, *(dist for module, dist in OPTIONAL_PACKAGES.items() if module in sys.modules)]
+    imported = [dist for module, dist in OPTIONAL_PACKAGES.items() if sys.modules.get(module) is not None]
+    names = [*PACKAGES, *imported]  # a None in sys.modules is an import that was blocked, not one that ran
     versions = {"cardio": cardio.__version__}  # the source's own, whether installed as a wheel or run from a checkout
     for name in names:
         try:
