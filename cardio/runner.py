@@ -732,6 +732,12 @@ class Runner:
         self.last_checkpoint = path
         return path
 
+    def close_envs(self) -> None:
+        """Close the training and evaluation envs (a sweep trial's, before the next trial builds its own)."""
+        for gatherer in (self.gatherer, self.eval_gatherer):
+            if gatherer is not None:
+                gatherer.env.close()
+
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""
         return checkpoint.atomic_save(self.state_dict(), path)

@@ -264,9 +264,7 @@ class Objective:
                     for logger in loggers:
                         logger.close()
                     for runner in runners:
-                        for gatherer in (runner.gatherer, runner.eval_gatherer):
-                            if gatherer is not None:
-                                gatherer.env.close()
+                        runner.close_envs()
                 status = "COMPLETED"
             except optuna.TrialPruned as exc:
                 status, reason = "PRUNED", str(exc)
@@ -299,9 +297,7 @@ class Objective:
                     runner.run()
                 finally:
                     logger.close()
-                    for gatherer in (runner.gatherer, runner.eval_gatherer):
-                        if gatherer is not None:
-                            gatherer.env.close()
+                    runner.close_envs()
                 status = "COMPLETED"
             except optuna.TrialPruned as exc:
                 status, reason = "PRUNED", str(exc)
