@@ -159,7 +159,9 @@ def main() -> None:
         if args.algos is None or label in args.algos
     ]
     with ThreadPoolExecutor(args.workers) as pool:
-        dirs = list(pool.map(lambda j: offline_run(*j, args.updates, args.out / "bench"), jobs))
+        # one folder per budget, so a run at another --updates never counts as finished
+        bench_dir = args.out / "bench" / f"updates{args.updates}"
+        dirs = list(pool.map(lambda j: offline_run(*j, args.updates, bench_dir), jobs))
     results: dict[str, dict[str, object]] = {}
     for recipe in args.datasets:
         data = load_dataset(DATASETS[recipe][0])
