@@ -14,6 +14,9 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -28,6 +31,7 @@ from cardio.config import apply_zoo, check_command_line, describe_zoo
 from cardio.errors import report_user_errors
 from cardio.finite import NonFiniteError
 from cardio.loggers import print_config_tree
+from cardio.loggers.base import Logger
 from cardio.paths import config_dir
 from cardio.validate import validate
 
@@ -108,29 +112,49 @@ def train(cfg: DictConfig) -> float:
     logger = runner.logger
     if logger is not None:
         logger.log_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-    exit_code = 1  # an exception on the way out marks the run failed (W&B included)
-    try:
+    metrics: dict[str, float] = {}
+    with closing_on_exit([logger]) as outcome:
         if runner.env_steps >= runner.total_steps:
             print(f"run already at {runner.env_steps} env steps; raise runner.total_steps to train longer")
             metrics = dict(runner.last_eval)
         else:
             metrics = runner.run()
-        exit_code = 0
+    print(f"run dir: {cfg.run_dir}")
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)
+    return float(metrics.get("eval/mean_reward", float("nan")))
+
+
+@dataclass
+class Outcome:
+    """How a training run ended, as the process's exit code (1 until it completes)."""
+
+    exit_code: int = 1
+
+
+@contextmanager
+def closing_on_exit(loggers: Sequence[Logger | None]) -> Iterator[Outcome]:
+    """Train inside; however it ends, every logger closes with the exit code (W&B marks the run finished, failed or
+    interrupted by it). Completed: 0. ``checkpoint.Interrupted`` (Ctrl-C or SIGTERM, a checkpoint written): its
+    message and code (130, 143). ``NonFiniteError``: one ``error:`` line naming the value and the step, code 1, the
+    last checkpoint kept. A ``KeyboardInterrupt`` outside the runner's handler: 130, re-raised. Anything else: 1,
+    re-raised. The caller exits with ``outcome.exit_code`` when it is not 0."""
+    outcome = Outcome()
+    try:
+        yield outcome
+        outcome.exit_code = 0
     except checkpoint.Interrupted as stop:
         print(stop, file=sys.stderr)
-        exit_code = stop.exit_code
-    except NonFiniteError as diverged:  # one line naming the value and the step; the last checkpoint is kept
+        outcome.exit_code = stop.exit_code
+    except NonFiniteError as diverged:
         print(f"error: {diverged}", file=sys.stderr)
     except KeyboardInterrupt:
-        exit_code = 130
+        outcome.exit_code = 130
         raise
     finally:
-        if logger is not None:
-            logger.close(exit_code)
-    print(f"run dir: {cfg.run_dir}")
-    if exit_code:
-        sys.exit(exit_code)
-    return float(metrics.get("eval/mean_reward", float("nan")))
+        for logger in loggers:
+            if logger is not None:
+                logger.close(outcome.exit_code)
 
 
 def resumed_seed_configs(cfg: DictConfig, run_dir: Path, composed: DictConfig) -> list[DictConfig]:
@@ -177,21 +201,11 @@ def train_seeds(cfg: DictConfig, ckpt: Path | None, composed: DictConfig) -> flo
     for runner, one in zip(runners, configs, strict=True):
         if runner.logger is not None:
             runner.logger.log_config(OmegaConf.to_container(one, resolve=True))  # type: ignore[arg-type]
-    exit_code = 1
-    try:
+    finals: list[dict[str, float]] = []
+    with closing_on_exit([runner.logger for runner in runners]) as outcome:
         finals = multi.run()
-        exit_code = 0
-    except checkpoint.Interrupted as stop:
-        print(stop, file=sys.stderr)
-        exit_code = stop.exit_code
-    except NonFiniteError as diverged:
-        print(f"error: {diverged}", file=sys.stderr)
-    finally:
-        for runner in runners:
-            if runner.logger is not None:
-                runner.logger.close(exit_code)
-    if exit_code:
-        sys.exit(exit_code)
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)
     write_finals(cfg.run_dir, multi.seeds, finals)
     print(f"run dir: {cfg.run_dir}")
     return float(sum(f.get("eval/mean_reward", float("nan")) for f in finals) / len(finals))

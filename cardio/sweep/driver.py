@@ -29,6 +29,8 @@ import socket
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,29 @@ SAMPLERS = {
 }
 SKIPPED_KEYS = ("seed", "seeds", "run_dir")
 """Overrides a trial sets itself, never part of the searched or exported configuration."""
+
+
+@contextmanager
+def trial_outcome(write: Callable[[str, str | None], None]) -> Iterator[None]:
+    """Run a trial's training inside; however it ends, ``write(status, reason)`` books it (``final.json``):
+    ``COMPLETED``; ``PRUNED`` by a pruner, or by a non-finite guard (``FloatingPointError``: diverged, pruned like
+    a NaN loss); else ``FAILED`` with the exception as the reason. The exception still propagates: Optuna books the
+    trial's own state from it."""
+    status, reason = "FAILED", None
+    try:
+        yield
+        status = "COMPLETED"
+    except optuna.TrialPruned as exc:
+        status, reason = "PRUNED", str(exc)
+        raise
+    except FloatingPointError as exc:
+        status, reason = "PRUNED", f"diverged: {exc}"
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        write(status, reason)
 
 
 class SurplusTrialError(RuntimeError):
@@ -249,8 +274,12 @@ class Objective:
             trial, self.settings.metric, self.settings.objective, len(configs), self.settings.seed_aggregate
         )
         runners, loggers = [], []
-        status, reason = "FAILED", None
-        with log_to(cfg.run_dir):
+
+        def write(status: str, reason: str | None) -> None:
+            for one, reporter in zip(configs, group.seeds, strict=True):
+                write_final(one.run_dir, [*overrides, f"seed={one.seed}"], status, reporter.value(), reason)
+
+        with log_to(cfg.run_dir), trial_outcome(write):
             try:
                 for one, reporter in zip(configs, group.seeds, strict=True):
                     save_config(one, one.run_dir)
@@ -258,26 +287,12 @@ class Objective:
                     loggers.append(build_logger(one))
                     loggers[-1].sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
                     runners.append(build_runner(one, logger=loggers[-1], callbacks=[reporter]))
-                try:
-                    MultiSeedRunner(runners, [int(one.seed) for one in configs]).run()
-                finally:
-                    for logger in loggers:
-                        logger.close()
-                    for runner in runners:
-                        runner.close_envs()
-                status = "COMPLETED"
-            except optuna.TrialPruned as exc:
-                status, reason = "PRUNED", str(exc)
-                raise
-            except FloatingPointError as exc:
-                status, reason = "PRUNED", f"diverged: {exc}"
-                raise
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                raise
-            finally:
-                for one, reporter in zip(configs, group.seeds, strict=True):
-                    write_final(one.run_dir, [*overrides, f"seed={one.seed}"], status, reporter.value(), reason)
+                MultiSeedRunner(runners, [int(one.seed) for one in configs]).run()
+            finally:  # what was built is closed, also when a later seed's build failed
+                for logger in loggers:
+                    logger.close()
+                for runner in runners:
+                    runner.close_envs()
         return [reporter.value() for reporter in group.seeds]
 
     def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int, overrides: list[str]) -> float:
@@ -287,29 +302,19 @@ class Objective:
         save_config(cfg, run_dir)
         provenance.record_run(run_dir, str(cfg.get("device", "cpu")))
         reporter = TrialReporter(trial, self.settings.metric, self.settings.objective, step_offset)
-        status, reason = "FAILED", None
-        with log_to(run_dir):
+
+        def write(status: str, reason: str | None) -> None:
+            write_final(run_dir, overrides, status, reporter.value(), reason)
+
+        with log_to(run_dir), trial_outcome(write):
+            logger = build_logger(cfg)
+            logger.sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
+            runner = build_runner(cfg, logger=logger, callbacks=[reporter])
             try:
-                logger = build_logger(cfg)
-                logger.sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
-                runner = build_runner(cfg, logger=logger, callbacks=[reporter])
-                try:
-                    runner.run()
-                finally:
-                    logger.close()
-                    runner.close_envs()
-                status = "COMPLETED"
-            except optuna.TrialPruned as exc:
-                status, reason = "PRUNED", str(exc)
-                raise
-            except FloatingPointError as exc:  # a non-finite guard stopped the run: diverged, pruned like a NaN loss
-                status, reason = "PRUNED", f"diverged: {exc}"
-                raise
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                raise
+                runner.run()
             finally:
-                write_final(run_dir, overrides, status, reporter.value(), reason)
+                logger.close()
+                runner.close_envs()
         return reporter.value()
 
     def _refuse_surplus(self, trial: optuna.Trial) -> None:
