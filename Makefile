@@ -72,6 +72,7 @@ test-slow: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check cardio scripts tests bench examples hydra_plugins
 	$(BIN)/ruff format --check cardio scripts tests bench examples hydra_plugins
+	$(BIN)/ruff format --check docs README.md  # the Python blocks of the docs
 	$(BIN)/mypy cardio scripts hydra_plugins
 
 format: $(DEV_STAMP)
