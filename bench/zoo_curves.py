@@ -45,7 +45,10 @@ def curve_sb3(pair: Pair, zoo: Path, seed: int, steps: int, every: int, episodes
     eval_env = make_vec_env(pair.env_id, n_envs=1, seed=seed + EVAL_SEED_OFFSET)
     if isinstance(env, VecNormalize):  # EvalCallback copies the training statistics in before each evaluation
         eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-    callback = EvalCallback(eval_env, n_eval_episodes=episodes, eval_freq=max(every // env.num_envs, 1), verbose=0)
+    callback = EvalCallback(  # it keeps the evaluations only with a log_path (evaluations.npz there)
+        eval_env, n_eval_episodes=episodes, eval_freq=max(every // env.num_envs, 1),
+        log_path=str(RUNS / f"curves_sb3_{pair.algo}_{pair.env_config}_s{seed}"), verbose=0,
+    )  # fmt: skip
     model.learn(total_timesteps=steps, callback=callback)
     found = (callback.evaluations_timesteps, callback.evaluations_results, callback.evaluations_length)
     return [[int(t), float(np.mean(r)), float(np.mean(n))] for t, r, n in zip(*found, strict=True)]
@@ -128,6 +131,8 @@ def main() -> None:
                     evals = curve_sb3(pair, args.zoo, seed, steps, args.every, args.episodes)
                 else:
                     evals = curve_cardio(pair, seed, steps, args.every, args.episodes)
+                if not evals:
+                    raise RuntimeError(f"{lib} seed {seed}: no evaluation was recorded")
                 record = {"pair": args.pair, "lib": lib, "seed": seed, "steps": steps, "every": args.every,
                           "episodes": args.episodes, "evals": evals, "wall_s": time.perf_counter() - started,
                           "commit": commit()}  # fmt: skip

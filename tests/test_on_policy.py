@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,6 +19,7 @@ from cardio.agents.heads import Categorical, CategoricalHead, DiagGaussianHead, 
 from cardio.agents.networks import MLPTorso, NatureCNN, make_torso
 from cardio.agents.ppo import PPOConfig
 from cardio.buffers import CircularBuffer
+from cardio.build import build_runner
 from cardio.envs import make_env
 from cardio.runner import OnPolicySchedule, Runner
 from tests.conftest import CONFIG_DIR, compose_train
@@ -155,6 +157,35 @@ def test_ppo_warns_when_minibatches_do_not_divide_the_rollout() -> None:
     runner = Runner(env, agent, CircularBuffer(32, 2), OnPolicySchedule(16), total_steps=32, seed=0)
     with pytest.warns(UserWarning, match=r"16\*2 = 32 .*agent.batch_size=24.*minibatch of 8"):
         runner.step()
+
+
+@pytest.mark.parametrize("agent_name", ["ppo", "ppo_jax"])
+def test_ppo_twins_stay_quiet_when_only_the_runs_last_rollout_is_cut_short(agent_name: str, tmp_path: Path) -> None:
+    """rl-zoo's CartPole numbers: 8 x 32 = 256 per rollout, batch 256; a budget of 416 cuts the last rollout to 160
+    transitions, one minibatch of the whole (cut) rollout: nothing to warn about, in either twin."""
+    if agent_name == "ppo_jax":
+        pytest.importorskip("jax")
+    cfg = compose_train([f"agent={agent_name}", "env=CartPole", "zoo=ppo/CartPole-v1", "runner.total_steps=416",
+                         "runner.eval_freq=0", "runner.eval_episodes=1", "runner.checkpoint_dir=null", "logger=csv",
+                         f"run_dir={tmp_path}"])  # fmt: skip
+    runner = build_runner(cfg)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # any warning fails the test
+            runner.run()
+    finally:
+        runner.close_envs()
+        if runner.logger is not None:
+            runner.logger.close()
+    assert runner.env_steps == 416
+
+
+def test_uneven_minibatches_is_one_check_for_both_twins() -> None:
+    config = PPOConfig(batch_size=64)
+    assert config.uneven_minibatches(32, 4) is None  # 128: two minibatches of 64
+    assert config.uneven_minibatches(16, 2) is None  # 32: one minibatch of the whole rollout
+    message = config.uneven_minibatches(20, 5)  # 100: 64 + a runt of 36
+    assert message is not None and "20*5 = 100" in message and "minibatch of 36" in message
 
 
 # ------------------------------------------------------------------------------------------------ configs

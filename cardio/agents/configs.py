@@ -172,6 +172,20 @@ class PPOConfig(AgentConfig["PPO"]):
             if getattr(self, key) not in SCHEDULES:
                 raise ConfigError(f"agent.{key} must be one of {SCHEDULES}, got {getattr(self, key)!r}")
 
+    def uneven_minibatches(self, steps: int, num_envs: int) -> str | None:
+        """The warning for a rollout of ``steps x num_envs`` transitions that ``batch_size`` does not divide, or
+        ``None``. Legal, as in SB3, but each epoch then ends on a runt minibatch. A batch of the rollout or more is
+        one minibatch of the whole rollout, never uneven. Both twins ask on their first rollout only: a run's last
+        rollout is cut to the steps left and may be short."""
+        size = steps * num_envs
+        if size % self.batch_size == 0 or self.batch_size >= size:
+            return None
+        return (
+            f"PPO: the rollout of n_steps*num_envs = {steps}*{num_envs} = {size} transitions is not a multiple of "
+            f"agent.batch_size={self.batch_size}, so each epoch ends with a minibatch of {size % self.batch_size}; "
+            f"change runner.schedule.n_steps, env.num_envs or agent.batch_size"
+        )
+
 
 @dataclass
 class A2CConfig(AgentConfig["A2C"]):

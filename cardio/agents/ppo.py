@@ -78,14 +78,9 @@ class PPO(Checkpointable):
         c, dev = self.config, self.device
         T, N = rollout["reward"].shape
         size = T * N
-        # legal, as in SB3, but each epoch ends on a runt (a batch of the rollout or more is the whole rollout)
-        if size % c.batch_size and c.batch_size < size and not self._checked_batch:
-            warnings.warn(
-                f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
-                f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
-                f"change runner.schedule.n_steps, env.num_envs or agent.batch_size",
-                stacklevel=2,
-            )
+        uneven = None if self._checked_batch else c.uneven_minibatches(T, N)
+        if uneven is not None:
+            warnings.warn(uneven, stacklevel=2)
         self._checked_batch = True
         lr = self._scheduled(c.lr, c.lr_schedule)
         clip = self._scheduled(c.clip_range, c.clip_range_schedule)

@@ -248,7 +248,7 @@ class PPOJax:
         self.tx = adam(c.max_grad_norm, eps=1e-5)
         self.state = PPOState(params, optimiser_state(self.tx, params), prng_key)
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
-        self._warned_batch = False
+        self._checked_batch = False  # the batch-size check looks at the first rollout (the last may be cut short)
         self.act_fn = partial(act, policy=self.policy)
         self.update_fn = partial(update, tx=self.tx, config=c, policy=self.policy)
         static = (repr(c), self.policy, obs_dim, action_dim)
@@ -280,14 +280,10 @@ class PPOJax:
         c = self.config
         T, N = rollout["reward"].shape
         size = T * N
-        if size % c.batch_size and not self._warned_batch:  # legal, as in SB3, but each epoch ends on a runt
-            warnings.warn(
-                f"PPO: the rollout of n_steps*num_envs = {T}*{N} = {size} transitions is not a multiple of "
-                f"agent.batch_size={c.batch_size}, so each epoch ends with a minibatch of {size % c.batch_size}; "
-                f"change runner.schedule.n_steps, env.num_envs or agent.batch_size",
-                stacklevel=2,
-            )
-            self._warned_batch = True
+        uneven = None if self._checked_batch else c.uneven_minibatches(T, N)
+        if uneven is not None:
+            warnings.warn(uneven, stacklevel=2)
+        self._checked_batch = True  # the first rollout only: a run's last one may be cut short
         lr = self._scheduled(c.lr, c.lr_schedule)
         clip = self._scheduled(c.clip_range, c.clip_range_schedule)
 
