@@ -211,43 +211,56 @@ def main() -> None:
 
 
 NOTES = """
-Status (2026-11-30, second pass): seeds 0, 1, 2 where a cell says (3), 0 to 4 for PPO Hopper. The machine had 2
-cores shared by about seven agents (load 12 to 28 during these runs), so where rl-zoo's budget did not fit, both
-libraries ran the same cut budget (steps column). Each run is recorded with its commit in
-`docs/bench/zoo_heldout.jsonl`. cardio's seed 0 of PPO Pendulum and of DQN MountainCar come from commit cbdbe9e;
-they are kept because the current code reproduces that commit bit for bit on shortened runs of the same configs (PPO
-Pendulum 8192 steps, DQN MountainCar 3008 steps, a multiple of `train_freq` as 120k is; cardio's PPO
-MountainCarContinuous seed 0 also came out identical).
+Status (2026-11-30, third pass): seeds 0, 1, 2 of every pair on both sides, 0 to 4 for PPO Hopper. The first two
+passes ran on 2 cores shared by about seven agents (load 12 to 28), the third (seeds 1 and 2 of DQN Acrobot, DQN
+MountainCar, PPO Pendulum and SAC MountainCarContinuous, seed 0 of DQN Acrobot) at load 4 to 7, so the time ratios
+mix loads and are indicative only. Where rl-zoo's budget did not fit, both libraries ran the same cut budget (steps
+column). Each run is recorded with its commit in `docs/bench/zoo_heldout.jsonl`. cardio's seed 0 of PPO Pendulum and
+of DQN MountainCar come from commit cbdbe9e; they are kept because the later code reproduces that commit bit for bit
+on shortened runs of the same configs (PPO Pendulum 8192 steps, DQN MountainCar 3008 steps, a multiple of
+`train_freq` as 120k is; cardio's PPO MountainCarContinuous seed 0 also came out identical).
 
-- A2C Acrobot (100k of rl-zoo's 500k): cardio -81.7 ± 5.3, SB3 -86.7 ± 4.1, both inside rl-zoo's -83.4 ± 17.2.
+- DQN Acrobot (50k of rl-zoo's 100k): cardio -86.0 / -78.4 / -83.3, SB3 -76.1 / -74.7 / -81.8; both inside rl-zoo's
+  -76.6 ± 11.8 at half its budget; cardio's mean 5 below SB3's (p = 0.18, 3 seeds a side).
+- DQN MountainCar (rl-zoo's 120k): cardio -121.6 / -127.9 / -112.7, SB3 -103.7 / -122.2 / -107.0. The translation
+  was checked key by key against how SB3 uses it (target sync every 600 vector steps with 1 env, 8 gradient steps
+  every 16 steps after 1000 random ones, epsilon over the first 20 % of the budget, Huber loss, gradient clip 10,
+  Adam's eps) with no difference found. Means -120.7 ± 6.2 and -111.0 ± 8.1: a gap of 10 against seed spreads of 6
+  to 8 (Welch's t-test p = 0.25 on 3 seeds a side; SB3's seed 1, -122.2, is below two of cardio's three). rl-zoo's
+  -100.8 ± 9.9 is one agent at the same budget, which SB3's best seed reaches and cardio's best (-112.7) does not: a
+  gap to rl-zoo's score that 3 seeds cannot tell from seed luck, and no translation difference to explain it.
 - PPO MountainCarContinuous (rl-zoo's 20k): bimodal on both sides. Per seed the deterministic policy reaches the
   flag in all, some or none of the 10 evaluation episodes: cardio 48.3 / 88.8 / -71.7, SB3 73.9 / 93.3 / -0.1.
   cardio's seed 2 did reach the flag while training (its stochastic episodes returned 81 to 90 on average), but its
-  mean action, used in evaluation, pushed for 999 steps without getting there; SB3's seed 2 ended with a policy
-  that hardly acts. The means (21.8 vs 55.7) differ by less than one seed's spread; rl-zoo's 88.3 ± 2.6 is one
-  agent, which both libraries' seed 1 reach (88.8, 93.3).
-- PPO Hopper-v5 (20k of 1M, seeds 0-4): at this budget a run either learns to stand for the whole 1000-step
-  episode (about 1000) or falls early. SB3 stood in 5 seeds of 5, cardio in 2 of 5 (seeds 2 and 4: 1030, 984;
-  seeds 0, 1, 3: 14, 62, 262). Checked: not cardio's evaluation (seed 0's deterministic and stochastic policies
-  both fall after about 35 steps on fresh episodes with the frozen statistics), and the discounted return behind
-  the reward scaling restarts at every episode end. Open: 5 in 5 against 2 in 5 is suggestive, not conclusive
-  (Fisher's exact test p = 0.17); more seeds, SB3's training curves beside cardio's, and a longer budget are the
-  next step. cardio's training showed a high approx_kl (0.03 to 0.07) and a negative explained variance.
-- PPO Pendulum and DQN MountainCar: one seed each, the others did not fit: -205.3 vs -193.9 (rl-zoo
-  -172.2 ± 104.2) and -121.6 vs -103.7 (rl-zoo -100.8 ± 9.9). Both translations were checked key by key against
-  how SB3 uses them (DQN: target sync every 600 vector steps with 1 env, 8 gradient steps every 16 steps after
-  1000 random ones, epsilon over the first 20 % of the budget, Huber loss, gradient clip 10, Adam's eps; PPO:
-  VecNormalize with the entry's gamma, gSDE matrices redrawn at each rollout's start with features detached,
-  `log_std_init`, `ortho_init: false`, a batch of 256 on an 8-step rollout being one minibatch of 8 in both, clip
-  0.1, gradient clip 5): no difference found, so the seed-0 gaps stay unexplained by translation.
-- SAC: the same check found one difference: SB3 builds SAC's gSDE with `learn_features=True` (the actor loss
-  reaches the torso through the noise and the variance), while cardio detached the features as for PPO. Fixed
-  (`tests/test_gsde.py::test_sac_features_learn_through_the_noise_and_ppo_features_do_not`). SAC
-  MountainCarContinuous after the fix, one seed at 10k of rl-zoo's 50k: cardio -10.8 (no evaluation episode
-  reached the flag, though its last training episodes did), SB3 13.6 (7 of 10 evaluation episodes reached it).
-  Neither is near rl-zoo's 94.7 at a fifth of its budget, and one seed says nothing about the difference.
-- DQN Acrobot: not run (no CPU left). Time ratios are indicative only: the two libraries ran side by side under a
-  load that changed by the minute.
+  mean action, used in evaluation, pushed for 999 steps without getting there; SB3's seed 2 ended with a policy that
+  hardly acts. The means (21.8 vs 55.7) differ by less than one seed's spread; rl-zoo's 88.3 ± 2.6 is one agent,
+  which both libraries' seed 1 reach (88.8, 93.3).
+- PPO Pendulum (rl-zoo's 100k): cardio -205.3 / -172.5 / -220.2, SB3 -193.9 / -174.5 / -222.2: the same within a few
+  points seed by seed, both inside rl-zoo's -172.2 ± 104.2.
+- A2C Acrobot (100k of rl-zoo's 500k): cardio -81.7 ± 5.3, SB3 -86.7 ± 4.1, both inside rl-zoo's -83.4 ± 17.2.
+- SAC MountainCarContinuous (10k of rl-zoo's 50k): cardio -10.8 / -92.4 / 90.3, SB3 13.6 / -77.9 / 71.5. Seed 2
+  reaches the flag in every evaluation episode on both sides; seed 1 in none on both, paying the action cost of
+  pushing (about -80); seed 0 is where they differ: SB3 reaches it in 7 of 10 episodes, cardio in none, with a
+  policy that hardly pushes (-10.8 over 999 steps). rl-zoo's 94.7 ± 1.1 is one agent at five times the budget. The
+  one translation difference this pair found (SB3's SAC gSDE learns its features through the noise,
+  `learn_features=True`, while cardio detached them as for PPO) is fixed and tested
+  (`tests/test_gsde.py::test_sac_features_learn_through_the_noise_and_ppo_features_do_not`).
+- PPO Hopper-v5 (20k of rl-zoo's 1M): a run either stands still for the whole 1000-step episode (about 1000) or
+  falls early, and the final evaluation is one draw from a policy that flips between the two from one update to the
+  next, in both libraries. `bench/zoo_curves.py --pair ppo_hopper` evaluates every 2048 steps (5 episodes, the same
+  protocol otherwise) for seeds 0-4 on both sides (`docs/bench/zoo_curves.jsonl`). Over whole runs the two stand
+  equally often: cardio in 20 of its 50 evaluations (900 or more), SB3 in 22 of 50 (p = 0.84). Each library's runs
+  flip: cardio seed 1 stands at 1019, falls to 89, stands at 1021 to 1020, falls to 109; SB3 seed 1 stands at 1005,
+  falls to 315, stands at 989, ends at 500. The finals that the table reads (SB3 5 of 5 standing, cardio 2 of 5) are
+  where the difference shows, and over the last three evaluations of each run it is cardio 7 of 15, SB3 13 of 15:
+  suggestive, not settled (Fisher's exact test p = 0.05 on evaluations that are not independent). Checked and equal
+  on both sides: the training curves (episode length, approx_kl 0.02 to 0.07 and negative explained variance at
+  times in both), the evaluation (cardio's deterministic and stochastic policies fall alike on fresh episodes with
+  the frozen statistics), the reward scaling's discounted return restarting at every episode end, the initialisation
+  (`ortho_init: false`: torch's default in both), Adam's eps 1e-5, one gradient clip over actor and critic,
+  per-minibatch advantage normalisation. One budget difference: SB3 runs whole rollouts (20,480 steps), cardio stops
+  at 20,000 (its last update is on the 32 steps left). Next step: the same curves at a longer budget (1e5 steps,
+  about 10 CPU minutes a run), which did not fit this session.
 """
 
 
