@@ -27,6 +27,14 @@ BOX4 = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def fresh_rng() -> None:
+    """Every test draws the same data whichever tests ran before it in this process (``-k``, xdist, reruns): the
+    DQN test's check that the clip was active depends on the batch it draws."""
+    global RNG
+    RNG = np.random.default_rng(0)
+
+
 def layers(module: Any) -> list[dict[str, Any]]:
     """A torch module's Linear layers as the JAX ``[{"w": [in, out], "b": [out]}]`` pytree."""
     found = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
