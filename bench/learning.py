@@ -159,7 +159,9 @@ class Case:
 
 CASES: dict[str, Case] = {
     "dqn_cartpole": Case(
-        ("agent=dqn", "env=CartPole"), 50_000, 475.0, 4, eval_freq=5_000, sb3=sb3_off_policy, jax="dqn_jax"
+        ("agent=dqn", "env=CartPole"), 50_000, 475.0, 4, eval_freq=5_000, sb3=sb3_off_policy, jax="dqn_jax",
+        note="Seeds 5-9 (2026-11-30) ran as two bench processes side by side on the 2 cores, beside other jobs: "
+        "their time ratios are not clean; the Speed section and docs/performance.md time the libraries properly.",
     ),
     "ppo_cartpole": Case(("agent=ppo", "env=CartPole"), 100_000, 500.0, 5, sb3=sb3_ppo_cartpole, jax="ppo_jax"),
     "a2c_cartpole": Case(("agent=a2c", "env=CartPole"), 500_000, 475.0, 4, eval_freq=25_000, sb3=sb3_a2c_cartpole),
