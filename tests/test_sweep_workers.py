@@ -112,7 +112,7 @@ def test_two_workers_on_postgres_one_killed_mid_trial(postgres_url: str, tmp_pat
                 "study_name": "pg",
                 "n_trials": n_trials,
                 "heartbeat_interval": 1,
-                "grace_period": 2,
+                "grace_period": 5,  # a loaded CI machine may starve a live worker's heartbeat thread for 2 s
                 "pruner": "none",
                 "enqueue_base": False,
                 "plots": False,
