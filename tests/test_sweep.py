@@ -128,3 +128,49 @@ def test_a_crashing_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path: 
     assert trial.state == TrialState.FAIL
     reason = trial.user_attrs["fail_reason"]
     assert "Error: runner.schedule.batch_size=4096" in reason and "exceeds buffer.capacity=1000" in reason
+
+
+@pytest.mark.parametrize("seeds", [None, "[0,1]"], ids=["one_seed", "seeds_together"])
+def test_a_trial_whose_runner_fails_to_build_closes_what_it_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeds: str | None
+) -> None:
+    """The trial's last ``build_runner`` raises: every logger built so far is closed (no sink left open for the
+    next trial in this worker), so are the envs of every runner built, and the trial fails with the build's
+    reason."""
+    import cardio.sweep.driver as driver
+
+    overrides = list(TINY)
+    if seeds is not None:
+        pytest.importorskip("jax")
+        overrides = [*TINY, "agent=dqn_jax", f"seeds={seeds}"]
+    n_runs = 1 if seeds is None else 2
+    closed: list[str] = []
+    loggers: list = []
+    runners: list = []
+
+    def spy_logger(cfg: object) -> object:
+        logger = real_build_logger(cfg)
+        real_close = logger.close
+        logger.close = lambda: (closed.append(f"logger {loggers.index(logger)}"), real_close())[1]
+        loggers.append(logger)
+        return logger
+
+    def failing_runner(cfg: object, **kwargs: object) -> object:
+        if len(runners) == n_runs - 1:
+            raise RuntimeError("no runner for this seed")
+        runner = real_build_runner(cfg, **kwargs)
+        real_close_envs = runner.close_envs
+        runner.close_envs = lambda: (closed.append(f"envs {runners.index(runner)}"), real_close_envs())[1]
+        runners.append(runner)
+        return runner
+
+    real_build_logger, real_build_runner = driver.build_logger, driver.build_runner
+    monkeypatch.setattr(driver, "build_logger", spy_logger)
+    monkeypatch.setattr(driver, "build_runner", failing_runner)
+    settings = make_settings(tmp_path, n_trials=1)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(Objective(Sweep(settings, overrides), study), n_trials=1, catch=(Exception,))
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.trials[0].user_attrs["fail_reason"] == "RuntimeError: no runner for this seed"
+    assert len(loggers) == n_runs
+    assert closed == [*(f"logger {i}" for i in range(n_runs)), *(f"envs {i}" for i in range(n_runs - 1))]

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -49,6 +49,10 @@ from cardio.sweep.pruning import SeedGroup, TrialReporter, aggregate
 from cardio.sweep.settings import CONFIG_DIR, SweepConfig, SweepConfigError
 from cardio.sweep.space import Param, parse_space
 from cardio.validate import validate
+
+if TYPE_CHECKING:
+    from cardio.loggers.base import Logger
+    from cardio.runner import Runner
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PENDING = (TrialState.RUNNING, TrialState.WAITING)
@@ -88,6 +92,19 @@ def trial_outcome(write: Callable[[str, str | None], None]) -> Iterator[None]:
         raise
     finally:
         write(status, reason)
+
+
+@contextmanager
+def closing(loggers: list[Logger], runners: list[Runner]) -> Iterator[None]:
+    """Close every logger, then every runner's envs, that a trial built by the time it ends: also when a build
+    failed half-way (a later seed's runner, or the runner after its logger), so no trial leaves a sink open."""
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.close()
+        for runner in runners:
+            runner.close_envs()
 
 
 class SurplusTrialError(RuntimeError):
@@ -273,26 +290,21 @@ class Objective:
         group = SeedGroup(
             trial, self.settings.metric, self.settings.objective, len(configs), self.settings.seed_aggregate
         )
-        runners, loggers = [], []
+        loggers: list[Logger] = []
+        runners: list[Runner] = []
 
         def write(status: str, reason: str | None) -> None:
             for one, reporter in zip(configs, group.seeds, strict=True):
                 write_final(one.run_dir, [*overrides, f"seed={one.seed}"], status, reporter.value(), reason)
 
-        with log_to(cfg.run_dir), trial_outcome(write):
-            try:
-                for one, reporter in zip(configs, group.seeds, strict=True):
-                    save_config(one, one.run_dir)
-                    provenance.record_run(one.run_dir, str(one.get("device", "cpu")))
-                    loggers.append(build_logger(one))
-                    loggers[-1].sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
-                    runners.append(build_runner(one, logger=loggers[-1], callbacks=[reporter]))
-                MultiSeedRunner(runners, [int(one.seed) for one in configs]).run()
-            finally:  # what was built is closed, also when a later seed's build failed
-                for logger in loggers:
-                    logger.close()
-                for runner in runners:
-                    runner.close_envs()
+        with log_to(cfg.run_dir), trial_outcome(write), closing(loggers, runners):
+            for one, reporter in zip(configs, group.seeds, strict=True):
+                save_config(one, one.run_dir)
+                provenance.record_run(one.run_dir, str(one.get("device", "cpu")))
+                loggers.append(build_logger(one))
+                loggers[-1].sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
+                runners.append(build_runner(one, logger=loggers[-1], callbacks=[reporter]))
+            MultiSeedRunner(runners, [int(one.seed) for one in configs]).run()
         return [reporter.value() for reporter in group.seeds]
 
     def _train(self, trial: optuna.Trial, cfg: DictConfig, step_offset: int, overrides: list[str]) -> float:
@@ -306,15 +318,13 @@ class Objective:
         def write(status: str, reason: str | None) -> None:
             write_final(run_dir, overrides, status, reporter.value(), reason)
 
-        with log_to(run_dir), trial_outcome(write):
-            logger = build_logger(cfg)
-            logger.sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
-            runner = build_runner(cfg, logger=logger, callbacks=[reporter])
-            try:
-                runner.run()
-            finally:
-                logger.close()
-                runner.close_envs()
+        loggers: list[Logger] = []
+        runners: list[Runner] = []
+        with log_to(run_dir), trial_outcome(write), closing(loggers, runners):
+            loggers.append(build_logger(cfg))
+            loggers[0].sinks["trial"] = reporter  # sees train/* metrics: a NaN loss prunes the trial
+            runners.append(build_runner(cfg, logger=loggers[0], callbacks=[reporter]))
+            runners[0].run()
         return reporter.value()
 
     def _refuse_surplus(self, trial: optuna.Trial) -> None:
