@@ -325,6 +325,33 @@ RESUME_OVERRIDABLE = ("runner.total_steps", "logger", "device", "torch_threads")
 """Config keys a resumed run may change on the command line (everything else must match the saved run)."""
 
 
+def rebase_run_dir(saved: Any, run_dir: Path) -> Any:
+    """A saved run config whose run dir was copied or moved to ``run_dir``: every path it holds inside its old run
+    dir (``run_dir`` itself, ``runner.checkpoint_dir``, logger dirs; ``config.yaml`` holds them resolved) now
+    points into ``run_dir``, so a resumed copy never writes its checkpoints into the dir it was copied from.
+
+    Args:
+        saved: the run's saved ``config.yaml`` (a DictConfig).
+        run_dir: where that ``config.yaml`` lies now.
+    """
+    from omegaconf import OmegaConf
+
+    old = str(saved.get("run_dir") or "").rstrip("/")
+    if not old or Path(old).resolve() == run_dir.resolve():
+        return saved
+
+    def rebase(value: Any) -> Any:
+        if isinstance(value, str) and (value.rstrip("/") == old or value.startswith(old + "/")):
+            return str(run_dir) + value.rstrip("/")[len(old) :]
+        if isinstance(value, dict):
+            return {k: rebase(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rebase(v) for v in value]
+        return value
+
+    return OmegaConf.create(rebase(OmegaConf.to_container(saved, resolve=False)))
+
+
 def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
     """The config to resume with: the run's saved ``config.yaml``, plus the overrides it allows.
 
@@ -358,7 +385,7 @@ def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
         raise CheckpointError(
             f"resume={target}: no config.yaml in {run_dir}; pass the run dir that scripts/train.py wrote"
         )
-    saved = OmegaConf.load(saved_path)
+    saved = rebase_run_dir(OmegaConf.load(saved_path), run_dir)
     given_seeds, run_seeds = cfg.get("seeds"), OmegaConf.select(saved, "seeds", default=None)
     if any(o.split("=", 1)[0].lstrip("+~") == "seeds" for o in overrides) and given_seeds != run_seeds:
         shown = None if given_seeds is None else list(given_seeds)

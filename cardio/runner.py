@@ -305,8 +305,12 @@ class Runner:
         obs), start the next one fresh: the agent's ``on_episode_end`` hook hears of them (training envs only) and
         their recurrent state rows go back to ``initial_state``."""
         fresh_rows = ~valid | transition["terminated"] | transition["truncated"]  # [N]
-        if not fresh_rows.any():
-            return
+        if fresh_rows.any():
+            self._start_episodes(fresh_rows, evaluation)
+
+    def _start_episodes(self, fresh_rows: np.ndarray, evaluation: bool = False) -> None:
+        """The envs of ``fresh_rows [N]`` start a new episode: the agent's ``on_episode_end`` hears of them
+        (training envs only) and their recurrent state rows go back to ``initial_state``."""
         on_episode_end = getattr(self.agent, "on_episode_end", None)
         if on_episode_end is not None and not evaluation:
             on_episode_end(fresh_rows)
@@ -592,27 +596,38 @@ class Runner:
         }
 
     @staticmethod
-    def _load_gatherer_state(g: Gatherer, saved: dict[str, Any], name: str) -> None:
+    def _load_gatherer_state(g: Gatherer, saved: dict[str, Any], name: str) -> bool:
+        """Put a gatherer back as saved; returns whether its env had to be reset instead (state not saved)."""
         g.pending, g.ep_return, g.ep_length, g.stats = (
             saved["pending"].copy(),
             saved["ep_return"].copy(),
             saved["ep_length"].copy(),
             copy.deepcopy(saved["stats"]),
         )
-        if saved["env"] is not None and saved["obs"] is not None:
+        g.obs = None
+        if saved["obs"] is None:
+            return False
+        if saved["env"] is not None:
             checkpoint.load_env_state(g.env, saved["env"])
             g.obs = copy.deepcopy(saved["obs"])
-            return
-        if saved["obs"] is not None:  # the env's state was not saved: restart its episodes, drop partial ones
-            warnings.warn(
-                f"the {name} env ({type(g.env).__name__}) state was not saved in the checkpoint, so it is reset: "
-                f"the resumed run is correct but not bit-identical to an uninterrupted one (docs/checkpoints.md)",
-                stacklevel=3,
-            )
-            g.obs = None
-            g.reset(seed=None)
-        else:
-            g.obs = None
+            return False
+        # The env's state was not saved (ALE, Box2D, MuJoCo): restart its episodes, drop the partial ones from the
+        # statistics. The seed follows the run's seed and step, so a resume neither replays the run's first
+        # episodes nor differs between two resumes of the same checkpoint.
+        cut = (
+            "end there, truncated in the buffer (no return reads across the cut)"
+            if name == "training"
+            else "are dropped"
+        )
+        warnings.warn(
+            f"the {name} env ({type(g.env).__name__}) state was not saved in the checkpoint, so it is reset: its "
+            f"unfinished episodes {cut}; the resumed run is correct but not bit-identical to an uninterrupted one "
+            f"(docs/checkpoints.md)",
+            stacklevel=3,
+        )
+        restart = None if g.seed is None else np.random.SeedSequence([g.seed, g.stats.env_steps])
+        g.reset(seed=None if restart is None else int(restart.generate_state(1)[0] % 2**31))
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue exactly: agent, buffer, counters, both gatherers with their envs (where they
@@ -706,8 +721,11 @@ class Runner:
         self.iterations = c.get("iterations", 0)
         self.best_eval_reward = c.get("best_eval_reward", -math.inf)
         self._run_started = time.perf_counter() - c["elapsed"]
-        self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
+        reset = self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
         self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
+        if reset:  # new episodes in every training env: the stored ones end at the cut, the policy starts afresh
+            self.buffer.truncate_streams()
+            self._start_episodes(np.ones(self.num_envs, dtype=bool))
         if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         if self.normalizer is not None and state.get("normalizer") is not None:

@@ -271,6 +271,30 @@ def test_dqn_trains_on_breakout_with_rl_zoo_numbers_frames_once_and_whole_game_s
     assert all(int(g["l"]) > 100 and float(g["r"]) >= 0 for g in games)
 
 
+def test_a_copied_breakout_run_resumes_with_the_same_words_and_cuts_its_unfinished_game(tmp_path: Path) -> None:
+    """The ALE's state does not pickle, so a resume resets the game. The stored episode must end at the cut
+    (truncated), or the memory-saving replay refuses the new game's first frames (it did: BufferError) and
+    n-step returns would read across. The command line is the first run's, ``runner.total_steps`` raised
+    (``agent=dqn env=Breakout`` must read as the zoo-tuned agent it saved), from a copy of the run dir (its
+    checkpoints land in the copy, never in the original)."""
+    import shutil
+
+    from cardio import checkpoint
+
+    words = ["agent=dqn", "env=Breakout", "runner.schedule.learning_starts=500", "buffer.capacity=1000"]
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    train(first, *words, "runner.total_steps=600")
+    shutil.copytree(first, copy)
+    original = (first / "last.ckpt").read_bytes()
+    train(tmp_path / "hydra", *words, f"resume={copy}", "runner.total_steps=800")
+    assert (first / "last.ckpt").read_bytes() == original
+    state = checkpoint.load(copy / "last.ckpt", "cardio.runner")
+    assert state["gatherer"]["stats"].env_steps == 800
+    storage = state["buffer"]["storage"]
+    assert storage["truncated"][599, 0] and not storage["terminated"][599, 0]  # the game cut at the resume
+    assert state["buffer"]["final"][599] >= 0  # its true next frames kept in the pool, not the new game's
+
+
 def test_ppo_trains_on_breakout_with_one_shared_nature_cnn(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 

@@ -117,6 +117,34 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(tmp_path: Pat
     assert resumed_rows(tmp_path / "no_env_state", keep_env_state=False) != expected
 
 
+def test_a_resume_that_resets_the_envs_cuts_the_stored_episodes_and_starts_fresh_ones(tmp_path: Path) -> None:
+    """Without the envs' saved state (ALE, Box2D, MuJoCo) the training envs restart: each stream's unfinished
+    episode ends at its newest stored row (truncated), and the restart is seeded from the run's seed and step:
+    the same for two resumes of one checkpoint, and not a replay of the run's first episodes."""
+    import copy
+
+    crashed, _ = make_runner(tmp_path, callbacks=(StopAt(STOP_AT),))
+    with pytest.raises(RuntimeError, match="crash"):
+        crashed.run()
+    state = checkpoint.load(tmp_path, kind="cardio.runner")
+    state["gatherer"]["env"] = state["eval_gatherer"]["env"] = None
+    saved = state["buffer"]["storage"]
+    newest = (state["buffer"]["cursor"] - 1) % saved["truncated"].shape[0]
+    open_streams = [e for e in range(2) if not (saved["truncated"] | saved["terminated"])[newest[e], e]]
+    assert open_streams, "both episodes happened to end at the checkpoint: the test would prove nothing"
+    restarts = []
+    for _ in range(2):
+        resumed, _ = make_runner(tmp_path)
+        with pytest.warns(UserWarning, match="end there, truncated in the buffer"):
+            resumed.load_state_dict(copy.deepcopy(state))
+        stored = resumed.buffer.storage
+        assert all(stored["truncated"][newest[e], e] and not stored["terminated"][newest[e], e] for e in open_streams)
+        restarts.append(resumed.gatherer.obs.copy())
+    np.testing.assert_array_equal(restarts[0], restarts[1])
+    first_episodes = make_env("CartPole-v1", num_envs=2, seed=0).reset(seed=0)[0]
+    assert not np.array_equal(restarts[0], first_episodes)
+
+
 def test_mismatched_checkpoint_is_refused_and_leaves_the_runner_untouched(tmp_path: Path) -> None:
     runner, _ = make_runner(tmp_path / "a")
     runner.run(200)
@@ -206,6 +234,23 @@ def test_resume_config_allows_longer_runs_and_refuses_other_changes(tmp_path: Pa
     given.agent.lr = 0.5
     with pytest.raises(CheckpointError, match=r"agent\.lr: saved 0\.1, given 0\.5"):
         checkpoint.resume_config(given, [f"resume={tmp_path}", "agent.lr=0.5"])
+
+
+def test_resume_config_of_a_copied_run_dir_points_its_paths_into_the_copy(tmp_path: Path) -> None:
+    """config.yaml holds its paths resolved: a copy resumed as it was saved would write its checkpoints into the
+    original run dir. Paths inside the old run dir move with it; a sibling that only shares the prefix does not."""
+    old = "/somewhere/runs/a"
+    saved = {
+        "seed": 0, "run_dir": old, "resume": None, "runner": {"total_steps": 100, "checkpoint_dir": old},
+        "logger": {"tensorboard": {"log_dir": f"{old}/tb"}}, "data": [f"{old}2/x", "relative/path"],
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    checkpoint.atomic_save({"kind": "cardio.runner"}, tmp_path / "last.ckpt")
+    given = OmegaConf.create({**saved, "resume": str(tmp_path)})
+    cfg, _ = checkpoint.resume_config(given, [f"resume={tmp_path}"])
+    assert cfg.run_dir == str(tmp_path) and cfg.runner.checkpoint_dir == str(tmp_path)
+    assert cfg.logger.tensorboard.log_dir == f"{tmp_path}/tb"
+    assert list(cfg.data) == [f"{old}2/x", "relative/path"]
 
 
 def test_ctrl_c_on_train_script_checkpoints_exits_130_and_resumes(tmp_path: Path) -> None:

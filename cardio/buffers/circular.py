@@ -627,6 +627,37 @@ class CircularBuffer:
 
         write(self.storage, fields, "")
 
+    def truncate_streams(self) -> np.ndarray:
+        """End each stream's unfinished episode at its newest transition, marked ``truncated``: the env under the
+        stream was reset (a resume that could not restore the env's state), so the stream's next row starts
+        another episode. The cut transition keeps its true ``next_obs`` and ``terminated=False``, so its target
+        still bootstraps; n-step windows and sequences stop there instead of reading into the next episode, and
+        under ``memory_saving`` its next_obs moves from the tail to the final-observation pool, as at any
+        episode end.
+
+        Returns:
+            ``[N]`` bool: the streams whose newest transition was marked (empty streams, finished episodes and a
+            storage without ``terminated`` / ``truncated`` fields are left as they are).
+        """
+        marked = np.zeros(self.num_envs, dtype=bool)
+        if self.storage is None or not {"terminated", "truncated"} <= set(self.storage):
+            return marked
+        terminated, truncated = (self.storage[k].reshape(-1) for k in ("terminated", "truncated"))  # views
+        cols = np.flatnonzero(self.size > 0)
+        flat = ((self.cursor[cols] - 1) % self.slots_per_env) * self.num_envs + cols
+        open_ = ~(terminated[flat] | truncated[flat])
+        cols, flat = cols[open_], flat[open_]
+        truncated[flat] = True
+        if self.memory_saving:
+            for col, slot in zip(cols.tolist(), flat.tolist(), strict=True):
+                entry = self._take_pool_entry()
+                for pool, tail in zip(self._pool, self._tail, strict=True):
+                    pool[entry] = tail[col]
+                self._final[slot] = entry
+            self._tail_done[cols] = True
+        marked[cols] = True
+        return marked
+
     def clear(self) -> None:
         """Forget every transition (storage stays allocated)."""
         self._stale = False

@@ -66,21 +66,23 @@ def main() -> float:
     return hydra_main()
 
 
-def compose_run(cfg: DictConfig) -> tuple[DictConfig, Path | None]:
-    """The config to run, validated, and the checkpoint to resume from (``None``: a fresh run)."""
+def compose_run(cfg: DictConfig) -> tuple[DictConfig, Path | None, DictConfig]:
+    """The config to run, validated; the checkpoint to resume from (``None``: a fresh run); and the command line's
+    own config with its zoo overlay, which a resume compares with the run's saved config (the saved one has its
+    overlay too: ``agent=dqn env=CartPole`` given again must read as the same agent)."""
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
-    if cfg.get("resume") is not None:
-        resumed, ckpt = checkpoint.resume_config(cfg, overrides)
-        return validate(resumed), ckpt
     first = cfg
     cfg = apply_zoo(cfg, hydra_cfg.runtime.choices.get("zoo"), overrides, recompose)
+    if cfg.get("resume") is not None:
+        resumed, ckpt = checkpoint.resume_config(cfg, overrides)
+        return validate(resumed), ckpt, cfg
     validate(cfg)
     if cfg is not first and hydra_cfg.output_subdir is not None:  # Hydra saved the first pass: keep its copy true
         saved = Path(hydra_cfg.runtime.output_dir) / str(hydra_cfg.output_subdir) / "config.yaml"
         if saved.is_file():
             saved.write_text(OmegaConf.to_yaml(cfg))
-    return cfg, None
+    return cfg, None, cfg
 
 
 def recompose(overrides: list[str]) -> DictConfig:
@@ -89,8 +91,7 @@ def recompose(overrides: list[str]) -> DictConfig:
 
 
 def train(cfg: DictConfig) -> float:
-    composed = cfg
-    cfg, ckpt = compose_run(cfg)
+    cfg, ckpt, composed = compose_run(cfg)
     print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)

@@ -99,3 +99,35 @@ def test_prioritized_nstep_vector() -> None:
     for key in want:
         np.testing.assert_array_equal(batch[key], want[key])
     assert batch["weight"].shape == (6,)
+
+
+@pytest.mark.parametrize("memory_saving", [False, True], ids=["plain", "memsave"])
+def test_a_stream_cut_by_an_env_reset_ends_its_episode_there(memory_saving: bool) -> None:
+    """A resume that resets the envs (their state could not be saved) cuts every stream's unfinished episode:
+    ``truncate_streams`` marks the newest row truncated, so a 4-step window from row 0 stops at row 2 and
+    bootstraps from row 2's true next_obs, never reading the next episode's reward; under memory_saving the new
+    episode's first obs is accepted (no continuity error) and row 2's next_obs is still the true one. Negative
+    control: without the cut the same window sums the next episode's reward."""
+    gamma = 0.5
+
+    def fill(cut: bool) -> CircularBuffer:
+        buffer = CircularBuffer(16, 2, n_step=4, gamma=gamma, memory_saving=memory_saving and cut)
+        assert not buffer.truncate_streams().any()  # nothing stored yet: nothing to cut
+        for i in range(3):
+            buffer.add(step_batch(i, 1.0, "", 2, 100.0))
+        if cut:
+            assert buffer.truncate_streams().tolist() == [True, True]
+            assert not buffer.truncate_streams().any()  # already ended: left alone
+        for i in range(50, 53):  # the next episode: its obs does not continue row 2's next_obs
+            buffer.add(step_batch(i, 10.0, "", 2, 100.0))
+        return buffer
+
+    for env in range(2):
+        got = fill(cut=True).get(np.array([0 * 2 + env, 2 * 2 + env]))
+        assert got["reward"].tolist() == pytest.approx([1 + gamma + gamma**2, 1.0])
+        assert got["discount"].tolist() == pytest.approx([gamma**3, gamma])
+        np.testing.assert_array_equal(got["next_obs"][:, 0], [3 + 100 * env] * 2)  # the true next obs of row 2
+        assert not got["terminated"].any()  # truncated: the target still bootstraps
+        assert got["truncated"].tolist() == [True, True]
+        uncut = fill(cut=False).get(np.array([env]))
+        assert uncut["reward"][0] == pytest.approx(1 + gamma + gamma**2 + gamma**3 * 10.0)
