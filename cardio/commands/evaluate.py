@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = OmegaConf.load(config_path)
     if not isinstance(cfg, DictConfig):
         parser.error(f"{config_path} is not a mapping; pass a run dir written by scripts/train.py")
+    cfg = checkpoint.rebase_run_dir(cfg, args.run)  # a copied or moved run dir: its paths are the copy's
     if args.checkpoint is not None and not args.trust_pickle:
         parser.error(
             f"checkpoint={args.checkpoint} is a pickle, and unpickling runs code from the file; evaluate "
