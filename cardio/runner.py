@@ -730,6 +730,8 @@ class Runner:
             self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
         if self.normalizer is not None and state.get("normalizer") is not None:
             self.normalizer.load_state_dict(state["normalizer"])
+            if reset:  # the running discounted returns belonged to the cut episodes
+                self.normalizer.returns = None
         set_global_rng_state(state["rng"])
 
     def write_checkpoint(self) -> Path:

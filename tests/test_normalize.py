@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
+from cardio import checkpoint
 from cardio.buffers import CircularBuffer
 from cardio.checkpoint import CheckpointError
 from cardio.envs import CountingEnv
@@ -149,6 +150,14 @@ def test_statistics_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
     plain, _ = runner_with(OffPolicySchedule(learning_starts=0, train_freq=8, batch_size=4), normalize=False)
     with pytest.raises(CheckpointError, match=r"disagree on runner\.normalize"):
         plain.load(path)
+    # Without the env's state the episodes restart, and the running returns, which were theirs, with them.
+    state = checkpoint.load(path, "cardio.runner")
+    state["gatherer"]["env"] = None
+    restarted, _ = runner_with(OffPolicySchedule(learning_starts=0, train_freq=8, gradient_steps=0, batch_size=4))
+    with pytest.warns(UserWarning, match="state was not saved"):
+        restarted.load_state_dict(state)
+    assert restarted.normalizer.returns is None  # type: ignore[union-attr]
+    assert restarted.normalizer.state_dict()["ret_rms"]["count"] == saved["ret_rms"]["count"]  # type: ignore[union-attr]
 
 
 def test_train_then_evaluate_restores_the_frozen_statistics(tmp_path: Path) -> None:
