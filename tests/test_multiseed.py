@@ -132,6 +132,21 @@ def test_train_py_seeds_writes_one_run_dir_per_seed_and_a_summary(tmp_path: Path
     runs = load_runs([run_dir])  # what `make plot runs=<run_dir>` reads: two runs of one configuration
     assert len(runs) == 2 and len(group_runs(runs)) == 1
 
+    # `make evaluate run=<run_dir>`: every seed from its own weights, then the mean over seeds
+    import json
+
+    from scripts.evaluate import main as evaluate
+
+    mean = evaluate([str(run_dir), "--episodes", "2"])
+    per_seed = {s: json.loads((run_dir / f"seed_{s}" / "eval.json").read_text()) for s in (3, 5)}
+    assert {p["checkpoint"] for p in per_seed.values()} == {str(run_dir / f"seed_{s}" / "weights.npz") for s in (3, 5)}
+    top = json.loads((run_dir / "eval.json").read_text())
+    assert set(top["seeds"]) == {"3", "5"}
+    assert mean["eval/mean_reward"] == pytest.approx(np.mean([p["eval/mean_reward"] for p in per_seed.values()]))
+    assert top["mean_over_seeds"] == mean
+    with pytest.raises(SystemExit):  # one weights file cannot be every seed's
+        evaluate([str(run_dir), "--weights", str(run_dir / "seed_3" / "weights.npz")])
+
 
 TINY = [
     "agent=dqn_jax", "env=CartPole", "agent.hidden_sizes=[16]", "logger=csv", "runner.schedule.learning_starts=100",

@@ -135,19 +135,51 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if not formats or set(formats) - set(VIDEO_FORMATS):
         parser.error(f"video_format={args.video_format}: expected a comma list of {', '.join(VIDEO_FORMATS)}")
 
-    config_path = args.run / "config.yaml"
+    cfg = load_run_config(args.run, parser)
+    seeds = cfg.get("seeds")
+    if seeds is None:
+        return evaluate_run(args, args.run, cfg, formats, parser)
+    # A seeds=[...] run (cardio/multiseed.py): every seed from its own dir, then the mean over seeds.
+    if args.weights is not None or args.checkpoint is not None:
+        parser.error(
+            f"{args.run} is a seeds={list(seeds)} run: pass one seed's dir ({args.run}/seed_<s>) with "
+            f"weights= or checkpoint=, or none of them to evaluate every seed"
+        )
+    per_seed = {}
+    for seed in seeds:
+        seed_dir = args.run / f"seed_{int(seed)}"
+        per_seed[int(seed)] = evaluate_run(args, seed_dir, load_run_config(seed_dir, parser), formats, parser)
+    mean = {key: float(np.mean([m[key] for m in per_seed.values()])) for key in next(iter(per_seed.values()))}
+    result = {"episodes": args.episodes, "seeds": per_seed, "mean_over_seeds": mean}
+    (args.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"{args.run}: mean over seeds {list(per_seed)}", show_header=False, title_justify="left")
+    for key, value in mean.items():
+        table.add_row(key, f"{value:.4g}")
+    Console().print(table)
+    return mean
+
+
+def load_run_config(run: Path, parser: argparse.ArgumentParser) -> DictConfig:
+    """A run dir's saved ``config.yaml``, its paths rebased onto where the dir lies now (a copied or moved run)."""
+    config_path = run / "config.yaml"
     if not config_path.is_file():
-        parser.error(f"{args.run} has no config.yaml; pass a run dir written by scripts/train.py")
+        parser.error(f"{run} has no config.yaml; pass a run dir written by scripts/train.py")
     cfg = OmegaConf.load(config_path)
     if not isinstance(cfg, DictConfig):
         parser.error(f"{config_path} is not a mapping; pass a run dir written by scripts/train.py")
-    cfg = checkpoint.rebase_run_dir(cfg, args.run)  # a copied or moved run dir: its paths are the copy's
+    return checkpoint.rebase_run_dir(cfg, run)
+
+
+def evaluate_run(
+    args: argparse.Namespace, run: Path, cfg: DictConfig, formats: list[str], parser: argparse.ArgumentParser
+) -> dict[str, float]:
+    """Evaluate one single-seed run dir as the options say; writes ``<run>/eval.json`` (and videos)."""
     if args.checkpoint is not None and not args.trust_pickle:
         parser.error(
             f"checkpoint={args.checkpoint} is a pickle, and unpickling runs code from the file; evaluate "
-            f"{args.run / weights.WEIGHTS_NAME} instead, or add trust_pickle=true if you wrote the file yourself"
+            f"{run / weights.WEIGHTS_NAME} instead, or add trust_pickle=true if you wrote the file yourself"
         )
-    note = provenance.check(args.run, provenance.collect(cfg.get("device", "cpu")), "evaluating")
+    note = provenance.check(run, provenance.collect(cfg.get("device", "cpu")), "evaluating")
     if note is not None:
         print(note)
     with report_user_errors():
@@ -158,11 +190,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             runner.load(source)
             env_steps = runner.env_steps
         else:
-            source = args.weights if args.weights is not None else args.run / weights.WEIGHTS_NAME
+            source = args.weights if args.weights is not None else run / weights.WEIGHTS_NAME
             if not source.is_file():
                 parser.error(
                     f"no weights file {source}; a run written before weights files existed has only last.ckpt "
-                    f"(a pickle): if you trust it, pass checkpoint={args.run / checkpoint.CHECKPOINT_NAME} "
+                    f"(a pickle): if you trust it, pass checkpoint={run / checkpoint.CHECKPOINT_NAME} "
                     f"trust_pickle=true"
                 )
             try:
@@ -180,14 +212,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     parser.error(str(exc))
         metrics = runner.evaluate(args.episodes)
     result = {"checkpoint": str(source), "env_steps": env_steps, "episodes": args.episodes, **metrics}
-    (args.run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    (run / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    table = Table(title=f"{args.run} @ {env_steps:,} env steps", show_header=False, title_justify="left")
+    table = Table(title=f"{run} @ {env_steps:,} env steps", show_header=False, title_justify="left")
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4g}")
     Console().print(table)
     if args.video:
-        for path in record_video(runner, cfg, args.run / "videos", args.video_episodes, formats):
+        for path in record_video(runner, cfg, run / "videos", args.video_episodes, formats):
             print(f"video: {path}")
     return metrics
 
