@@ -78,13 +78,31 @@ def report_user_errors() -> Iterator[None]:
     ``sys.exit(USER_ERROR_EXIT)``; other exceptions pass through with their traceback."""
     try:
         yield
-    except UserError as exc:
-        if show_tracebacks():
-            raise
-        print(one_line(exc), file=sys.stderr, flush=True)
-        sys.exit(USER_ERROR_EXIT)
     except OSError as exc:
+        if isinstance(exc, UserError) and not show_tracebacks():  # DiskFullError is both
+            print(one_line(exc), file=sys.stderr, flush=True)
+            sys.exit(USER_ERROR_EXIT)
         if not is_disk_full(exc) or show_tracebacks():
             raise
         print(one_line(DiskFullError(exc.filename, exc)), file=sys.stderr, flush=True)
         sys.exit(USER_ERROR_EXIT)
+    except Exception as exc:
+        error = user_error_in(exc)
+        if error is None or show_tracebacks():
+            raise
+        print(one_line(error), file=sys.stderr, flush=True)
+        sys.exit(USER_ERROR_EXIT)
+
+
+def user_error_in(exc: BaseException) -> UserError | None:
+    """The :class:`UserError` that ``exc`` is, or that Hydra's ``instantiate`` wrapped into its
+    ``InstantiationException`` ("Error in call to target ...": a user error raised while a config part is built,
+    e.g. by ``make_env``); ``None`` for anything else, which is a bug and keeps its traceback."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UserError):
+            return seen
+        if type(seen).__name__ != "InstantiationException":
+            return None
+        seen = seen.__cause__
+    return None

@@ -168,7 +168,24 @@ def validate(cfg: DictConfig, *, check_env: bool = True) -> DictConfig:
         observation_space, action_space = env_spaces(plain["env"])
         check_agent_spaces(plain, observation_space, action_space)
         check_memory(plain, observation_space, action_space)
+        check_native_vectorization(plain["env"])
     return cfg
+
+
+def check_native_vectorization(env_node: Mapping[str, Any]) -> None:
+    """``env.vectorization=vector_entry_point``: build a one-copy native vector env, so its refusals (no native
+    implementation, per-copy wrappers, an autoreset mode it does not have) come before the run dir is made."""
+    if env_node.get("vectorization") != "vector_entry_point":
+        return
+    from cardio.envs.factory import make_native_vector_env
+
+    make_native_vector_env(
+        env_node["id"],
+        1,
+        env_node.get("kwargs"),
+        env_node.get("wrappers") or (),
+        env_node.get("autoreset", "same_step"),
+    ).close()
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:

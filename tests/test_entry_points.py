@@ -40,6 +40,9 @@ TRAIN_CASES = [
     (["agent=nope"], ["agent=nope", "dqn"]),  # Hydra composition error
     (["agent.gamma=1.5"], ["agent.gamma=1.5", "[0, 1]"]),  # validation
     (["-m", "seed=0,1", "agent.lr=-1"], ["agent.lr=-1", "> 0"]),  # multirun: refused before any job starts
+    # the native vector env's own refusal, raised by building one copy in validation (it came after the run dir
+    # and the config tree, wrapped by Hydra's instantiate with exit code 1)
+    (["env.vectorization=vector_entry_point"], ["env.autoreset='same_step'", "set env.autoreset=next_step"]),
 ]
 
 
@@ -101,6 +104,25 @@ def test_user_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], mo
     with pytest.raises(SystemExit), report_user_errors():  # a raw ENOSPC from anywhere is a user error too
         raise OSError(errno.ENOSPC, "No space left on device", "/data/run/last.ckpt")
     assert "/data/run/last.ckpt" in capsys.readouterr().err
+
+
+def test_a_user_error_raised_while_hydra_instantiates_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``instantiate`` wraps what a target raises into ``InstantiationException``: a user error behind it is still
+    one line and exit 2; a bug behind it keeps its traceback."""
+    from hydra.utils import instantiate
+
+    monkeypatch.delenv("CARDIO_TRACEBACK", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as info, report_user_errors():
+        instantiate({"_target_": "cardio.envs.make_env", "id": "CartPole-v1", "vectorization": "nope"})
+    assert info.value.code == USER_ERROR_EXIT
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "vectorization" in err and "target" not in err
+    with pytest.raises(Exception, match="Error in call to target") as bug, report_user_errors():
+        instantiate({"_target_": "operator.truediv", "_args_": [1, 0]})
+    assert isinstance(bug.value.__cause__, ZeroDivisionError)
 
 
 def test_bugs_keep_their_traceback_and_the_switch_shows_user_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
