@@ -444,7 +444,9 @@ class Runner:
         """
         if self.eval_gatherer is None:
             raise ScheduleError("evaluate() needs an eval_env; pass one to the Runner")
-        episodes = episodes or self.eval_episodes
+        episodes = self.eval_episodes if episodes is None else episodes
+        if int(episodes) != episodes or episodes < 1:  # 0 was read as "the default"; below 0 gave NaN metrics
+            raise ScheduleError(f"evaluate(episodes={episodes!r}): the number of episodes must be a positive integer")
         g = self.eval_gatherer
         g.reset()
         if self.eval_state is not None:

@@ -71,6 +71,11 @@ def test_evaluate_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     save_config(cfg, tmp_path)
     proc = run([str(ROOT / "scripts" / "evaluate.py"), str(tmp_path)], cwd=tmp_path)
     assert_one_line_refusal(proc, "runner.eval_episodes=0")
+    # episodes=0 was read as "the default" (10) and recorded as 0 in eval.json; a negative count gave NaN
+    for option in ("episodes=0", "episodes=-3", "video_episodes=0"):
+        proc = run([str(ROOT / "scripts" / "evaluate.py"), str(tmp_path), option], cwd=tmp_path)
+        assert proc.returncode == USER_ERROR_EXIT and f"error: {option}: expected a positive number" in proc.stderr
+        assert not (tmp_path / "eval.json").exists()
 
 
 def test_full_disk_while_logging_ends_the_run_in_one_line(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from gymnasium.vector import AutoresetMode
 
 from cardio.buffers import CircularBuffer
 from cardio.envs import CountingEnv, make_env
-from cardio.runner import EVAL_SEED_OFFSET, OnPolicySchedule, Runner
+from cardio.runner import EVAL_SEED_OFFSET, OnPolicySchedule, Runner, ScheduleError
 
 torch.set_num_threads(1)
 
@@ -64,6 +64,14 @@ def test_eval_returns_negative_control() -> None:
         [lambda: ScaleReward(CountingEnv(length=5))] * 2, autoreset_mode=AutoresetMode.SAME_STEP
     )
     assert counting_runner(make(), make()).evaluate(4)["eval/mean_reward"] == 50.0
+
+
+@pytest.mark.parametrize("episodes", [0, -3, 2.5])
+def test_evaluate_refuses_a_count_of_episodes_that_is_not_positive(episodes: float) -> None:
+    """``evaluate(0)`` read 0 as "the default" and reported another count's numbers; a negative count gave NaN."""
+    make = lambda: gym.vector.SyncVectorEnv([lambda: CountingEnv(length=5)] * 2, autoreset_mode=AutoresetMode.SAME_STEP)  # noqa: E731
+    with pytest.raises(ScheduleError, match=rf"evaluate\(episodes={episodes}\): .* positive integer"):
+        counting_runner(make(), make()).evaluate(episodes)  # type: ignore[arg-type]
 
 
 def test_eval_env_has_its_own_seed() -> None:

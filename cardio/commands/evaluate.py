@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     raw = sys.argv[1:] if argv is None else argv
     options = ["episodes", "weights", "checkpoint", "trust_pickle", "video", "video_episodes", "video_format"]
     args = parser.parse_args(make_style(raw, options, "run"))
+    for option in ("episodes", "video_episodes"):
+        if getattr(args, option) < 1:
+            parser.error(f"{option}={getattr(args, option)}: expected a positive number of episodes")
     formats = [f for f in args.video_format.lower().split(",") if f]
     if not formats or set(formats) - set(VIDEO_FORMATS):
         parser.error(f"video_format={args.video_format}: expected a comma list of {', '.join(VIDEO_FORMATS)}")
