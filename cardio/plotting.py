@@ -28,6 +28,23 @@ import numpy as np
 import pandas as pd
 
 from cardio import aggregate
+from cardio.errors import UserError
+
+
+class RunsNotFoundError(UserError, FileNotFoundError):
+    """A path or glob given to plot holds no run dir (no ``progress.csv``)."""
+
+
+class MetricNotLoggedError(UserError, KeyError):
+    """The metric asked for is in no run's ``progress.csv``."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
+
+
+class AggregateInputError(UserError, ValueError):
+    """Runs that cannot be aggregated across envs as asked (a missing normalisation, unequal runs per env)."""
+
 
 STEP_COLUMN = "time/total_timesteps"
 """x axis of SB3's progress.csv (env steps); cardio's files use their ``step`` column, present on every row."""
@@ -74,11 +91,11 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             elif path.is_dir():
                 found += sorted(p.parent for p in path.rglob("progress.csv"))
             elif not pattern:
-                raise FileNotFoundError(f"{raw}: no such run dir")
+                raise RunsNotFoundError(f"{raw}: no such run dir")
         if pattern and len(found) == before:
-            raise FileNotFoundError(f"{raw}: matches no run dir (no progress.csv in any match)")
+            raise RunsNotFoundError(f"{raw}: matches no run dir (no progress.csv in any match)")
     if not found:
-        raise FileNotFoundError(f"no progress.csv under {list(map(str, paths))}; pass run dirs of scripts/train.py")
+        raise RunsNotFoundError(f"no progress.csv under {list(map(str, paths))}; pass run dirs of scripts/train.py")
     return list(dict.fromkeys(found))
 
 
@@ -216,7 +233,9 @@ def curve(data: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
         KeyError: ``metric`` is not a column (the message lists the ones there are).
     """
     if metric not in data.columns:
-        raise KeyError(f"metric {metric!r} not logged; columns: {sorted(c for c in data.columns if '/' in c)}")
+        raise MetricNotLoggedError(
+            f"metric {metric!r} not logged; columns: {sorted(c for c in data.columns if '/' in c)}"
+        )
     x_col = "step" if "step" in data.columns else STEP_COLUMN  # cardio's eval rows have only `step`
     rows = data[[x_col, metric]].dropna() if x_col != metric else data[[metric]].dropna()
     rows = rows.groupby(x_col, as_index=False).last()  # one value per step
@@ -425,7 +444,7 @@ def reference_scores(
             continue
         high = gym.spec(env_id).reward_threshold
         if high is None:
-            raise ValueError(
+            raise AggregateInputError(
                 f"{env_id} registers no reward_threshold to normalise its scores by: pass norm={env_id}:LOW:HIGH "
                 "(e.g. a random policy's return and a reference return)"
             )
@@ -470,7 +489,7 @@ def score_matrices(
     for label, per_env in table.items():
         counts = {env: len(per_env.get(env, [])) for env in envs}
         if len(set(counts.values())) != 1:
-            raise ValueError(
+            raise AggregateInputError(
                 f"method {label!r} has runs per env {counts}: an aggregate across envs needs every method on every "
                 "env with the same number of runs (add or drop runs, or pick the method keys with by=...)"
             )

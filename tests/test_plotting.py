@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -184,8 +185,29 @@ def test_runs_take_comma_lists_and_globs(multirun: Path, tmp_path: Path) -> None
     assert list(scores) == ["DQN CartPole-v1"]
     assert (multirun / "plots" / "curve_eval_mean_reward.png").is_file()  # beside the glob, not in a dir "[01]"
     assert not (multirun / "[01]").exists()
-    with pytest.raises(FileNotFoundError, match=r"\[45\]: matches no run dir"):
-        main([f"runs={multirun}/[45]", f"out={tmp_path / 'c'}"])
+
+
+def test_make_plot_refuses_bad_input_in_one_line(
+    multirun: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A glob matching nothing, a metric no run logged, a method missing an env, a word that is no option (it
+    was looked for as a run dir): one ``error:`` line and exit 2, no traceback."""
+    from scripts.plot import main
+
+    monkeypatch.delenv("CARDIO_TRACEBACK", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    cases = [
+        ([f"runs={multirun}/[45]"], r"\[45\]: matches no run dir"),
+        ([f"runs={multirun}", "metric=train/nope"], r"metric 'train/nope' not logged; columns: \[.*'eval/mean_reward'"),
+        ([f"runs={multirun}", "smooth=5"], r"smooth=5: no such option; plot takes metric=, out=,"),
+    ]
+    for words, message in cases:
+        with pytest.raises(SystemExit) as stop:
+            main([*words, f"out={tmp_path / 'c'}"])
+        assert stop.value.code == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if "error: " in line]  # argparse: "<prog>: error:"
+        assert len(err) == 1 and re.search(message, err[0]), err
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.fixture(scope="module")

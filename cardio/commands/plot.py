@@ -29,6 +29,7 @@ from rich.table import Table
 
 from cardio import plotting
 from cardio.cli import make_style
+from cardio.errors import report_user_errors
 
 OPTIONS = ["metric", "out", "overlay", "title", "aggregate", "norm", "by", "reps"]
 
@@ -110,7 +111,16 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float, float]]
     raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(make_style(raw, OPTIONS, "runs"))
     paths = split_runs(args.runs)
+    for path in paths:  # `smooth=5` is no option: it would be looked for as a run dir
+        key, sep, _ = path.partition("=")
+        if sep and key.isidentifier() and not Path(path).exists():
+            parser.error(f"{path}: no such option; plot takes {', '.join(f'{o}=' for o in OPTIONS)} and run dirs")
+    with report_user_errors():
+        return plot(paths, args)
 
+
+def plot(paths: list[str], args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
+    """Curves and scores of the runs under ``paths`` as ``args`` ask; returns each group's IQM and 95 % CI."""
     runs = plotting.load_runs(paths)
     metric = plotting.pick_metric(runs, args.metric)
     groups = plotting.group_runs(runs)
