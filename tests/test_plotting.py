@@ -274,3 +274,10 @@ def test_the_aggregate_refuses_a_method_missing_an_env(two_envs: Path, tmp_path:
     assert 15 < low < 30 and high == 475.0
     with pytest.raises(ValueError, match=r"Pendulum-v1 registers no reward_threshold.*norm=Pendulum-v1:LOW:HIGH"):
         plotting.reference_scores(["Pendulum-v1"])
+    # through `make plot aggregate=true`: one error line, exit 2
+    from scripts.plot import main
+
+    partial = [str(r.path) for r in kept]
+    with pytest.raises(SystemExit) as stop:
+        main([",".join(partial), "aggregate=true", f"out={tmp_path}"])
+    assert stop.value.code == 2
