@@ -57,7 +57,9 @@ def parse_norm(specs: list[str]) -> dict[str, tuple[float, float]]:
         try:
             norm[env] = (float(low), float(high))
         except ValueError:
-            raise SystemExit(f"norm={spec}: expected ENV:LOW:HIGH with numbers, e.g. norm=CartPole-v1:22:500") from None
+            raise plotting.AggregateInputError(
+                f"norm={spec}: expected ENV:LOW:HIGH with numbers, e.g. norm=CartPole-v1:22:500"
+            ) from None
     return norm
 
 
@@ -67,7 +69,7 @@ def across_envs(runs: list[plotting.Run], metric: str, args: argparse.Namespace,
         by = [k for k in args.by.split(",") if k] if args.by else None
         matrices, envs, refs = plotting.score_matrices(runs, metric, parse_norm(args.norm), by)
     except ValueError as exc:
-        raise SystemExit(f"aggregate=true: {exc}") from None
+        raise plotting.AggregateInputError(f"aggregate=true: {exc}") from None
     results = plotting.aggregate_across_envs(matrices, reps=args.reps)
     name = metric.replace("/", "_")
     png = plotting.plot_across_envs(matrices, results, envs, metric, out_dir / f"envs_{name}.png", args.reps)
