@@ -22,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cardio import checkpoint
 from cardio.build import build_env, build_runner, seed_everything
@@ -50,11 +50,54 @@ def load_recipe(args: list[str]) -> DictConfig:
     if not path.is_file():
         raise SystemExit(f"recipe={names[0]}: no such file, nor a recipe in {folders}; recipes: {sorted(recipes)}")
     recipe = OmegaConf.load(path)
-    assert isinstance(recipe, DictConfig)
+    if not isinstance(recipe, DictConfig) or not isinstance(recipe.get("sources"), ListConfig) or not recipe.sources:
+        raise SystemExit(f"recipe {path}: expected a mapping with a non-empty list of sources")
     for item in overrides:  # `sources.0.episodes=20` reaches into the list, which a dotlist merge cannot
         key, value = item.split("=", 1)
+        check_recipe_key(key, len(recipe.sources), f"{item} (recipe {path})")
         OmegaConf.update(recipe, key, yaml.safe_load(value), merge=True)
+    check_recipe(recipe, path)
     return recipe
+
+
+RECIPE_KEYS = ("dataset_id", "seed", "overwrite", "algorithm_name", "description", "sources")
+SOURCE_KEYS = ("run", "kind", "episodes", "epsilon", "explore", "checkpoint")
+
+
+def check_recipe_key(key: str, n_sources: int, where: str) -> None:
+    """Refuse a key no recipe has (a typo, or ``episodes=`` meant for a source): it would be added and ignored."""
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in RECIPE_KEYS:
+        return
+    if len(parts) == 3 and parts[0] == "sources" and parts[1].isdigit() and parts[2] in SOURCE_KEYS:
+        if int(parts[1]) < n_sources:
+            return
+        raise SystemExit(f"{where}: there are {n_sources} sources, numbered from 0")
+    raise SystemExit(
+        f"{where}: no such recipe key; a recipe has {', '.join(RECIPE_KEYS)}, and each source "
+        f"sources.<i>.{{{','.join(SOURCE_KEYS)}}}"
+    )
+
+
+def check_recipe(recipe: DictConfig, path: Path) -> None:
+    """Every key known and every source's values in range, before any run is loaded."""
+    for key in recipe:
+        check_recipe_key(str(key), len(recipe.sources), f"recipe {path}: {key}")
+    for i, source in enumerate(recipe.sources):
+        for key in source:
+            check_recipe_key(f"sources.{i}.{key}", len(recipe.sources), f"recipe {path}: sources.{i}.{key}")
+        where = f"recipe {path}, sources.{i}"
+        if source.get("run") is None:
+            raise SystemExit(f"{where}: no run (the run dir of scripts/train.py to record from)")
+        kind = source.get("kind", "agent")
+        if kind not in ("agent", "buffer"):
+            raise SystemExit(f"{where}.kind={kind!r}: use agent or buffer")
+        episodes = source.get("episodes")
+        if kind == "agent" and (not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1):
+            raise SystemExit(f"{where}.episodes={episodes!r}: expected a positive integer")
+        epsilon = source.get("epsilon", 0.0)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0.0 <= epsilon <= 1.0:
+            raise SystemExit(f"{where}.epsilon={epsilon!r}: expected a probability in [0, 1]")
 
 
 def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]], DictConfig]:
