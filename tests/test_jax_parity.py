@@ -29,10 +29,12 @@ RNG = np.random.default_rng(0)
 
 @pytest.fixture(autouse=True)
 def fresh_rng() -> None:
-    """Every test draws the same data whichever tests ran before it in this process (``-k``, xdist, reruns): the
-    DQN test's check that the clip was active depends on the batch it draws."""
+    """Every test draws the same data and torch weights whichever tests ran before it in this process (``-k``,
+    xdist, reruns): the DQN test's check that the clip was active depends on both. A torch agent's ``seed`` seeds
+    its own draws, not its initialisation, which follows torch's global generator (seeded by the run)."""
     global RNG
     RNG = np.random.default_rng(0)
+    torch.manual_seed(0)
 
 
 def layers(module: Any) -> list[dict[str, Any]]:
