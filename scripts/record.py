@@ -81,11 +81,12 @@ def check_recipe_key(key: str, n_sources: int, where: str) -> None:
 
 def check_recipe(recipe: DictConfig, path: Path) -> None:
     """Every key known and every source's values in range, before any run is loaded."""
-    for key in recipe:
-        check_recipe_key(str(key), len(recipe.sources), f"recipe {path}: {key}")
+    for key in map(str, recipe):
+        check_recipe_key(key, len(recipe.sources), f"recipe {path}: {key}")
     for i, source in enumerate(recipe.sources):
-        for key in source:
-            check_recipe_key(f"sources.{i}.{key}", len(recipe.sources), f"recipe {path}: sources.{i}.{key}")
+        for name in map(str, source):
+            key = f"sources.{i}.{name}"
+            check_recipe_key(key, len(recipe.sources), f"recipe {path}: {key}")
         where = f"recipe {path}, sources.{i}"
         if source.get("run") is None:
             raise SystemExit(f"{where}: no run (the run dir of scripts/train.py to record from)")
