@@ -29,6 +29,7 @@ from cardio.build import build_env, build_runner, seed_everything
 from cardio.commands import use_working_directory
 from cardio.datasets.minari import write_dataset
 from cardio.datasets.record import buffer_episodes, record_episodes
+from cardio.errors import ConfigError, report_user_errors
 from cardio.loggers import Logger
 from cardio.paths import config_dirs, group_files
 
@@ -40,7 +41,7 @@ def load_recipe(args: list[str]) -> DictConfig:
     names = [a.split("=", 1)[1] for a in args if a.startswith("recipe=")]
     folders = " or ".join(str(d / "dataset") for d in config_dirs())
     if len(names) != 1 or any("=" not in a for a in args):
-        raise SystemExit(
+        raise ConfigError(
             f"usage: scripts/record.py recipe=<name in {folders} or a .yaml path> [key=value ...]; got {args}"
         )
     recipes = group_files("dataset")
@@ -48,10 +49,10 @@ def load_recipe(args: list[str]) -> DictConfig:
     if not path.is_file():
         path = recipes.get(names[0], path)
     if not path.is_file():
-        raise SystemExit(f"recipe={names[0]}: no such file, nor a recipe in {folders}; recipes: {sorted(recipes)}")
+        raise ConfigError(f"recipe={names[0]}: no such file, nor a recipe in {folders}; recipes: {sorted(recipes)}")
     recipe = OmegaConf.load(path)
     if not isinstance(recipe, DictConfig) or not isinstance(recipe.get("sources"), ListConfig) or not recipe.sources:
-        raise SystemExit(f"recipe {path}: expected a mapping with a non-empty list of sources")
+        raise ConfigError(f"recipe {path}: expected a mapping with a non-empty list of sources")
     for item in overrides:  # `sources.0.episodes=20` reaches into the list, which a dotlist merge cannot
         key, value = item.split("=", 1)
         check_recipe_key(key, len(recipe.sources), f"{item} (recipe {path})")
@@ -72,8 +73,8 @@ def check_recipe_key(key: str, n_sources: int, where: str) -> None:
     if len(parts) == 3 and parts[0] == "sources" and parts[1].isdigit() and parts[2] in SOURCE_KEYS:
         if int(parts[1]) < n_sources:
             return
-        raise SystemExit(f"{where}: there are {n_sources} sources, numbered from 0")
-    raise SystemExit(
+        raise ConfigError(f"{where}: there are {n_sources} sources, numbered from 0")
+    raise ConfigError(
         f"{where}: no such recipe key; a recipe has {', '.join(RECIPE_KEYS)}, and each source "
         f"sources.<i>.{{{','.join(SOURCE_KEYS)}}}"
     )
@@ -89,16 +90,16 @@ def check_recipe(recipe: DictConfig, path: Path) -> None:
             check_recipe_key(key, len(recipe.sources), f"recipe {path}: {key}")
         where = f"recipe {path}, sources.{i}"
         if source.get("run") is None:
-            raise SystemExit(f"{where}: no run (the run dir of scripts/train.py to record from)")
+            raise ConfigError(f"{where}: no run (the run dir of scripts/train.py to record from)")
         kind = source.get("kind", "agent")
         if kind not in ("agent", "buffer"):
-            raise SystemExit(f"{where}.kind={kind!r}: use agent or buffer")
+            raise ConfigError(f"{where}.kind={kind!r}: use agent or buffer")
         episodes = source.get("episodes")
         if kind == "agent" and (not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1):
-            raise SystemExit(f"{where}.episodes={episodes!r}: expected a positive integer")
+            raise ConfigError(f"{where}.episodes={episodes!r}: expected a positive integer")
         epsilon = source.get("epsilon", 0.0)
         if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0.0 <= epsilon <= 1.0:
-            raise SystemExit(f"{where}.epsilon={epsilon!r}: expected a probability in [0, 1]")
+            raise ConfigError(f"{where}.epsilon={epsilon!r}: expected a probability in [0, 1]")
 
 
 def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]], DictConfig]:
@@ -106,7 +107,7 @@ def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]]
     run = Path(source.run)
     config_path = run / "config.yaml"
     if not config_path.is_file():
-        raise SystemExit(f"source run={run} has no config.yaml; pass a run dir written by scripts/train.py")
+        raise ConfigError(f"source run={run} has no config.yaml; pass a run dir written by scripts/train.py")
     cfg = OmegaConf.load(config_path)
     assert isinstance(cfg, DictConfig)
     runner = build_runner(cfg, logger=Logger())
@@ -115,7 +116,7 @@ def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]]
     if kind == "buffer":
         return buffer_episodes(runner.buffer), cfg
     if kind != "agent":
-        raise SystemExit(f"source kind={kind!r} (run={run}): use agent or buffer")
+        raise ConfigError(f"source kind={kind!r} (run={run}): use agent or buffer")
     seed_everything(seed)  # the agent's own sampling (SAC) draws from torch's global generator
     env_cfg = cfg.copy()
     env_cfg.env.num_envs = 1
@@ -134,8 +135,15 @@ def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> Path:
+    """``make dataset``: a refused recipe or source is one ``error:`` line and exit code 2, as for training."""
+    with report_user_errors():
+        return record(sys.argv[1:] if argv is None else argv)
+
+
+def record(args: list[str]) -> Path:
+    """Record the dataset the recipe in ``args`` describes; returns where Minari wrote it."""
     use_working_directory()  # a source run's own agent module (`_target_: my_agent.MyConfig`) is importable
-    recipe = load_recipe(sys.argv[1:] if argv is None else argv)
+    recipe = load_recipe(args)
     episodes: list[dict[str, Any]] = []
     cfg = None
     for i, source in enumerate(recipe.sources):

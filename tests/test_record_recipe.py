@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from scripts.record import load_recipe
+from cardio.errors import ConfigError
+from scripts.record import load_recipe, main
 
 
 @pytest.mark.parametrize("recipe", ["cartpole_mixed", "pendulum_medium"])
@@ -29,12 +30,23 @@ REFUSED = [
 
 @pytest.mark.parametrize(("words", "message"), REFUSED, ids=[w[0] for w, _ in REFUSED])
 def test_a_key_no_recipe_reads_or_a_value_out_of_range_is_refused(words: list[str], message: str) -> None:
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ConfigError, match=message):
         load_recipe(["recipe=cartpole_mixed", *words])
 
 
 def test_a_typo_in_the_recipe_file_is_refused_too(tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("dataset_id: x\nseed: 0\nsources:\n  - run: somewhere\n    episodes: 3\n    epsilom: 0.3\n")
-    with pytest.raises(SystemExit, match=r"recipe .*recipe\.yaml: sources\.0\.epsilom: no such recipe key"):
+    with pytest.raises(ConfigError, match=r"recipe .*recipe\.yaml: sources\.0\.epsilom: no such recipe key"):
         load_recipe([f"recipe={recipe}"])
+
+
+def test_make_dataset_refuses_in_one_line_with_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CARDIO_TRACEBACK", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as stop:
+        main(["recipe=cartpole_mixed", "episodes=20"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("error: episodes=20 (recipe ")
