@@ -352,6 +352,40 @@ def rebase_run_dir(saved: Any, run_dir: Path) -> Any:
     return OmegaConf.create(rebase(OmegaConf.to_container(saved, resolve=False)))
 
 
+COPIED_ID_SUFFIX = ".copied.txt"
+"""A forked copy's W&B run id file is kept aside as ``wandb_run_id.copied.txt`` (see :func:`fork_copied_run`)."""
+
+
+def fork_copied_run(run_dir: Path) -> list[str]:
+    """Before resuming ``run_dir``: if it is a copy of a run dir still on disk (its ``config.yaml`` names that
+    other dir, which holds the same ``wandb_run_id.txt``), the copy is a fork. Its W&B run id moves aside
+    (``wandb_run_id.copied.txt``), so the fork logs to a new W&B run instead of into the original's, where the
+    two histories would merge once both continue. The same for every ``seed_<s>`` dir of a ``seeds=[...]`` run.
+
+    Returns:
+        One line per run id moved aside, for the log.
+    """
+    from omegaconf import OmegaConf
+
+    lines = []
+    for one in [run_dir, *sorted(run_dir.glob("seed_*"))]:
+        id_file, config = one / "wandb_run_id.txt", one / "config.yaml"
+        if not (id_file.is_file() and config.is_file()):
+            continue
+        saved = OmegaConf.select(OmegaConf.load(config), "run_dir", default=None)
+        old = Path(str(saved)) if saved else one
+        theirs = old / id_file.name
+        if old.resolve() == one.resolve() or not theirs.is_file():
+            continue
+        if theirs.read_text().strip() == id_file.read_text().strip():
+            id_file.rename(one / id_file.name.replace(".txt", COPIED_ID_SUFFIX))
+            lines.append(
+                f"{one} is a copy of {old}, which is still there: it logs to a new W&B run, not to the original's "
+                f"{theirs.read_text().strip()} (kept in {id_file.stem}{COPIED_ID_SUFFIX})"
+            )
+    return lines
+
+
 def resume_config(cfg: Any, overrides: list[str]) -> tuple[Any, Path]:
     """The config to resume with: the run's saved ``config.yaml``, plus the overrides it allows.
 

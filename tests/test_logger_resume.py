@@ -122,3 +122,21 @@ def test_tensorboard_drops_what_a_crashed_run_logged_after_its_checkpoint(resume
     after = tensorboard_steps(resumed_run, "time/fps")
     assert [s for s, _ in after] == list(range(100, 801, 100))
     assert dict(after)[400] == before[400] and dict(after)[500] != before[500]  # 500 comes from the new run
+
+
+def test_a_resumed_copy_of_a_run_logs_to_a_new_wandb_run(resumed_run: Path, tmp_path: Path) -> None:
+    """A run dir copied while the original stays (a fork): resumed, the copy would have continued the original's
+    W&B run id, and once both continue their histories merge into one W&B run. It gets a new id; the original's
+    is kept aside in the copy and untouched in the original."""
+    original_id = (resumed_run / "wandb_run_id.txt").read_text()
+    copy = tmp_path / "copy"
+    shutil.copytree(resumed_run, copy)
+    train(copy, f"resume={copy}", "runner.total_steps=1000")  # past what any other test of this module ran
+    assert (resumed_run / "wandb_run_id.txt").read_text() == original_id
+    assert (copy / "wandb_run_id.copied.txt").read_text() == original_id
+    new_id = (copy / "wandb_run_id.txt").read_text().strip()
+    assert new_id != original_id.strip()
+    ids, _ = wandb_history(copy)
+    assert ids == {original_id.strip(), new_id}  # the copied files of the original's run, and the fork's own
+    train(copy, f"resume={copy}", "runner.total_steps=1100")  # the fork resumed again continues its own run
+    assert (copy / "wandb_run_id.txt").read_text().strip() == new_id

@@ -92,6 +92,9 @@ def recompose(overrides: list[str]) -> DictConfig:
 
 def train(cfg: DictConfig) -> float:
     cfg, ckpt, composed = compose_run(cfg)
+    if ckpt is not None:  # before save_config rewrites config.yaml with this dir as run_dir
+        for line in checkpoint.fork_copied_run(Path(str(cfg.run_dir))):
+            print(line)
     print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
