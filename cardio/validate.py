@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import inspect
 import math
 import os
 import types
 import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,10 @@ TOP_LEVEL: dict[str, Any] = {
     "resume": str | None,
 }
 """Types of the root config's own keys."""
+
+ROOT_KEYS = frozenset({*GROUPS, *TOP_LEVEL, "run_dir", "init_from", "zoo", "hydra"})
+"""Every root key cardio reads (``configs/train.yaml`` and its groups; ``tests/test_validation.py`` keeps them in
+step). Another root key, say ``+seeed=3``, is read by nothing: :func:`validate` warns, naming the closest."""
 
 EXTRA_KEYS: dict[str, dict[str, Any]] = {"runner": {"eval_num_envs": int}}
 """Keys a group holds beyond its target's arguments (``cardio.build`` consumes them), with their types."""
@@ -143,6 +149,13 @@ def validate(cfg: DictConfig, *, check_env: bool = True) -> DictConfig:
         SpaceError: the agent does not take the env's observation or action space.
     """
     plain = _resolved(cfg)
+    for key in sorted(set(plain) - ROOT_KEYS):  # a user's own bookkeeping key is legal, a typo is not silent
+        close = difflib.get_close_matches(key, sorted(ROOT_KEYS), n=1)
+        warnings.warn(
+            f"{key}={plain[key]!r}: cardio reads no root key {key!r}, it is only saved in config.yaml"
+            + (f" (did you mean {close[0]}?)" if close else ""),
+            stacklevel=1,  # one place: shown once, though a command validates more than once
+        )
     for key, hint in TOP_LEVEL.items():
         if key in plain:
             _set(cfg, [key], _check_type(key, plain[key], hint))
