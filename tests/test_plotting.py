@@ -279,5 +279,6 @@ def test_the_aggregate_refuses_a_method_missing_an_env(two_envs: Path, tmp_path:
 
     partial = [str(r.path) for r in kept]
     with pytest.raises(SystemExit) as stop:
-        main([",".join(partial), "aggregate=true", f"out={tmp_path}"])
+        main([",".join(partial), "aggregate=true", f"out={tmp_path / 'refused'}"])
     assert stop.value.code == 2
+    assert not (tmp_path / "refused").exists()  # refused before any curve was drawn

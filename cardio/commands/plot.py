@@ -63,13 +63,23 @@ def parse_norm(specs: list[str]) -> dict[str, tuple[float, float]]:
     return norm
 
 
-def across_envs(runs: list[plotting.Run], metric: str, args: argparse.Namespace, out_dir: Path) -> dict:
-    """The rliable-style aggregate: print it, draw it, write it as JSON; returns the JSON's content."""
+def aggregate_inputs(runs: list[plotting.Run], metric: str, args: argparse.Namespace) -> tuple[dict, list, dict]:
+    """The normalised score matrices the across-env aggregate reads, with its envs and references.
+
+    Raises:
+        plotting.AggregateInputError: the runs cannot be aggregated as asked (named in the message).
+    """
     try:
         by = [k for k in args.by.split(",") if k] if args.by else None
-        matrices, envs, refs = plotting.score_matrices(runs, metric, parse_norm(args.norm), by)
+        return plotting.score_matrices(runs, metric, parse_norm(args.norm), by)
     except ValueError as exc:
         raise plotting.AggregateInputError(f"aggregate=true: {exc}") from None
+
+
+def across_envs(inputs: tuple[dict, list, dict], metric: str, args: argparse.Namespace, out_dir: Path) -> dict:
+    """The rliable-style aggregate of :func:`aggregate_inputs`: print it, draw it, write it as JSON; returns the
+    JSON's content."""
+    matrices, envs, refs = inputs
     results = plotting.aggregate_across_envs(matrices, reps=args.reps)
     name = metric.replace("/", "_")
     png = plotting.plot_across_envs(matrices, results, envs, metric, out_dir / f"envs_{name}.png", args.reps)
@@ -125,6 +135,7 @@ def plot(paths: list[str], args: argparse.Namespace) -> dict[str, tuple[float, f
     """Curves and scores of the runs under ``paths`` as ``args`` ask; returns each group's IQM and 95 % CI."""
     runs = plotting.load_runs(paths)
     metric = plotting.pick_metric(runs, args.metric)
+    inputs = aggregate_inputs(runs, metric, args) if args.aggregate else None  # refused before anything is drawn
     groups = plotting.group_runs(runs)
     out_dir = args.out if args.out is not None else default_out(paths[0])
     overlays = []
@@ -145,8 +156,8 @@ def plot(paths: list[str], args: argparse.Namespace) -> dict[str, tuple[float, f
         table.add_row(label, str(len(groups[label])), f"{mid:.4g}", f"[{lo:.4g}, {hi:.4g}]")
     Console().print(table)
     print(f"wrote {curve_png}\nwrote {agg_png}")
-    if args.aggregate:
-        across_envs(runs, metric, args, out_dir)
+    if inputs is not None:
+        across_envs(inputs, metric, args, out_dir)
     return scores
 
 
