@@ -754,11 +754,17 @@ class Runner:
         self.last_checkpoint = path
         return path
 
-    def close_envs(self) -> None:
-        """Close the training and evaluation envs (a sweep trial's, before the next trial builds its own)."""
+    def close(self) -> None:
+        """Close the training and evaluation envs and the callbacks' open files (``monitor.csv``): a sweep trial's
+        or a multirun job's, before the next one in the same process builds its own. A later :meth:`run` reopens
+        the files and appends."""
         for gatherer in (self.gatherer, self.eval_gatherer):
             if gatherer is not None:
                 gatherer.env.close()
+        for cb in self.callbacks:
+            close = getattr(cb, "close", None)
+            if close is not None:
+                close()
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""

@@ -44,6 +44,7 @@ class SB3Files:
         self.evaluations = self.run_dir / EVALUATIONS_NAME
         self._file: io.TextIOWrapper | None = None
         self._keep: tuple[int, int] | None = None  # (episodes, env steps) to keep from files of a resumed run
+        self._started = False  # this run wrote the files' start: a reopen after close() appends
         self._evals: dict[str, list[Any]] = {"timesteps": [], "results": [], "ep_lengths": []}
 
     # ---------------------------------------------------------------------------------------------- hooks
@@ -51,6 +52,7 @@ class SB3Files:
         """The runner was restored from a checkpoint: keep what the files held up to it, append after it."""
         self.close()
         self._keep = (runner.gatherer.stats.episodes, runner.env_steps)
+        self._started = False
 
     def on_episode(self, runner: Any, env: int, episode_return: float, length: int) -> None:
         if self._file is None:
@@ -79,7 +81,12 @@ class SB3Files:
 
     # ---------------------------------------------------------------------------------------------- files
     def _open(self, runner: Any) -> None:
-        """Start both files, or for a resumed run keep their entries up to the checkpoint."""
+        """Start both files, or for a resumed run keep their entries up to the checkpoint; after a
+        :meth:`close` (the runner closed between two ``run()`` calls), append to what this run wrote."""
+        if self._started:
+            self._file = self.monitor.open("a")
+            return
+        self._started = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
         header = "#" + json.dumps({"t_start": time.time(), "env_id": self.env_id}) + "\nr,l,t\n"
         rows: list[str] = []

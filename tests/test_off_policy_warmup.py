@@ -18,6 +18,10 @@ def test_dqn_run_warms_up_then_learns(tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runner = build_runner(compose_train(overrides))
-    runner.run()
+    try:
+        runner.run()
+    finally:  # the CSV sink's files: left open, their ResourceWarning surfaced in whichever test ran next
+        runner.logger.close()  # type: ignore[union-attr]
+        runner.close()
     assert runner.env_steps == 96
     assert runner.updates > 0  # phases after learning_starts learnt

@@ -174,7 +174,7 @@ def test_ppo_twins_stay_quiet_when_only_the_runs_last_rollout_is_cut_short(agent
             warnings.simplefilter("error")  # any warning fails the test
             runner.run()
     finally:
-        runner.close_envs()
+        runner.close()
         if runner.logger is not None:
             runner.logger.close()
     assert runner.env_steps == 416

@@ -109,3 +109,26 @@ def test_resume_drops_episodes_and_evaluations_after_the_checkpoint(tmp_path: Pa
     assert len(df) == last(run_dir, "time/episodes")
     with np.load(run_dir / "evaluations.npz") as f:
         assert f["timesteps"].tolist() == [500, 1000] and -999 not in f["results"]
+
+
+def test_closing_the_runner_closes_monitor_csv_and_a_later_run_appends(tmp_path: Path) -> None:
+    """``Runner.close`` (a sweep trial's end, a multirun job's) closes the monitor file with the envs: each trial
+    left one open before, so a long sweep in one worker ran towards its open-file limit. A ``run()`` after it
+    reopens the file and appends: every episode of both runs is there, the first run's included."""
+    from cardio.build import build_runner
+    from cardio.sb3_files import SB3Files
+    from tests.conftest import compose_train
+
+    overrides = [*DQN[1:], "runner.total_steps=500", f"run_dir={tmp_path}", "logger=csv"]
+    runner = build_runner(compose_train(overrides))
+    files = next(cb for cb in runner.callbacks if isinstance(cb, SB3Files))
+    runner.run()
+    first = len(load_results(str(tmp_path)))
+    assert first > 0 and files._file is not None
+    runner.close()
+    assert files._file is None
+    runner.run(total_steps=1000)
+    runner.close()
+    runner.logger.close()  # type: ignore[union-attr]
+    df = load_results(str(tmp_path))
+    assert len(df) > first and len(df) == runner.gatherer.stats.episodes

@@ -159,8 +159,8 @@ def test_a_trial_whose_runner_fails_to_build_closes_what_it_built(
         if len(runners) == n_runs - 1:
             raise RuntimeError("no runner for this seed")
         runner = real_build_runner(cfg, **kwargs)
-        real_close_envs = runner.close_envs
-        runner.close_envs = lambda: (closed.append(f"envs {runners.index(runner)}"), real_close_envs())[1]
+        real_close = runner.close
+        runner.close = lambda: (closed.append(f"envs {runners.index(runner)}"), real_close())[1]
         runners.append(runner)
         return runner
 

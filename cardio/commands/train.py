@@ -123,6 +123,7 @@ def train(cfg: DictConfig) -> float:
             metrics = dict(runner.last_eval)
         else:
             metrics = runner.run()
+    runner.close()  # envs and monitor.csv: a multirun's next job runs in this process
     print(f"run dir: {cfg.run_dir}")
     if outcome.exit_code:
         sys.exit(outcome.exit_code)
@@ -208,6 +209,8 @@ def train_seeds(cfg: DictConfig, ckpt: Path | None, composed: DictConfig) -> flo
     finals: list[dict[str, float]] = []
     with closing_on_exit([runner.logger for runner in runners]) as outcome:
         finals = multi.run()
+    for runner in runners:
+        runner.close()
     if outcome.exit_code:
         sys.exit(outcome.exit_code)
     write_finals(cfg.run_dir, multi.seeds, finals)

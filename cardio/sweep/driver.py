@@ -104,7 +104,7 @@ def closing(loggers: list[Logger], runners: list[Runner]) -> Iterator[None]:
         for logger in loggers:
             logger.close()
         for runner in runners:
-            runner.close_envs()
+            runner.close()
 
 
 class SurplusTrialError(RuntimeError):
