@@ -78,16 +78,10 @@ def report_user_errors() -> Iterator[None]:
     ``sys.exit(USER_ERROR_EXIT)``; other exceptions pass through with their traceback."""
     try:
         yield
-    except OSError as exc:
-        if isinstance(exc, UserError) and not show_tracebacks():  # DiskFullError is both
-            print(one_line(exc), file=sys.stderr, flush=True)
-            sys.exit(USER_ERROR_EXIT)
-        if not is_disk_full(exc) or show_tracebacks():
-            raise
-        print(one_line(DiskFullError(exc.filename, exc)), file=sys.stderr, flush=True)
-        sys.exit(USER_ERROR_EXIT)
     except Exception as exc:
         error = user_error_in(exc)
+        if error is None and is_disk_full(exc):  # a raw ENOSPC from anywhere
+            error = DiskFullError(getattr(exc, "filename", None), exc)  # type: ignore[arg-type]
         if error is None or show_tracebacks():
             raise
         print(one_line(error), file=sys.stderr, flush=True)

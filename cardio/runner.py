@@ -756,8 +756,8 @@ class Runner:
 
     def close(self) -> None:
         """Close the training and evaluation envs and the callbacks' open files (``monitor.csv``): a sweep trial's
-        or a multirun job's, before the next one in the same process builds its own. A later :meth:`run` reopens
-        the files and appends."""
+        or a multirun job's, before the next one in the same process builds its own. Should the runner run again
+        (its envs still usable), ``monitor.csv`` is reopened and appended to."""
         for gatherer in (self.gatherer, self.eval_gatherer):
             if gatherer is not None:
                 gatherer.env.close()

@@ -113,10 +113,8 @@ def source_episodes(source: DictConfig, seed: int) -> tuple[list[dict[str, Any]]
     runner = build_runner(cfg, logger=Logger())
     runner.load(checkpoint.resolve(source.get("checkpoint") or run))
     kind = source.get("kind", "agent")
-    if kind == "buffer":
+    if kind == "buffer":  # else "agent": check_recipe refused any other kind
         return buffer_episodes(runner.buffer), cfg
-    if kind != "agent":
-        raise ConfigError(f"source kind={kind!r} (run={run}): use agent or buffer")
     seed_everything(seed)  # the agent's own sampling (SAC) draws from torch's global generator
     env_cfg = cfg.copy()
     env_cfg.env.num_envs = 1

@@ -37,19 +37,15 @@ def copy_transitions(source: CircularBuffer, target: CircularBuffer) -> int:
         return 0
     rows, n_src = source.slots_per_env, source.num_envs
     streams: list[list[np.ndarray]] = [[] for _ in range(target.num_envs)]  # flat source indices per target stream
-    ends: list[list[np.ndarray]] = [[] for _ in range(target.num_envs)]  # True at each source stream's last row
     load = np.zeros(target.num_envs, dtype=np.int64)
     for s in range(n_src):
         size, cursor = int(source.size[s]), int(source.cursor[s])
-        if size == 0:
-            continue
         order = (np.arange(size) + (cursor if size == rows else 0)) % rows
         dst = int(np.argmin(load))
         streams[dst].append(order * n_src + s)
-        ends[dst].append(np.arange(size) == size - 1)
         load[dst] += size
     flat = [np.concatenate(idx) if idx else np.zeros(0, np.int64) for idx in streams]
-    last = [np.concatenate(e) if e else np.zeros(0, bool) for e in ends]
+    newest = ((source.cursor - 1) % rows) * n_src + np.arange(n_src)  # each source stream's last row, flat
     longest = int(load.max())
     if len(source) > target.capacity:
         warnings.warn(
@@ -62,9 +58,8 @@ def copy_transitions(source: CircularBuffer, target: CircularBuffer) -> int:
         index = np.array([f[t] if t < len(f) else 0 for f in flat])
         row = source.get(index)
         row = {k: row[k] for k in row if k not in ("discount", "mask")}  # n-step extras are not transitions
-        if "truncated" in row:
-            cut = np.array([t < len(e) and bool(e[t]) for e in last]) & ~row["terminated"]
-            row["truncated"] = row["truncated"] | cut
+        if "truncated" in row:  # as CircularBuffer.truncate_streams marks a stream's newest row
+            row["truncated"] = row["truncated"] | (np.isin(index, newest) & mask & ~row["terminated"])
         target.add(tree_map(np.asarray, row), mask)
     return int(load.sum())
 
