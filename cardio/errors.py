@@ -35,6 +35,10 @@ class ConfigError(UserError, ValueError):
     """A config value of the wrong type or out of range, or options that cannot work together."""
 
 
+class ScheduleError(ConfigError):
+    """Runner options that cannot work together; the message names the keys and their values."""
+
+
 class DiskFullError(UserError, OSError):
     """A checkpoint or log could not be written because the disk (or quota) is full.
 

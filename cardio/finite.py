@@ -117,3 +117,38 @@ def bad_parameter(agent: Any) -> str | None:
     """
     path = _walk(agent.state_dict(), "")
     return None if path is None else f"parameter {path}"
+
+
+class FiniteGuard:
+    """The runner's checks (module docstring) in one place: each raises :class:`NonFiniteError` naming the value,
+    the env step and the last good checkpoint; none runs when the guard is off (``runner.check_finite=false``).
+
+    Args:
+        enabled: whether to check.
+        where: ``() -> (env step, last checkpoint or None)`` for the message.
+    """
+
+    def __init__(self, enabled: bool, where: Any) -> None:
+        self.enabled = bool(enabled)
+        self.where = where
+
+    def found(self, bad: str | None) -> None:
+        """Raise for ``bad`` (a description from the ``bad_*`` functions); ``None``: all finite."""
+        if bad is not None:
+            env_step, checkpoint = self.where()
+            raise NonFiniteError(bad, env_step, None if checkpoint is None else str(checkpoint))
+
+    def batch(self, batch: Any) -> None:
+        """The float fields of a batch about to be learnt from."""
+        if self.enabled:
+            self.found(bad_field(batch))
+
+    def update(self, metrics: Mapping[str, Any], agent: Any) -> None:
+        """An update's metrics; when one is non-finite the message says whether the parameters went too."""
+        if self.enabled and (bad := bad_metric(metrics)) is not None:
+            self.found(f"{bad} ({bad_parameter(agent) or 'parameters still finite'})")
+
+    def parameters(self, agent: Any) -> None:
+        """The agent's ``state_dict`` leaves (before a log or a checkpoint)."""
+        if self.enabled:
+            self.found(bad_parameter(agent))

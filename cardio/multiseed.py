@@ -36,8 +36,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from omegaconf import DictConfig, open_dict
 
-from cardio import checkpoint, finite
+from cardio import checkpoint
 from cardio.errors import ConfigError
+from cardio.gatherer import collect_lockstep
 from cardio.pytree import tree_map
 from cardio.runner import Runner
 from cardio.schedules import OffPolicySchedule
@@ -224,44 +225,37 @@ class MultiSeedRunner:
             raise AssertionError(f"seeds out of lockstep: env steps {sorted(steps)}")
         return steps.pop()
 
-    def _collect(self, random: bool) -> int:
-        """One vector step of every seed's envs (batched policy); stores the transitions; returns env steps."""
-        if random:
-            results = [r.collect(random=True) for r in self.runners]
-        else:
-            for r in self.runners:
-                r._progress()  # schedules first, as Runner.collect does
-                if r.gatherer.obs is None:
-                    r.gatherer.reset()
-            actions = self.stack.act(np.stack([np.asarray(r.gatherer.obs) for r in self.runners]))
-            results = []
-            for r, action in zip(self.runners, actions, strict=True):
+    def _progress(self) -> None:
+        for r in self.runners:
+            r._progress()  # schedules first, as Runner.collect advances them
 
-                def chosen(obs: Any, action: np.ndarray = action) -> tuple[np.ndarray, dict[str, Any]]:
-                    return action, {}  # this seed's row of the batched policy call
-
-                transition, valid = r.gatherer.step(chosen)
-                r._end_episodes(transition, valid)
-                results.append((transition, valid))
-        for r, (transition, valid) in zip(self.runners, results, strict=True):
-            r.buffer.add(transition, valid)
-        return int(results[0][1].sum())
+    def _act(self, obs: list[Any]) -> np.ndarray:
+        return self.stack.act(np.stack([np.asarray(o) for o in obs]))  # [S, N, ...]: one row per seed
 
     def step(self) -> None:
         """One :meth:`OffPolicySchedule.step` for all seeds at once: its phase length, warm-up and updates due
-        (asked of the first seed: the seeds are in lockstep, so every seed gets the same answers)."""
+        (asked of the first seed: the seeds are in lockstep, so every seed gets the same answers). The phase is
+        collected through the one collection path, every seed's gatherer stepping in lockstep with the seeds'
+        actions from one vmapped policy call per vector step (``cardio.gatherer.collect_lockstep``)."""
         s, first = self.schedule, self.runners[0]
         for r in self.runners:
             r.iterations += 1  # Runner.step's count
         phase = first.vector_steps_left(s.train_freq)
-        collected = sum(self._collect(random=s.warming_up(first)) for _ in range(phase))
-        n_updates = s.updates_due(first, collected, phase)
+        random_until = 0 if getattr(first.agent, "act_at_warmup", False) else s.learning_starts  # as warming_up
+        tallies = collect_lockstep(
+            [r.gatherer for r in self.runners],
+            [r.buffer for r in self.runners],
+            phase,
+            self._act,
+            random_until=random_until,
+            before_step=self._progress,
+        )
+        n_updates = s.updates_due(first, tallies[0].written, phase)
         if n_updates == 0:
             return
         samples = [r.buffer.sample(s.batch_size, num_batches=n_updates)[0] for r in self.runners]
         for r, sample in zip(self.runners, samples, strict=True):
-            if r.check_finite:  # as Runner.learn checks each batch
-                r._guard(finite.bad_field(sample))
+            r.guard.batch(sample)  # as Runner.learn checks each batch
         batches = tree_map(lambda *x: np.stack(x, axis=1), *samples)  # [G, S, B, ...]
         from cardio.agents.jax.networks import replay_batch
 
@@ -271,14 +265,12 @@ class MultiSeedRunner:
         for i, r in enumerate(self.runners):
             if r.check_finite and not np.isfinite(metrics[:, i]).all():
                 bad = names[int(np.flatnonzero(~np.isfinite(metrics[:, i]).all(axis=0))[0])]
-                r._guard(f"metric {bad}")
+                r.guard.found(f"metric {bad}")
             sums = metrics[:, i].sum(axis=0)
             for key, value in zip(names, sums.tolist(), strict=True):
-                r._train_sums[key] += value
-                r._train_counts[key] += n_updates
+                r.loop.add(key, value, n_updates)
             for key, value in extra.items():
-                r._train_sums[key] += value * n_updates
-                r._train_counts[key] += n_updates
+                r.loop.add(key, value * n_updates, n_updates)
             r.updates += n_updates
 
     def run(self) -> list[dict[str, float]]:

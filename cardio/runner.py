@@ -1,42 +1,43 @@
-"""Runner: drives env -> gatherer -> buffer -> agent.update -> logger, off-policy and on-policy alike.
+"""Runner: the training loop. It composes the parts and keeps the clock; each part lives in its own module.
 
 Counting follows SB3 so rl-zoo hyperparameters carry over unchanged: ``env_steps`` counts transitions (one
 vector step of N envs is N env steps); ``train_freq`` counts vector steps; ``learning_starts``,
 ``total_steps``, ``log_interval``, ``eval_freq`` and the agent's own intervals count env steps. An offline
 schedule (``clock = "updates"``) never steps the training env: its intervals count gradient updates (``steps``).
 
-The runner keeps the loop, evaluation and persistence. When to collect and when to learn is its schedule's
-business (``cardio/schedules/``: off-policy, on-policy, offline), which calls back :meth:`Runner.collect` and
-:meth:`Runner.learn`. torch is imported only when something already uses it (a torch agent): a JAX run never
-pays for it.
+The parts: when to collect and when to learn is the schedule's (``cardio/schedules/``), which calls back
+:meth:`Runner.collect` (the one collection path, ``cardio/gatherer.py``) and :meth:`Runner.learn`; the policy and
+its between-step state are the :class:`~cardio.acting.Actor`'s; evaluation is the
+:class:`~cardio.evaluation.Evaluator`'s; the finite-value checks are ``cardio/finite.py``'s; checkpoints are
+``cardio/persistence.py``'s. torch is imported only when something already uses it (a torch agent).
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import random
-import sys
 import time
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from cardio import checkpoint, finite
+from cardio import checkpoint, persistence
+from cardio.acting import Actor
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
-from cardio.envs.normalize import NORMALIZER_NAME, Normalizer
-from cardio.errors import ConfigError
-from cardio.gatherer import Gatherer
+from cardio.envs.normalize import Normalizer
+from cardio.errors import ScheduleError
+from cardio.evaluation import EVAL_SEED_OFFSET, Evaluator, iqm
+from cardio.finite import FiniteGuard
+from cardio.gatherer import Gatherer, Tally, Until
 from cardio.loggers.base import Logger
-from cardio.pytree import Tree, tree_map
+from cardio.pytree import Tree
 from cardio.schedules import OfflineSchedule, OffPolicySchedule, OnPolicySchedule, Schedule
-from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -48,9 +49,6 @@ __all__ = [
     "ScheduleError",
     "iqm",
 ]
-
-EVAL_SEED_OFFSET = 1_000_003
-"""The eval env is seeded with ``seed + EVAL_SEED_OFFSET``, so it never replays the training episodes."""
 
 
 class Callback(Protocol):
@@ -70,33 +68,31 @@ class Callback(Protocol):
     def on_load(self, runner: Runner) -> None: ...
 
 
-class ScheduleError(ConfigError):
-    """Runner options that cannot work together; the message names the keys and their values."""
+@dataclass
+class LoopState:
+    """The loop's own bookkeeping: when the next log, evaluation and checkpoint are due, and the update metrics
+    averaged into the next log (all in the runner's clock, :attr:`Runner.steps`)."""
 
+    next_log: float
+    next_eval: float
+    next_ckpt: float
+    run_start_steps: int
+    run_started: float = field(default_factory=time.perf_counter)
+    last_log_step: int = -1
+    last_eval_step: int = -1
+    train_sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    train_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
-def global_rng_state() -> dict[str, Any]:
-    """Python's, numpy's and (when a torch agent has loaded it) torch's global RNG states."""
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
-    if "torch" in sys.modules:  # never import torch for this: a JAX run must not pay for it
-        state["torch"] = sys.modules["torch"].get_rng_state()
-    return state
+    def add(self, key: str, total: float, count: int = 1) -> None:
+        """``count`` updates' values of metric ``key`` summing to ``total``, for the next log's mean."""
+        self.train_sums[key] += total
+        self.train_counts[key] += count
 
-
-def set_global_rng_state(state: dict[str, Any]) -> None:
-    """Restore :func:`global_rng_state`; torch's only when the checkpoint holds it."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    if state.get("torch") is not None:
-        import torch
-
-        torch.set_rng_state(state["torch"])
-
-
-def iqm(values: Sequence[float]) -> float:
-    """Interquartile mean: the mean of the middle 50 % (Agarwal et al. 2021), robust to outlier episodes."""
-    x = np.sort(np.asarray(values, dtype=np.float64))
-    cut = len(x) // 4
-    return float(x[cut : len(x) - cut].mean()) if len(x) else float("nan")
+    def train_means(self) -> dict[str, float]:
+        out = {k: self.train_sums[k] / self.train_counts[k] for k in self.train_sums}
+        self.train_sums.clear()
+        self.train_counts.clear()
+        return out
 
 
 class Runner:
@@ -147,7 +143,6 @@ class Runner:
         normalize: Normalizer | Mapping[str, Any] | bool | None = None,
         check_finite: bool = True,
     ) -> None:
-        self.agent = agent
         if isinstance(normalize, Mapping):
             normalize = Normalizer(**normalize)
         self.normalizer: Normalizer | None = Normalizer() if normalize is True else (normalize or None)
@@ -162,17 +157,40 @@ class Runner:
         self.callbacks = list(callbacks)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
         self.checkpoint_freq = int(checkpoint_freq)
-        self.check_finite = bool(check_finite)
         self.last_checkpoint: Path | None = None  # the last good checkpoint: a NonFiniteError leaves it untouched
-        self._warned_weights = False
+        self.guard = FiniteGuard(check_finite, lambda: (self.env_steps, self.last_checkpoint))
+        self._warned_weights = [False]
         self.gatherer = Gatherer(env, seed=seed, stats_window=stats_window)
-        eval_seed = None if seed is None else seed + EVAL_SEED_OFFSET
-        self.eval_gatherer = Gatherer(eval_env, seed=eval_seed) if eval_env is not None else None
+        self.evaluator = Evaluator(eval_env, seed) if eval_env is not None else None
         self.num_envs = self.gatherer.num_envs
+        self.actor = Actor(agent, self.normalizer, self.num_envs, 0 if self.evaluator is None else 1)
         self._hook_episodes()
         self._check_schedule()
         self.reset_counters()
-        self.reset_policy_state()
+
+    @property
+    def agent(self) -> Agent:
+        return self.actor.agent
+
+    @agent.setter
+    def agent(self, agent: Agent) -> None:  # the policy state stays: update_agent() is the way to swap agents
+        self.actor.agent = agent
+
+    @property
+    def eval_gatherer(self) -> Gatherer | None:
+        return None if self.evaluator is None else self.evaluator.gatherer
+
+    @property
+    def check_finite(self) -> bool:
+        return self.guard.enabled
+
+    @property
+    def policy_state(self) -> Tree | None:
+        """The training envs' recurrent policy state (``None`` for a stateless agent)."""
+        return self.actor.state
+
+    def reset_policy_state(self) -> None:
+        self.actor.reset_state()
 
     # ---------------------------------------------------------------------------------------------- checks
     def _check_schedule(self) -> None:
@@ -211,18 +229,15 @@ class Runner:
     def reset_counters(self) -> None:
         self.updates = 0
         self.iterations = 0  # runner.step() calls: SB3's time/iterations (rollouts, on-policy)
-        self._train_sums: dict[str, float] = defaultdict(float)
-        self._train_counts: dict[str, int] = defaultdict(int)
-        self._next_log = self.log_interval
-        self._next_eval = self.eval_freq if self.eval_freq > 0 else math.inf
-        self._next_ckpt = self.checkpoint_freq if self.checkpoint_freq > 0 else math.inf
-        self._run_started = time.perf_counter()
-        self._run_start_steps = self.env_steps
+        self.loop = LoopState(
+            next_log=self.log_interval,
+            next_eval=self.eval_freq if self.eval_freq > 0 else math.inf,
+            next_ckpt=self.checkpoint_freq if self.checkpoint_freq > 0 else math.inf,
+            run_start_steps=self.env_steps,
+        )
         self.last_eval: dict[str, float] = {}
         self.last_eval_episodes: tuple[list[float], list[int]] = ([], [])
         self.best_eval_reward = -math.inf  # best eval/mean_reward so far: best.ckpt holds that runner
-        self._last_log_step = -1
-        self._last_eval_step = -1
 
     @property
     def env_steps(self) -> int:
@@ -253,16 +268,16 @@ class Runner:
         if self.normalizer is not None:  # the statistics stay (the agent learnt on them); running returns restart
             self.normalizer.returns = None
         self.reset_counters()
-        self.reset_policy_state()
+        self.actor.reset_state()
         on_episode_end = getattr(self.agent, "on_episode_end", None)
         if on_episode_end is not None:
             on_episode_end(np.ones(self.num_envs, dtype=bool))
 
     def update_agent(self, agent: Agent) -> None:
         """Swap in another agent (e.g. one loaded from disk); the buffer and counters are kept."""
-        self.agent = agent
+        self.actor.agent = agent
         self._check_schedule()
-        self.reset_policy_state()
+        self.actor.reset_state()
 
     def _hook_episodes(self) -> None:
         """Route the training gatherer's finished episodes to the callbacks that have ``on_episode``."""
@@ -276,111 +291,45 @@ class Runner:
 
         self.gatherer.on_episode = on_episode
 
-    # ---------------------------------------------------------------------------------------------- recurrent state
-    def reset_policy_state(self) -> None:
-        """Fresh recurrent states for the training and eval envs, if the agent has ``initial_state``."""
-        init = getattr(self.agent, "initial_state", None)
-        self.policy_state: Tree | None = None if init is None else init(self.num_envs)
-        self.eval_state: Tree | None = None if init is None or self.eval_gatherer is None else init(1)
-
-    def _policy(self, explore: bool, evaluation: bool = False) -> Any:
-        """``obs -> (action, extras)``; a stateful agent gets its state and hands back ``extras["next_state"]``."""
-        norm = self.normalizer  # the agent sees normalised observations, frozen statistics in evaluation
-        if self.policy_state is None:
-            if norm is None:
-                return lambda obs: self.agent.act(obs, explore=explore)
-            return lambda obs: self.agent.act(norm.normalize_obs(obs), explore=explore)
-
-        def act(obs: Tree) -> tuple[Any, dict[str, Any]]:
-            state = self.eval_state if evaluation else self.policy_state
-            obs = obs if norm is None else norm.normalize_obs(obs)
-            action, extras = self.agent.act(obs, explore=explore, state=state)  # type: ignore[call-arg]
-            setattr(self, "eval_state" if evaluation else "policy_state", extras.pop("next_state"))
-            return action, extras
-
-        return act
-
-    def _end_episodes(self, transition: dict[str, Any], valid: np.ndarray, evaluation: bool = False) -> None:
-        """Envs whose episode ended, and NEXT_STEP reset rows (``~valid``: the agent just acted on a stale final
-        obs), start the next one fresh: the agent's ``on_episode_end`` hook hears of them (training envs only) and
-        their recurrent state rows go back to ``initial_state``."""
-        fresh_rows = ~valid | transition["terminated"] | transition["truncated"]  # [N]
-        if fresh_rows.any():
-            self._start_episodes(fresh_rows, evaluation)
-
-    def _start_episodes(self, fresh_rows: np.ndarray, evaluation: bool = False) -> None:
-        """The envs of ``fresh_rows [N]`` start a new episode: the agent's ``on_episode_end`` hears of them
-        (training envs only) and their recurrent state rows go back to ``initial_state``."""
-        on_episode_end = getattr(self.agent, "on_episode_end", None)
-        if on_episode_end is not None and not evaluation:
-            on_episode_end(fresh_rows)
-        state = self.eval_state if evaluation else self.policy_state
-        if state is None:
-            return
-        fresh = self.agent.initial_state(len(fresh_rows))  # type: ignore[attr-defined]
-        state = tree_map(lambda s, f: np.where(fresh_rows.reshape(-1, *[1] * (np.ndim(s) - 1)), f, s), state, fresh)
-        setattr(self, "eval_state" if evaluation else "policy_state", state)
-
-    # ---------------------------------------------------------------------------------------------- training
-    def _progress(self) -> None:  # called by collect() before every vector step
+    # ---------------------------------------------------------------------------------------------- for schedules
+    def _progress(self) -> None:  # before every training vector step
         # Schedules (epsilon, learning rate, target syncs, PER beta) are functions of env steps.
         for part in (self.agent, self.buffer):
             on_progress = getattr(part, "on_progress", None)
             if on_progress is not None:
                 on_progress(self.env_steps, self.total_steps)
 
-    def collect(self, random: bool = False) -> tuple[dict[str, Any], np.ndarray]:
-        """One vector step of the training envs for a schedule: schedules advance (``on_progress``), the policy
-        acts (uniform-random actions with ``random``, e.g. off-policy warm-up), episode ends reach the agent.
-        With a normaliser its statistics take in the observations about to be acted on (before the agent sees
-        them, as VecNormalize) and the step's discounted returns; the transition itself stays raw.
-
-        Returns:
-            ``(transition [N, ...], valid [N])`` from :meth:`Gatherer.step`; rows with ``valid=False`` are
-            NEXT_STEP reset rows, not transitions.
-        """
-        self._progress()
-        norm = self.normalizer
-        if norm is not None:
-            if self.gatherer.obs is None:
-                self.gatherer.reset()
-            norm.update_obs(self.gatherer.obs, ~self.gatherer.pending)  # NEXT_STEP reset rows hold a stale obs
-        policy = self.gatherer.random_policy if random else self._policy(True)
-        transition, valid = self.gatherer.step(policy)
-        if norm is not None:
-            norm.update_returns(transition["reward"], transition["terminated"] | transition["truncated"], valid)
-        self._end_episodes(transition, valid)
-        return transition, valid
-
-    def collect_steps(self, steps: int, random_until: int = 0) -> tuple[int, int]:
-        """``steps`` vector steps of the training envs straight into the buffer: the same as ``steps`` times
-        ``buffer.add(*collect(random=env_steps < random_until))``, through :meth:`Gatherer.collect` (no
-        transition dict or buffer write per step; ``bench/collection.py``). With a normaliser or a recurrent
-        policy, whose state changes between steps, it is exactly that loop.
+    def collect(
+        self,
+        steps: int | None = None,
+        *,
+        random_until: int = 0,
+        until: Until | None = None,
+        store_normalized: bool = False,
+    ) -> Tally:
+        """Training-env vector steps into the buffer through the one collection path (``Gatherer.collect``):
+        before every step the schedules advance (``on_progress``); the policy acts (uniform-random actions while
+        ``env_steps < random_until``, e.g. off-policy warm-up); episode ends reach the agent (``on_episode_end``)
+        and its recurrent state. With a normaliser its statistics take in the observations about to be acted on
+        (before the agent sees them, as VecNormalize) and each step's discounted returns.
 
         Args:
-            steps: vector steps to collect.
-            random_until: uniform-random actions while ``env_steps`` is below this (off-policy warm-up).
-
-        Returns:
-            ``(transitions, episodes)`` collected (NEXT_STEP reset rows excluded).
+            steps: vector steps at most (``None``: until ``until`` says stop).
+            random_until: uniform-random actions below this many env steps.
+            until: stop conditions (a rollout's rows per stream, episodes, the run's end).
+            store_normalized: store what the agent saw (an on-policy rollout); else raw transitions (replay: a
+                normaliser applies to each sampled batch, :meth:`normalized`).
         """
-        if self.normalizer is not None or self.policy_state is not None:
-            collected = episodes = 0
-            for _ in range(steps):
-                transition, valid = self.collect(random=self.env_steps < random_until)
-                self.buffer.add(transition, valid)
-                collected += int(valid.sum())
-                episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
-            return collected, episodes
         progress = any(hasattr(part, "on_progress") for part in (self.agent, self.buffer))
         return self.gatherer.collect(
             self.buffer,
             steps,
-            self._policy(True),
+            self.actor.policy(explore=True),
             random_until=random_until,
-            before_step=self._progress if progress else None,  # schedules advance before every vector step
-            on_fresh=getattr(self.agent, "on_episode_end", None),  # as collect's _end_episodes tells the agent
+            until=until,
+            before_step=self._progress if progress else None,
+            before_act=self.actor.before_act(),
+            hooks=self.actor.hooks(store_normalized=store_normalized),
         )
 
     def normalized(self, batch: Any) -> Any:
@@ -392,26 +341,16 @@ class Runner:
         """One ``agent.update`` on ``batch``; replay priorities of ``indices`` follow its ``td_error``; the
         metrics are accumulated for the next log and returned. With ``check_finite`` a non-finite batch field or
         metric stops the run (:class:`~cardio.finite.NonFiniteError`)."""
-        if self.check_finite:
-            self._guard(finite.bad_field(batch))
+        self.guard.batch(batch)
         metrics = self.agent.update(batch)
-        if self.check_finite and (bad := finite.bad_metric(metrics)) is not None:
-            weights_bad = finite.bad_parameter(self.agent)
-            self._guard(f"{bad} ({weights_bad or 'parameters still finite'})")
+        self.guard.update(metrics, self.agent)
         td_error = metrics.pop("td_error", None)
         if td_error is not None and indices is not None and hasattr(self.buffer, "update_priorities"):
             self.buffer.update_priorities(indices, td_error)
         for key, value in metrics.items():
-            self._train_sums[key] += float(value)
-            self._train_counts[key] += 1
+            self.loop.add(key, float(value))
         self.updates += 1
         return metrics
-
-    def step(self) -> None:
-        """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
-        updates they earn; on-policy: one rollout and its update)."""
-        self.iterations += 1
-        self.schedule.step(self)
 
     def vector_steps_left(self, limit: int) -> int:
         """Vector steps the next rollout or collection phase takes: ``limit``, cut short at the end of the run so
@@ -424,72 +363,32 @@ class Runner:
         left = self.total_steps - self.env_steps
         return min(limit, math.ceil(left / self.num_envs)) if left > 0 else limit
 
-    def _guard(self, bad: str | None) -> None:
-        """Raise :class:`~cardio.finite.NonFiniteError` naming ``bad`` and the env step (``None``: all finite)."""
-        if bad is not None:
-            raise finite.NonFiniteError(
-                bad, self.env_steps, None if self.last_checkpoint is None else str(self.last_checkpoint)
-            )
+    # ---------------------------------------------------------------------------------------------- the loop
+    def step(self) -> None:
+        """One unit of training as the schedule defines it (off-policy: ``train_freq`` vector steps and the
+        updates they earn; on-policy: one rollout and its update)."""
+        self.iterations += 1
+        self.schedule.step(self)
 
-    def _guard_parameters(self) -> None:
-        if self.check_finite:
-            self._guard(finite.bad_parameter(self.agent))
-
-    # ---------------------------------------------------------------------------------------------- evaluation
     def evaluate(self, episodes: int | None = None) -> dict[str, float]:
-        """Deterministic-policy returns on the eval env: ``eval/mean_reward``, ``std``, ``iqm``, ``mean_ep_length``.
-
-        Each of the eval env's N copies runs its share of the episodes, so short episodes are not favoured.
-        Returns are the env's own (see ``cardio.gatherer``): reward wrappers in ``env.wrappers`` do not change them.
-        """
-        if self.eval_gatherer is None:
+        """Deterministic-policy returns on the eval env (``cardio/evaluation.py``): ``eval/mean_reward``, ``std``,
+        ``iqm``, ``mean_ep_length``; ``last_eval_episodes`` keeps the episodes' ``(returns, lengths)``."""
+        if self.evaluator is None:
             raise ScheduleError("evaluate() needs an eval_env; pass one to the Runner")
         episodes = self.eval_episodes if episodes is None else episodes
-        if int(episodes) != episodes or episodes < 1:  # 0 was read as "the default"; below 0 gave NaN metrics
-            raise ScheduleError(f"evaluate(episodes={episodes!r}): the number of episodes must be a positive integer")
-        g = self.eval_gatherer
-        g.reset()
-        if self.eval_state is not None:
-            self.eval_state = self.agent.initial_state(g.num_envs)  # type: ignore[attr-defined]
-        n = g.num_envs
-        quota = np.array([episodes // n + (i < episodes % n) for i in range(n)])
-        returns: list[float] = []
-        lengths: list[int] = []
-        done_count = np.zeros(n, dtype=np.int64)
-        while bool(np.any(done_count < quota)):
-            transition, valid = g.step(self._policy(False, evaluation=True))
-            self._end_episodes(transition, valid, evaluation=True)
-            for i, episode_return, length in g.finished:
-                if done_count[i] < quota[i]:
-                    returns.append(episode_return)
-                    lengths.append(length)
-                done_count[i] += 1
-        metrics = {
-            "eval/mean_reward": float(np.mean(returns)),
-            "eval/std_reward": float(np.std(returns)),
-            "eval/iqm_reward": iqm(returns),
-            "eval/mean_ep_length": float(np.mean(lengths)),
-        }
+        metrics, self.last_eval_episodes = self.evaluator.evaluate(self.actor, episodes)
         self.last_eval = metrics
-        self.last_eval_episodes = (returns, lengths)
-        self._last_eval_step = self.steps
+        self.loop.last_eval_step = self.steps
         return metrics
-
-    # ---------------------------------------------------------------------------------------------- the loop
-    def _train_metrics(self) -> dict[str, float]:
-        out = {k: self._train_sums[k] / self._train_counts[k] for k in self._train_sums}
-        self._train_sums.clear()
-        self._train_counts.clear()
-        return out
 
     def log_now(self) -> dict[str, float]:
         """Assemble ``rollout/* train/* time/*`` metrics, hand them to the logger, and return them."""
-        elapsed = time.perf_counter() - self._run_started
+        elapsed = time.perf_counter() - self.loop.run_started
         metrics = {
             **self.gatherer.stats.metrics(),
-            **self._train_metrics(),
+            **self.loop.train_means(),
             "train/n_updates": float(self.updates),
-            "time/fps": (self.env_steps - self._run_start_steps) / max(elapsed, 1e-9),
+            "time/fps": (self.env_steps - self.loop.run_start_steps) / max(elapsed, 1e-9),
             "time/time_elapsed": elapsed,
             "time/total_timesteps": float(self.env_steps),
         }
@@ -497,7 +396,7 @@ class Runner:
             metrics["time/iterations"] = float(self.iterations)
         if self.logger is not None:
             self.logger.log(metrics, self.steps)
-        self._last_log_step = self.steps
+        self.loop.last_log_step = self.steps
         return metrics
 
     def _eval_and_report(self) -> dict[str, float]:
@@ -507,7 +406,7 @@ class Runner:
         if metrics["eval/mean_reward"] > self.best_eval_reward:  # NaN never wins
             self.best_eval_reward = metrics["eval/mean_reward"]
             if self.checkpoint_dir is not None:
-                self._guard_parameters()  # a diverged agent is never written as the best one
+                self.guard.parameters(self.agent)  # a diverged agent is never written as the best one
                 self.save(self.checkpoint_dir / checkpoint.BEST_NAME)
         for cb in self.callbacks:
             if hasattr(cb, "on_eval"):
@@ -540,16 +439,17 @@ class Runner:
     def after_step(self) -> None:
         """The bookkeeping :meth:`run` does after each :meth:`step`: the log, evaluation and checkpoint that are
         due, the callbacks' ``on_step_end`` and the logger's progress (cardio/multiseed.py calls it per seed)."""
-        if self.steps >= self._next_log:
-            self._guard_parameters()
+        loop = self.loop
+        if self.steps >= loop.next_log:
+            self.guard.parameters(self.agent)
             self.log_now()
-            self._next_log = (self.steps // self.log_interval + 1) * self.log_interval
-        if self.eval_gatherer is not None and self.steps >= self._next_eval:
+            loop.next_log = (self.steps // self.log_interval + 1) * self.log_interval
+        if self.evaluator is not None and self.steps >= loop.next_eval:
             self._eval_and_report()
-            self._next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
-        if self.checkpoint_dir is not None and self.steps >= self._next_ckpt:
+            loop.next_eval = (self.steps // self.eval_freq + 1) * self.eval_freq
+        if self.checkpoint_dir is not None and self.steps >= loop.next_ckpt:
             self.write_checkpoint()
-            self._next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
+            loop.next_ckpt = (self.steps // self.checkpoint_freq + 1) * self.checkpoint_freq
         for cb in self.callbacks:
             if hasattr(cb, "on_step_end"):
                 cb.on_step_end(self)
@@ -559,10 +459,10 @@ class Runner:
     def finish(self) -> dict[str, float]:
         """The end of :meth:`run`: a last log, the final evaluation and the final checkpoint; returns the final
         eval metrics (or the last logged metrics when there is no eval env)."""
-        final = self.log_now() if self._last_log_step != self.steps else {}
-        if self.eval_gatherer is not None:
+        final = self.log_now() if self.loop.last_log_step != self.steps else {}
+        if self.evaluator is not None:
             # The periodic evaluation may have just run at this very step; do not repeat it.
-            final = self.last_eval if self._last_eval_step == self.steps else self._eval_and_report()
+            final = self.last_eval if self.loop.last_eval_step == self.steps else self._eval_and_report()
         if self.checkpoint_dir is not None:
             self.write_checkpoint()
         return final
@@ -586,185 +486,29 @@ class Runner:
             "schedule": type(self.schedule).__qualname__,
         }
 
-    @staticmethod
-    def _gatherer_state(g: Gatherer) -> dict[str, Any]:
-        return {
-            "obs": copy.deepcopy(g.obs),
-            "pending": g.pending.copy(),
-            "ep_return": g.ep_return.copy(),
-            "ep_length": g.ep_length.copy(),
-            "stats": copy.deepcopy(g.stats),
-            "env": checkpoint.env_state(g.env),
-        }
-
-    @staticmethod
-    def _load_gatherer_state(g: Gatherer, saved: dict[str, Any], name: str) -> bool:
-        """Put a gatherer back as saved; returns whether its env had to be reset instead (state not saved)."""
-        g.pending, g.ep_return, g.ep_length, g.stats = (
-            saved["pending"].copy(),
-            saved["ep_return"].copy(),
-            saved["ep_length"].copy(),
-            copy.deepcopy(saved["stats"]),
-        )
-        g.obs = None
-        if saved["obs"] is None:
-            return False
-        if saved["env"] is not None:
-            checkpoint.load_env_state(g.env, saved["env"])
-            g.obs = copy.deepcopy(saved["obs"])
-            return False
-        # The env's state was not saved (ALE, Box2D, MuJoCo): restart its episodes, drop the partial ones from the
-        # statistics. The seed follows the run's seed and step, so a resume neither replays the run's first
-        # episodes nor differs between two resumes of the same checkpoint.
-        cut = (
-            "end there, truncated in the buffer (no return reads across the cut)"
-            if name == "training"
-            else "are dropped"
-        )
-        warnings.warn(
-            f"the {name} env ({type(g.env).__name__}) state was not saved in the checkpoint, so it is reset: its "
-            f"unfinished episodes {cut}; the resumed run is correct but not bit-identical to an uninterrupted one "
-            f"(docs/checkpoints.md)",
-            stacklevel=3,
-        )
-        restart = None if g.seed is None else np.random.SeedSequence([g.seed, g.stats.env_steps])
-        g.reset(seed=None if restart is None else int(restart.generate_state(1)[0] % 2**31))
-        return True
-
     def state_dict(self) -> dict[str, Any]:
-        """Everything to continue exactly: agent, buffer, counters, both gatherers with their envs (where they
-        pickle), global RNG states and the logger's step. ``kind``, ``version`` and :meth:`meta` identify it."""
-        return {
-            "kind": "cardio.runner",
-            "version": checkpoint.FORMAT_VERSION,
-            "meta": self.meta(),
-            "agent": self.agent.state_dict(),
-            "buffer": self.buffer.state_dict(),
-            "updates": self.updates,
-            "total_steps": self.total_steps,
-            "counters": {
-                "next_log": self._next_log,
-                "next_eval": self._next_eval,
-                "next_ckpt": self._next_ckpt,
-                "last_log_step": self._last_log_step,
-                "last_eval_step": self._last_eval_step,
-                "last_eval": dict(self.last_eval),
-                "train_sums": dict(self._train_sums),
-                "train_counts": dict(self._train_counts),
-                "run_start_steps": self._run_start_steps,
-                "iterations": self.iterations,
-                "best_eval_reward": self.best_eval_reward,
-                "elapsed": time.perf_counter() - self._run_started,
-            },
-            "gatherer": self._gatherer_state(self.gatherer),
-            "eval_gatherer": None if self.eval_gatherer is None else self._gatherer_state(self.eval_gatherer),
-            # recurrent agents: the hidden state the next act() continues from (None for stateless agents)
-            "policy_state": {"train": self.policy_state, "eval": self.eval_state},
-            "rng": global_rng_state(),
-            "logger": None if self.logger is None else self.logger.state_dict(),
-            "normalizer": None if self.normalizer is None else self.normalizer.state_dict(),
-        }
-
-    def _check_state(self, state: dict[str, Any], path: str | Path | None = None) -> None:
-        """Validate a whole checkpoint against this runner before anything is changed."""
-        if state.get("kind") != "cardio.runner" or state.get("version") != checkpoint.FORMAT_VERSION:
-            raise checkpoint.CheckpointError(
-                f"not a cardio.runner checkpoint of version {checkpoint.FORMAT_VERSION} "
-                f"(kind={state.get('kind')!r}, version={state.get('version')!r})"
-            )
-        checkpoint.check_meta(state.get("meta", {}), self.meta(), path)
-        checkpoint.check_structure(state["agent"], self.agent.state_dict(), "agent")
-        if (state.get("normalizer") is None) != (self.normalizer is None):
-            raise checkpoint.CheckpointError(
-                f"checkpoint and runner disagree on runner.normalize (checkpoint: "
-                f"{'on' if state.get('normalizer') is not None else 'off'}, runner: "
-                f"{'on' if self.normalizer is not None else 'off'})"
-            )
-        if (state["eval_gatherer"] is None) != (self.eval_gatherer is None):
-            raise checkpoint.CheckpointError("checkpoint and runner disagree on having an eval env (eval_env)")
-        for key in ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng"):
-            if key not in state:
-                raise checkpoint.CheckpointError(f"checkpoint lacks its {key!r} entry; the file is incomplete")
+        """Everything to continue exactly (``cardio/persistence.py``)."""
+        return persistence.runner_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from :meth:`state_dict`, all or nothing: the state is validated first, and if applying it
-        still fails the runner is rolled back to where it was.
+        """Restore from :meth:`state_dict`, all or nothing (``cardio/persistence.py``).
 
         Raises:
             checkpoint.CheckpointError: the state is foreign, of another version, or built for another
                 agent/env/space/buffer (the message lists every difference).
         """
-        self._check_state(state)
-        # The buffer's storage is replaced, never written in place, on load: a reference is backup enough.
-        backup = {k: v if k == "buffer" else copy.deepcopy(v) for k, v in self.state_dict().items() if k != "logger"}
-        try:
-            self._apply_state(state)
-        except Exception as exc:
-            self._apply_state(backup)
-            raise checkpoint.CheckpointError(f"checkpoint could not be applied, runner left unchanged: {exc}") from exc
-        if self.logger is not None and state.get("logger") is not None:
-            self.logger.load_state_dict(state["logger"])
+        persistence.load_runner_state(self, state)
         for cb in self.callbacks:
             if hasattr(cb, "on_load"):
                 cb.on_load(self)
 
-    def _apply_state(self, state: dict[str, Any]) -> None:
-        self.agent.load_state_dict(state["agent"])
-        self.buffer.load_state_dict(state["buffer"])
-        self.updates = state["updates"]
-        self.total_steps = state["total_steps"]
-        c = state["counters"]
-        self._next_log, self._next_eval, self._next_ckpt = c["next_log"], c["next_eval"], c["next_ckpt"]
-        self._last_log_step, self._last_eval_step = c["last_log_step"], c["last_eval_step"]
-        self.last_eval = dict(c["last_eval"])
-        self._train_sums = defaultdict(float, c["train_sums"])
-        self._train_counts = defaultdict(int, c["train_counts"])
-        self._run_start_steps = c["run_start_steps"]
-        self.iterations = c.get("iterations", 0)
-        self.best_eval_reward = c.get("best_eval_reward", -math.inf)
-        self._run_started = time.perf_counter() - c["elapsed"]
-        reset = self._load_gatherer_state(self.gatherer, state["gatherer"], "training")
-        self.policy_state, self.eval_state = state["policy_state"]["train"], state["policy_state"]["eval"]
-        if reset:  # new episodes in every training env: the stored ones end at the cut, the policy starts afresh
-            self.buffer.truncate_streams()
-            self._start_episodes(np.ones(self.num_envs, dtype=bool))
-        if self.eval_gatherer is not None and state["eval_gatherer"] is not None:
-            self._load_gatherer_state(self.eval_gatherer, state["eval_gatherer"], "eval")
-        if self.normalizer is not None and state.get("normalizer") is not None:
-            self.normalizer.load_state_dict(state["normalizer"])
-            if reset:  # the running discounted returns belonged to the cut episodes
-                self.normalizer.returns = None
-        set_global_rng_state(state["rng"])
-
     def write_checkpoint(self) -> Path:
-        """``last.ckpt`` (everything, pickled: for resuming) and ``weights.npz`` (the agent as plain arrays: safe
-        to share and evaluate, ``cardio/weights.py``) in ``checkpoint_dir``, once the parameters are checked
-        finite, so a diverged agent never overwrites the last good checkpoint."""
+        """``last.ckpt`` and ``weights.npz`` in ``checkpoint_dir``, once the parameters are checked finite, so a
+        diverged agent never overwrites the last good checkpoint."""
         assert self.checkpoint_dir is not None, "write_checkpoint() needs a checkpoint_dir"
-        self._guard_parameters()
-        path = self.save(self.checkpoint_dir / checkpoint.CHECKPOINT_NAME)
-        try:
-            save_weights(self.agent, self.checkpoint_dir / WEIGHTS_NAME, meta={"env_steps": self.env_steps})
-            if self.normalizer is not None:  # the weights act on normalised observations: their statistics too
-                self.normalizer.save(self.checkpoint_dir / NORMALIZER_NAME)
-        except WeightsError as exc:  # a custom agent whose state is not plain arrays: last.ckpt still resumes it
-            if not self._warned_weights:
-                warnings.warn(f"{WEIGHTS_NAME} not written: {exc}", stacklevel=2)
-                self._warned_weights = True
-        self.last_checkpoint = path
-        return path
-
-    def close(self) -> None:
-        """Close the training and evaluation envs and the callbacks' open files (``monitor.csv``): a sweep trial's
-        or a multirun job's, before the next one in the same process builds its own. Should the runner run again
-        (its envs still usable), ``monitor.csv`` is reopened and appended to."""
-        for gatherer in (self.gatherer, self.eval_gatherer):
-            if gatherer is not None:
-                gatherer.env.close()
-        for cb in self.callbacks:
-            close = getattr(cb, "close", None)
-            if close is not None:
-                close()
+        self.guard.parameters(self.agent)
+        self.last_checkpoint = persistence.write_run_files(self, self.checkpoint_dir, self._warned_weights)
+        return self.last_checkpoint
 
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint atomically (temporary file, then rename)."""
@@ -776,8 +520,20 @@ class Runner:
         path = checkpoint.resolve(path)
         state = checkpoint.load(path, kind="cardio.runner")
         try:
-            self._check_state(state, path)
+            persistence.check_runner_state(self, state, path)
         except checkpoint.CheckpointError as exc:
             raise checkpoint.CheckpointError(f"{path}: {exc}") from exc
         self.load_state_dict(state)
         self.last_checkpoint = path
+
+    def close(self) -> None:
+        """Close the training and evaluation envs and the callbacks' open files (``monitor.csv``): a sweep trial's
+        or a multirun job's, before the next one in the same process builds its own. Should the runner run again
+        (its envs still usable), ``monitor.csv`` is reopened and appended to."""
+        self.gatherer.env.close()
+        if self.evaluator is not None:
+            self.evaluator.close()
+        for cb in self.callbacks:
+            close = getattr(cb, "close", None)
+            if close is not None:
+                close()

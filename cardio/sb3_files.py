@@ -57,7 +57,7 @@ class SB3Files:
     def on_episode(self, runner: Any, env: int, episode_return: float, length: int) -> None:
         if self._file is None:
             self._open(runner)
-        elapsed = time.perf_counter() - runner._run_started
+        elapsed = time.perf_counter() - runner.loop.run_started
         assert self._file is not None
         self._file.write(f"{episode_return:.6g},{length},{elapsed:.6g}\n")
 

@@ -129,8 +129,8 @@ def test_negative_control_an_exploring_evaluation_is_caught(tmp_path, monkeypatc
     """Plant the bug (evaluation acting with explore=True): the DQN comparison above must fail."""
     runner = runner_for(tmp_path, *ALWAYS_EXPLORING_DQN)
     runner.run()
-    original = runner._policy
-    monkeypatch.setattr(runner, "_policy", lambda _explore, evaluation=False: original(explore, evaluation))
+    original = runner.actor.policy
+    monkeypatch.setattr(runner.actor, "policy", lambda *_, evaluation=False, **__: original(explore, evaluation))
     rec = recorder(runner.eval_gatherer.env)
     rec.obs.clear()
     rec.actions.clear()

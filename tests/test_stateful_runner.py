@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from cardio.acting import Actor
 from cardio.buffers import CircularBuffer
 from cardio.envs import make_env
 from cardio.runner import OffPolicySchedule, OnPolicySchedule, Runner
@@ -71,7 +72,7 @@ def test_state_follows_each_env_and_restarts_with_its_episode(autoreset: str, on
 
 
 def test_negative_control_without_row_resets_the_state_drifts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Runner, "_end_episodes", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(Actor, "start_episodes", lambda self, *args, **kwargs: None)
     runner = stateful_runner("same_step", OffPolicySchedule(learning_starts=1, batch_size=1))
     for _ in range(8):
         runner.step()

@@ -410,14 +410,15 @@ class CircularBuffer:
         Raises:
             BufferError: as :meth:`add` for any of the ``k`` steps.
         """
-        leaves = list(block.values())
+        leaves = tree_leaves(block)
         k = len(leaves[0]) if leaves else 0
         if k == 0:
             return
         if self.storage is None:  # the first step shapes the storage, as its add would
-            self.add({f: x[0] for f, x in block.items()}, None if valid is None else valid[0])
+            self.add(tree_map(operator.itemgetter(0), block), None if valid is None else valid[0])
             if k > 1:
-                self.add_block({f: x[1:] for f, x in block.items()}, None if valid is None else valid[1:])
+                rest = tree_map(operator.itemgetter(slice(1, None)), block)
+                self.add_block(rest, None if valid is None else valid[1:])
             return
         srcs = self._block_fields(block, k)
         if valid is not None:

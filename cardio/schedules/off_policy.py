@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from cardio.errors import ScheduleError
+from cardio.gatherer import Until
 from cardio.pytree import tree_index
-
-if TYPE_CHECKING:
-    from cardio.runner import Runner
+from cardio.schedules.base import Trainer
 
 
 @dataclass
@@ -37,10 +36,8 @@ class OffPolicySchedule:
     """``step``: ``train_freq`` counts vector steps; ``episode``: a phase lasts until ``train_freq`` episodes have
     ended, over all envs together (SB3's ``train_freq=(1, "episode")``)."""
 
-    def check(self, runner: Runner) -> int:
+    def check(self, runner: Trainer) -> int:
         """Refuse a batch the buffer can never hold, or an unknown ``train_freq_unit``."""
-        from cardio.runner import ScheduleError
-
         if self.train_freq <= 0 or self.batch_size <= 0:
             raise ScheduleError(f"runner.schedule needs train_freq>0 and batch_size>0, got {self}")
         if self.batch_size > runner.buffer.capacity:
@@ -53,11 +50,11 @@ class OffPolicySchedule:
             )
         return self.train_freq * runner.num_envs if self.train_freq_unit == "step" else runner.num_envs
 
-    def warming_up(self, runner: Runner) -> bool:
+    def warming_up(self, runner: Trainer) -> bool:
         """Whether the next vector step takes uniform-random actions (before ``learning_starts``)."""
         return runner.env_steps < self.learning_starts and not getattr(runner.agent, "act_at_warmup", False)
 
-    def updates_due(self, runner: Runner, collected: int, phase: int) -> int:
+    def updates_due(self, runner: Trainer, collected: int, phase: int) -> int:
         """Updates the phase just collected earns: 0 before ``learning_starts`` or while the buffer holds less than
         a batch, else ``gradient_steps`` (a phase of ``phase`` vector steps cut short at the end of the run earns
         its share; ``-1``: one per env step ``collected``). cardio/multiseed.py asks the same for all seeds."""
@@ -70,25 +67,18 @@ class OffPolicySchedule:
             return math.ceil(self.gradient_steps * phase / self.train_freq)
         return self.gradient_steps
 
-    def step(self, runner: Runner) -> None:
+    def step(self, runner: Trainer) -> None:
         """Collect ``train_freq`` vector steps (or episodes), then run the phase's updates once past
         ``learning_starts`` and once the buffer holds a batch. The run's last phase stops at ``total_steps``."""
-        collected = episodes = steps = 0
-        by_step = self.train_freq_unit == "step"
-        phase = runner.vector_steps_left(self.train_freq) if by_step else self.train_freq
-        cut_at_end = runner.env_steps < runner.total_steps  # a step() called past total_steps (by hand) runs whole
-        if by_step:  # the whole phase in one call: the gatherer's fast path (Gatherer.collect)
-            random_until = 0 if getattr(runner.agent, "act_at_warmup", False) else self.learning_starts  # as warming_up
-            collected, episodes = runner.collect_steps(phase, random_until)
-            steps = phase
-        while (steps < phase) if by_step else (episodes < phase):
-            if not by_step and cut_at_end and runner.env_steps >= runner.total_steps:
-                break  # an episode phase ends with the run too; its updates are still made, as SB3 does
-            transition, valid = runner.collect(random=self.warming_up(runner))
-            runner.buffer.add(transition, valid)  # raw: a normaliser applies per sampled batch
-            collected += int(valid.sum())
-            episodes += int(((transition["terminated"] | transition["truncated"]) & valid).sum())
-            steps += 1
+        random_until = 0 if getattr(runner.agent, "act_at_warmup", False) else self.learning_starts  # as warming_up
+        if self.train_freq_unit == "step":
+            phase = runner.vector_steps_left(self.train_freq)
+            collected = runner.collect(phase, random_until=random_until).written
+        else:  # until train_freq episodes have ended; a phase ends with the run too (its updates still made, as SB3)
+            phase = self.train_freq
+            cut_at_end = runner.env_steps < runner.total_steps  # a step() called past total_steps (by hand) runs whole
+            until = Until(learning_ends=phase, env_steps=runner.total_steps if cut_at_end else None)
+            collected = runner.collect(random_until=random_until, until=until).written
         n_updates = self.updates_due(runner, collected, phase)
         if n_updates == 0:
             return

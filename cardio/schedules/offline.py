@@ -11,12 +11,10 @@ Evaluation runs the agent on the eval env as in online runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from cardio.errors import ScheduleError
 from cardio.pytree import tree_index
-
-if TYPE_CHECKING:
-    from cardio.runner import Runner
+from cardio.schedules.base import Trainer
 
 
 @dataclass
@@ -37,10 +35,8 @@ class OfflineSchedule:
     clock = "updates"
     """What ``total_steps`` and the other intervals count (the runner reads it)."""
 
-    def check(self, runner: Runner) -> int:
+    def check(self, runner: Trainer) -> int:
         """Refuse a batch larger than the dataset or no updates; return the clock ticks one step makes."""
-        from cardio.runner import ScheduleError
-
         if self.gradient_steps <= 0 or self.batch_size <= 0:
             raise ScheduleError(
                 f"runner.schedule needs gradient_steps>0 and batch_size>0, got gradient_steps={self.gradient_steps}, "
@@ -54,7 +50,7 @@ class OfflineSchedule:
             )
         return self.gradient_steps
 
-    def step(self, runner: Runner) -> None:
+    def step(self, runner: Trainer) -> None:
         """``gradient_steps`` updates, each on its own uniform batch (gathered in one go)."""
         on_progress = getattr(runner.agent, "on_progress", None)
         batches, indices = runner.buffer.sample(self.batch_size, num_batches=self.gradient_steps)

@@ -8,12 +8,10 @@ reset row), so collection goes on until every env's stream is full, and full str
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
-    from cardio.runner import Runner
+from cardio.errors import ScheduleError
+from cardio.gatherer import Until
+from cardio.schedules.base import Trainer
 
 
 @dataclass
@@ -23,10 +21,8 @@ class OnPolicySchedule:
     n_steps: int = 2048
     """Vector steps per rollout: the rollout buffer holds ``n_steps x num_envs`` transitions."""
 
-    def check(self, runner: Runner) -> int:
+    def check(self, runner: Trainer) -> int:
         """Refuse a rollout buffer of the wrong size."""
-        from cardio.runner import ScheduleError
-
         if self.n_steps <= 0:
             raise ScheduleError(f"runner.schedule.n_steps must be positive, got {self.n_steps}")
         expected = self.n_steps * runner.num_envs
@@ -37,16 +33,13 @@ class OnPolicySchedule:
             )
         return expected
 
-    def step(self, runner: Runner) -> None:
+    def step(self, runner: Trainer) -> None:
         """Clear the rollout buffer, fill it, and run one agent update on the whole ``[T, N]`` rollout."""
         buffer = runner.buffer
         buffer.clear()
         # the last rollout of a run is cut to the steps left: an update on fewer rows, not steps beyond the budget
         rows = runner.vector_steps_left(buffer.slots_per_env)
-        while bool(np.any(buffer.size < rows)):
-            # what the agent saw: normalised with this step's statistics, like the stored log_prob and value
-            transition, valid = runner.collect()
-            transition = runner.normalized(transition)
-            # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
-            buffer.add(transition, valid & (buffer.size < rows))
+        # What the agent saw is stored: normalised with each step's statistics, like the stored log_prob and value.
+        # NEXT_STEP envs lag by their skipped reset steps; streams already full drop their extra rows.
+        runner.collect(until=Until(rows=rows), store_normalized=True)
         runner.learn(buffer.as_rollout(rows))
