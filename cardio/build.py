@@ -7,6 +7,7 @@ anywhere is built the same way. Each builder takes the whole config because piec
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import warnings
@@ -18,6 +19,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from cardio import weights
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer, resolve_memory_saving
 from cardio.loggers.base import Logger
@@ -158,3 +160,33 @@ def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
     return path
+
+
+def load_agent(run_dir: str | os.PathLike[str], weights_file: str | os.PathLike[str] | None = None) -> Any:
+    """The trained agent of a run dir: built from its ``config.yaml``, filled from ``weights.npz`` (no pickle).
+
+    The config's ``_target_`` entries name the classes that are built, so read a stranger's ``config.yaml``
+    before loading it; the weights file itself only ever holds numbers and strings.
+
+    Args:
+        run_dir: a run dir written by ``scripts/train.py`` (holds ``config.yaml`` and ``weights.npz``).
+        weights_file: another weights file (default ``<run_dir>/weights.npz``).
+
+    Raises:
+        weights.WeightsError: no ``config.yaml`` or weights file, or weights that do not fit the agent.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise weights.WeightsError(f"{run_dir} has no config.yaml; pass a run dir written by scripts/train.py")
+    cfg = OmegaConf.load(config_path)
+    if not isinstance(cfg, DictConfig):
+        raise weights.WeightsError(f"{config_path} is not a mapping")
+    seed_everything(cfg.get("seed"))
+    env = build_env(cfg, evaluation=True)
+    try:
+        agent = build_agent(cfg, env)
+    finally:
+        env.close()
+    weights.load_weights(agent, run_dir / weights.WEIGHTS_NAME if weights_file is None else weights_file)
+    return agent

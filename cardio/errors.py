@@ -35,6 +35,10 @@ class ConfigError(UserError, ValueError):
     """A config value of the wrong type or out of range, or options that cannot work together."""
 
 
+class BufferError(ConfigError):
+    """A transition or request that does not fit the buffer; the message names the field and both shapes."""
+
+
 class ScheduleError(ConfigError):
     """Runner options that cannot work together; the message names the keys and their values."""
 

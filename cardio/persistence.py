@@ -22,7 +22,7 @@ import time
 import warnings
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,8 +31,32 @@ from cardio.envs.normalize import NORMALIZER_NAME
 from cardio.gatherer import Gatherer
 from cardio.weights import WEIGHTS_NAME, WeightsError, save_weights
 
-if TYPE_CHECKING:
-    from cardio.runner import Runner
+
+class Runner(Protocol):
+    """What a checkpoint holds of a runner (:class:`cardio.runner.Runner` is one)."""
+
+    agent: Any
+    buffer: Any
+    actor: Any  # cardio.acting.Actor: the recurrent policy states
+    loop: Any  # cardio.runner.LoopState: when the next log, evaluation and checkpoint are due
+    gatherer: Gatherer
+    logger: Any
+    normalizer: Any
+    updates: int
+    total_steps: int
+    iterations: int
+    best_eval_reward: float
+    last_eval: dict[str, float]
+    num_envs: int
+
+    @property
+    def eval_gatherer(self) -> Gatherer | None: ...
+
+    @property
+    def env_steps(self) -> int: ...
+
+    def meta(self) -> dict[str, Any]: ...
+
 
 KEYS = ("buffer", "updates", "total_steps", "counters", "gatherer", "policy_state", "rng")
 """Entries a runner checkpoint must have (besides kind, version, meta and agent)."""

@@ -27,20 +27,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from cardio.envs.factory import ENV_EPISODE_KEY
-from cardio.episodes import OwnReport, book_block, env_episodes, episode_continues
-from cardio.pytree import tree_copy, tree_map
-
-if TYPE_CHECKING:
-    from cardio.gatherer import Gatherer
+from cardio.envs.single import OneEnvVector
+from cardio.episodes import Booked, OwnReport, book_block, env_episodes, episode_continues
+from cardio.pytree import Tree, tree_copy, tree_map
 
 Steps = Generator[tuple[Any, np.ndarray | None], tuple[Any, dict[str, Any]] | None, None]
 """A stepping loop: yields ``(obs [N, ...], valid [N] or None)``, is sent ``(action, extras)`` or ``None``."""
+
+
+class Stepped(Booked, Protocol):
+    """The gatherer state a stepping loop reads and leaves moved on (a :class:`~cardio.gatherer.Gatherer`)."""
+
+    env: Any  # the vector env
+    num_envs: int
+    obs: Tree | None  # the observation the next step acts on
+    pending: np.ndarray  # [N] NEXT_STEP reset rows due
+    _pending: np.ndarray
+    _n_pending: int
+    finished: list[tuple[int, float, int]]  # episodes the last step ended
+    _all_valid: np.ndarray  # [N] read-only all-True
+    _no_done: bytes  # the bytes of an all-False [N] flag array
+    _sum_rewards: bool  # the env does not report every return itself
+    _episodes_may_continue: bool  # some copy may end an episode for learning only
+    _single_space: bool  # random actions come from the single action space
+
+    def random_policy(self, obs: Tree) -> tuple[Any, dict[str, Any]]: ...
 
 
 @dataclass
@@ -77,7 +94,7 @@ class Tally:
     """Rows per stream beyond which rows are dropped, not written (an on-policy rollout's length)."""
 
 
-def vector_steps(g: Gatherer, write: Callable[..., None] | None, tally: Tally, hooks: StepHooks, block: int) -> Steps:
+def vector_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, hooks: StepHooks, block: int) -> Steps:
     """The stepping loop for any vector env (see the module docstring).
 
     Args:
@@ -253,13 +270,11 @@ def vector_steps(g: Gatherer, write: Callable[..., None] | None, tally: Tally, h
         g.finished = finished
 
 
-def one_env_steps(g: Gatherer, write: Callable[..., None] | None, tally: Tally, hooks: StepHooks, block: int) -> Steps:
+def one_env_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, hooks: StepHooks, block: int) -> Steps:
     """:func:`vector_steps` for ``OneEnvVector`` under SAME_STEP: the env copy's own ``step`` and ``reset``,
     Python scalars for the episode's return and length, each field a list until the block is written. It leaves
     ``OneEnvVector``'s bookkeeping as its ``step`` would. Same arguments as :func:`vector_steps`."""
-    from cardio.envs.single import OneEnvVector
-
-    venv: OneEnvVector = g.env  # type: ignore[assignment]
+    venv: OneEnvVector = g.env
     env, stats, on_episode = venv.envs[0], g.stats, g.on_episode
     env_step, sample, dtype = env.step, venv.single_action_space.sample, venv._obs_dtype
     track, sum_rewards = tally.track, g._sum_rewards  # (one env under SAME_STEP: every row is written, no cap)

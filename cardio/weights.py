@@ -183,37 +183,3 @@ def load_weights(agent: Any, path: str | os.PathLike[str]) -> None:
     source = Path(path)
     arrays = read_weights(source)
     agent.load_state_dict(_restore(agent.state_dict(), arrays, "", source))
-
-
-def load_agent(run_dir: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None) -> Any:
-    """The trained agent of a run dir: built from its ``config.yaml``, filled from ``weights.npz`` (no pickle).
-
-    The config's ``_target_`` entries name the classes that are built, so read a stranger's ``config.yaml``
-    before loading it; the weights file itself only ever holds numbers and strings.
-
-    Args:
-        run_dir: a run dir written by ``scripts/train.py`` (holds ``config.yaml`` and ``weights.npz``).
-        weights: another weights file (default ``<run_dir>/weights.npz``).
-
-    Raises:
-        WeightsError: no ``config.yaml`` or weights file, or weights that do not fit the agent.
-    """
-    from omegaconf import DictConfig, OmegaConf
-
-    from cardio.build import build_agent, build_env, seed_everything
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise WeightsError(f"{run_dir} has no config.yaml; pass a run dir written by scripts/train.py")
-    cfg = OmegaConf.load(config_path)
-    if not isinstance(cfg, DictConfig):
-        raise WeightsError(f"{config_path} is not a mapping")
-    seed_everything(cfg.get("seed"))
-    env = build_env(cfg, evaluation=True)
-    try:
-        agent = build_agent(cfg, env)
-    finally:
-        env.close()
-    load_weights(agent, run_dir / WEIGHTS_NAME if weights is None else weights)
-    return agent

@@ -18,7 +18,7 @@ from cardio.agents.drqn import DRQNConfig
 from cardio.agents.ppo import PPOConfig
 from cardio.agents.sac import SACConfig
 from cardio.agents.td3 import TD3Config
-from cardio.build import build_runner, save_config
+from cardio.build import build_runner, load_agent, save_config
 from tests.conftest import compose_train, shrink
 
 BOX3 = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
@@ -142,10 +142,10 @@ def test_a_malicious_weights_file_is_refused_without_running_it(
 
 
 def test_load_agent_builds_the_run_agent_from_config_and_weights(run_dir: Path) -> None:
-    agent = weights.load_agent(run_dir)
+    agent = load_agent(run_dir)
     saved = weights.read_weights(run_dir / weights.WEIGHTS_NAME)
     np.testing.assert_array_equal(agent.q_net[0].layers[0].weight.detach().numpy(), saved["q_net/0.layers.0.weight"])
     action, _ = agent.act(np.zeros((3, 4), np.float32), explore=False)
     assert action.shape == (3,)
     with pytest.raises(weights.WeightsError, match=r"has no config\.yaml"):
-        weights.load_agent(run_dir / "nowhere")
+        load_agent(run_dir / "nowhere")

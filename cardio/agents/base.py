@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 import gymnasium as gym
@@ -70,10 +71,8 @@ def agents_taking(role: str, space: gym.Space) -> list[str]:
         role: ``"action"`` or ``"observation"``.
         space: the space an agent would have to take.
     """
-    import cardio.agents
-
     names: list[str] = []
-    for info in pkgutil.iter_modules(cardio.agents.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's modules, imported by name
         try:
             module = importlib.import_module(f"cardio.agents.{info.name}")
         except Exception:  # an optional framework that is not installed
@@ -81,6 +80,8 @@ def agents_taking(role: str, space: gym.Space) -> list[str]:
         for obj in vars(module).values():
             declared = getattr(obj, f"{role}_spaces", None)
             if not (isinstance(obj, type) and obj.__module__ == module.__name__ and isinstance(declared, tuple)):
+                continue
+            if not getattr(obj, "zoo_name", None):  # a base of several agents' knobs (ActorCriticConfig)
                 continue
             if isinstance(space, declared):
                 names.append(obj.__name__.removesuffix("Config"))
@@ -148,9 +149,16 @@ class AgentConfig(Generic[AgentT]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]]
     """Action space classes the agent takes."""
 
+    agent_path: ClassVar[str | None] = None
+    """The agent class as ``"module:Class"``, imported when built (so a config module imports no framework);
+    or override :meth:`agent_class`."""
+
     def agent_class(self) -> type[AgentT]:
-        """The agent class these knobs configure."""
-        raise NotImplementedError(f"{type(self).__name__} must name its agent in agent_class()")
+        """The agent class these knobs configure (``agent_path``, imported now)."""
+        if self.agent_path is None:
+            raise NotImplementedError(f"{type(self).__name__} must name its agent in agent_path or agent_class()")
+        module, _, name = self.agent_path.partition(":")
+        return cast(type[AgentT], getattr(importlib.import_module(module), name))
 
     def build(
         self,

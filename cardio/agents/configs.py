@@ -2,17 +2,17 @@
 framework imported.
 
 ``cardio/agents/dqn.py`` and ``cardio/agents/jax/dqn.py`` (likewise PPO and SAC) read the same config, so the
-rl-zoo files and ``configs/agent/<algo>.yaml`` apply to both twins unchanged. ``agent_class`` imports the torch
-agent only when it is built, so a JAX run never imports torch (and composing a config imports no framework); a
-JAX twin subclasses the config and names its own agent class. A2C has no twin; its knobs sit next to PPO's, which
-it shares most of (SB3's names and defaults for both).
+rl-zoo files and ``configs/agent/<algo>.yaml`` apply to both twins unchanged. ``agent_path`` names the torch agent
+as ``module:Class``, imported only when it is built, so a JAX run never imports torch, composing a config imports
+no framework, and this module imports no agent; a JAX twin subclasses the config and names its own agent. PPO and
+A2C share :class:`ActorCriticConfig`'s knobs (SB3's names; A2C changes three defaults).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import gymnasium as gym
 
@@ -51,19 +51,14 @@ TORCH_OBSERVATION_SPACES: tuple[type[gym.Space], ...] = (
 Tuple nested too); the JAX twins override ``observation_spaces`` with the flat spaces they read."""
 
 
-if TYPE_CHECKING:
-    from cardio.agents.a2c import A2C
-    from cardio.agents.dqn import DQN
-    from cardio.agents.ppo import PPO
-    from cardio.agents.sac import SAC
-
-
 @dataclass
-class DQNConfig(AgentConfig["DQN"]):
+class DQNConfig(AgentConfig[Any]):
     """DQN hyperparameters; the same keys, in the same order, as ``configs/agent/dqn.yaml``."""
 
     zoo_name: ClassVar[str] = "dqn"
     """Algorithm key of the rl-zoo files, ``configs/zoo/dqn/<EnvId>.yaml`` (the JAX twin shares it)."""
+    agent_path: ClassVar[str] = "cardio.agents.dqn:DQN"
+    """The torch agent (imported only when built)."""
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
@@ -93,47 +88,31 @@ class DQNConfig(AgentConfig["DQN"]):
     double_q: bool = False
     """Double DQN: pick the next action with the online net, value it with the target net."""
 
-    def agent_class(self) -> type[DQN]:
-        from cardio.agents.dqn import DQN  # torch is imported only when a torch DQN is built
-
-        return DQN
-
 
 SCHEDULES = ("constant", "linear")
 """Values of ``PPOConfig.lr_schedule`` and ``clip_range_schedule``: constant, or linear to 0 at ``total_steps``."""
 
 
 @dataclass
-class PPOConfig(AgentConfig["PPO"]):
-    """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
+class ActorCriticConfig(AgentConfig[Any]):
+    """The knobs PPO and A2C share (SB3's names and PPO's defaults; A2C changes three): the update's loss weights
+    and the actor-critic network of ``cardio/agents/actor_critic.py``."""
 
-    zoo_name: ClassVar[str] = "ppo"
-    """Algorithm key of the rl-zoo files, ``configs/zoo/ppo/<EnvId>.yaml`` (the JAX twin shares it)."""
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
     """Action spaces it takes."""
 
     lr: float = 3e-4
-    """Adam learning rate (the initial one under a linear schedule)."""
+    """Learning rate (the initial one under a linear schedule)."""
     lr_schedule: str = "constant"
     """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<lr>``)."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    batch_size: int = 64
-    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
     gamma: float = 0.99
     """Discount per env step."""
     gae_lambda: float = 0.95
-    """GAE lambda: 1 = Monte-Carlo returns, 0 = one-step TD."""
-    clip_range: float = 0.2
-    """Clip of the probability ratio, ``|ratio - 1| <= clip_range`` (the initial one under a linear schedule)."""
-    clip_range_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<clip>``)."""
-    clip_range_vf: float | None = None
-    """Clip of the value change around the rollout's values; ``None`` = no value clipping (SB3's default)."""
+    """GAE lambda: 1 = Monte-Carlo (n-step) returns, 0 = one-step TD."""
     normalize_advantage: bool = True
-    """Standardise advantages per minibatch."""
+    """Standardise advantages (per minibatch in PPO, over the rollout in A2C)."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus."""
     vf_coef: float = 0.5
@@ -157,10 +136,26 @@ class PPOConfig(AgentConfig["PPO"]):
     sde_sample_freq: int = -1
     """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
 
-    def agent_class(self) -> type[PPO]:
-        from cardio.agents.ppo import PPO  # torch is imported only when a torch PPO is built
 
-        return PPO
+@dataclass
+class PPOConfig(ActorCriticConfig):
+    """PPO hyperparameters; the same keys, in the same order, as ``configs/agent/ppo.yaml``."""
+
+    zoo_name: ClassVar[str] = "ppo"
+    """Algorithm key of the rl-zoo files, ``configs/zoo/ppo/<EnvId>.yaml`` (the JAX twin shares it)."""
+    agent_path: ClassVar[str] = "cardio.agents.ppo:PPO"
+    """The torch agent (imported only when built)."""
+
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    batch_size: int = 64
+    """Minibatch size in transitions; best a divisor of the rollout (``n_steps * num_envs``), else a warning."""
+    clip_range: float = 0.2
+    """Clip of the probability ratio, ``|ratio - 1| <= clip_range`` (the initial one under a linear schedule)."""
+    clip_range_schedule: str = "constant"
+    """``constant`` or ``linear`` (decays to 0 at ``total_steps``, rl-zoo's ``lin_<clip>``)."""
+    clip_range_vf: float | None = None
+    """Clip of the value change around the rollout's values; ``None`` = no value clipping (SB3's default)."""
 
     def check_schedules(self) -> None:
         """Refuse an unknown ``lr_schedule`` or ``clip_range_schedule``; both twins call it when they are built.
@@ -188,32 +183,20 @@ class PPOConfig(AgentConfig["PPO"]):
 
 
 @dataclass
-class A2CConfig(AgentConfig["A2C"]):
+class A2CConfig(ActorCriticConfig):
     """A2C hyperparameters; the same keys, in the same order, as ``configs/agent/a2c.yaml``."""
 
     zoo_name: ClassVar[str] = "a2c"
     """Algorithm key of the rl-zoo files, ``configs/zoo/a2c/<EnvId>.yaml``."""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
-    """Observation spaces it takes."""
-    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete, gym.spaces.Box)
-    """Action spaces it takes."""
+    agent_path: ClassVar[str] = "cardio.agents.a2c:A2C"
+    """The agent (imported only when built)."""
 
     lr: float = 7e-4
     """Learning rate (the initial one under a linear schedule)."""
-    lr_schedule: str = "constant"
-    """``constant`` or ``linear`` (decays to 0 at ``total_steps``)."""
-    gamma: float = 0.99
-    """Discount per env step."""
     gae_lambda: float = 1.0
     """GAE lambda: 1 = n-step returns as in the paper, 0 = one-step TD."""
     normalize_advantage: bool = False
     """Standardise advantages over the rollout."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Gradient-norm clip of each optimiser step."""
     use_rms_prop: bool = True
     """RMSprop (as in the paper and SB3) instead of Adam."""
     rms_prop_eps: float = 1e-5
@@ -223,35 +206,16 @@ class A2CConfig(AgentConfig["A2C"]):
     rms_prop_tf_like: bool = False
     """TensorFlow's RMSprop (epsilon inside the square root, average starting at 1): SB3's ``RMSpropTFLike``,
     which rl-zoo's Atari A2C uses."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor MLP, and of the critic's unless ``vf_hidden_sizes`` (images: a Nature-CNN)."""
-    vf_hidden_sizes: tuple[int, ...] | None = None
-    """The critic's own hidden widths (rl-zoo's ``net_arch: {pi: [...], vf: [...]}``); ``None``: as the actor's."""
-    activation: str = "tanh"
-    """Activation of the MLPs: tanh, relu, elu or gelu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation as in SB3 (gains sqrt(2) torso, 0.01 policy, 1 value)."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (Box actions)."""
-    share_torso: bool = False
-    """Actor and critic share one torso (SB3 does for CNNs)."""
-    use_sde: bool = False
-    """gSDE exploration for Box actions (``cardio/agents/heads.py``): noise ``z(s) @ W`` with ``W`` held fixed."""
-    sde_sample_freq: int = -1
-    """Vector steps between fresh gSDE noise matrices within a rollout; -1: only at each rollout's start."""
-
-    def agent_class(self) -> type[A2C]:
-        from cardio.agents.a2c import A2C  # torch is imported only when the agent is built
-
-        return A2C
 
 
 @dataclass
-class SACConfig(AgentConfig["SAC"]):
+class SACConfig(AgentConfig[Any]):
     """SAC hyperparameters; the same keys, in the same order, as ``configs/agent/sac.yaml``."""
 
     zoo_name: ClassVar[str] = "sac"
     """Algorithm key of the rl-zoo files, ``configs/zoo/sac/<EnvId>.yaml`` (the JAX twin shares it)."""
+    agent_path: ClassVar[str] = "cardio.agents.sac:SAC"
+    """The torch agent (imported only when built)."""
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = TORCH_OBSERVATION_SPACES
     """Observation spaces it takes."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box,)
@@ -286,8 +250,3 @@ class SACConfig(AgentConfig["SAC"]):
     """Explore with gSDE instead of uniform actions before ``learning_starts`` (read by the schedule)."""
     log_std_init: float = -3.0
     """Initial log sigma of the gSDE noise matrix (unused without ``use_sde``, as in SB3)."""
-
-    def agent_class(self) -> type[SAC]:
-        from cardio.agents.sac import SAC  # torch is imported only when a torch SAC is built
-
-        return SAC

@@ -154,9 +154,10 @@ def make_env(
     env: gym.vector.VectorEnv
     if vectorization == "sync" and num_envs == 1:  # SyncVectorEnv's generic batching costs 2x a CartPole step
         env = OneEnvVector(make_one, autoreset_mode=mode)
-    else:
-        vector_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
-        env = vector_cls([make_one] * num_envs, autoreset_mode=mode)
+    elif vectorization == "sync":
+        env = gym.vector.SyncVectorEnv([make_one] * num_envs, autoreset_mode=mode)
+    else:  # fresh worker processes: a fork of a process running torch's or JAX's threads can deadlock
+        env = gym.vector.AsyncVectorEnv([make_one] * num_envs, autoreset_mode=mode, context="spawn")
     _seed_action_spaces(env, seed)
     return env
 

@@ -47,7 +47,7 @@ from cardio.agents.noise import linear_epsilon
 class DQNJaxConfig(FlatObservations, DQNConfig):
     """:class:`~cardio.agents.configs.DQNConfig`'s knobs (``configs/agent/dqn_jax.yaml``), built as the JAX twin."""
 
-    def agent_class(self) -> type[DQNJax]:  # type: ignore[override]
+    def agent_class(self) -> type[DQNJax]:
         return DQNJax
 
 

@@ -58,7 +58,7 @@ class PPOJaxConfig(PPOConfig):
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Box, gym.spaces.Discrete)
     """Flat observations only: the torch agent's Dict / Tuple encoders have no JAX twin."""
 
-    def agent_class(self) -> type[PPOJax]:  # type: ignore[override]
+    def agent_class(self) -> type[PPOJax]:
         return PPOJax
 
 

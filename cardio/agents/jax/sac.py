@@ -49,7 +49,7 @@ from cardio.agents.jax.twin import FlatObservations, OffPolicyTwin, check_twin
 class SACJaxConfig(FlatObservations, SACConfig):
     """:class:`~cardio.agents.configs.SACConfig`'s knobs (``configs/agent/sac_jax.yaml``), built as the JAX twin."""
 
-    def agent_class(self) -> type[SACJax]:  # type: ignore[override]
+    def agent_class(self) -> type[SACJax]:
         return SACJax
 
 
