@@ -37,9 +37,9 @@ import torch
 from torch import nn
 
 from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.critics import Critic, q_values
 from cardio.agents.heads import DiagGaussian, from_env_bounds, to_env_bounds
 from cardio.agents.networks import flat_dim, mlp, soft_update, to_tensor
-from cardio.agents.sac import Critic, q_values
 from cardio.agents.state import Checkpointable
 
 

@@ -22,13 +22,13 @@ from torch import nn
 
 from cardio.agents.base import require_space
 from cardio.agents.configs import SACConfig  # the knobs, shared with the JAX twin; re-exported here
+from cardio.agents.critics import Critic, q_values
 from cardio.agents.heads import NoiseResampler, SquashedGaussianHead, from_env_bounds, to_env_bounds
 from cardio.agents.networks import (
     activation_class,
     check_lr_schedule,
     flat_dim,
     make_torso,
-    mlp,
     obs_batch_size,
     obs_to_tensor,
     scheduled_lr,
@@ -53,38 +53,6 @@ class Actor(nn.Module):
 
     def forward(self, obs: Any, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(self.torso(obs), deterministic)
-
-
-class Critic(nn.Module):
-    """``Q(obs, action) [B]``: the observation's encoding (flat observations pass through as they are; images
-    and Dict / Tuple observations go through :func:`make_torso`'s encoders) concatenated with the action, then
-    an MLP with a scalar output.
-
-    Args:
-        observation_space: the env's single-env observation space.
-        action_dim: width of the flat action.
-        hidden_sizes: hidden widths of the MLP.
-        activation: activation class between its layers (``agent.activation``).
-    """
-
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_dim: int,
-        hidden_sizes: tuple[int, ...],
-        activation: type[nn.Module] = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        self.encoder = make_torso(observation_space, (), activation)
-        self.q = mlp(self.encoder.features_dim + action_dim, hidden_sizes, 1, activation)
-
-    def forward(self, obs: Any, action: torch.Tensor) -> torch.Tensor:
-        return self.q(torch.cat([self.encoder(obs), action], dim=1)).squeeze(1)
-
-
-def q_values(critics: nn.ModuleList, obs: Any, action: torch.Tensor) -> torch.Tensor:
-    """``[n_critics, B]`` Q-values of ``(obs, action)`` pairs, action in ``[-1, 1]``."""
-    return torch.stack([q(obs, action) for q in critics])
 
 
 class SAC(Checkpointable):

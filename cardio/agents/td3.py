@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cardio.agents.base import AgentConfig, require_space
+from cardio.agents.critics import Critic, q_values
 from cardio.agents.heads import from_env_bounds, to_env_bounds
 from cardio.agents.networks import (
     activation_class,
@@ -34,7 +35,6 @@ from cardio.agents.networks import (
     to_tensor,
 )
 from cardio.agents.noise import make_action_noise
-from cardio.agents.sac import Critic, q_values
 from cardio.agents.state import Checkpointable
 
 

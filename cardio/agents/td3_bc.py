@@ -27,7 +27,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from cardio.agents.sac import q_values
+from cardio.agents.critics import q_values
 from cardio.agents.td3 import TD3, TD3Config
 
 
