@@ -74,6 +74,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check cardio scripts tests bench examples hydra_plugins
 	$(BIN)/ruff format --check docs README.md  # the Python blocks of the docs
 	$(BIN)/mypy cardio scripts hydra_plugins
+	$(BIN)/lint-imports  # the layers of cardio/ (pyproject.toml [tool.importlinter], docs/architecture.md)
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix cardio scripts tests bench examples hydra_plugins

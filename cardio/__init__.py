@@ -8,12 +8,10 @@ from cardio.gatherer import EpisodeStats, Gatherer
 from cardio.loggers import Logger
 from cardio.runner import Runner
 from cardio.schedules import OffPolicySchedule, OnPolicySchedule
+from cardio.version import DISTRIBUTION, __version__
 
-__version__ = "0.1.0"
-"""The one place the version is written; ``pyproject.toml`` reads it (``dynamic = ["version"]``)."""
-DISTRIBUTION = "cardio-template"
-"""The name on PyPI (``pip install cardio-template``); the import name stays ``cardio``."""
 __all__ = [
+    "DISTRIBUTION",
     "CircularBuffer",
     "EpisodeStats",
     "Gatherer",
@@ -21,4 +19,5 @@ __all__ = [
     "OffPolicySchedule",
     "OnPolicySchedule",
     "Runner",
+    "__version__",
 ]

@@ -12,9 +12,10 @@ Seed s therefore sees exactly the env streams, replay samples and PRNG draws of 
 (tests/test_multiseed.py checks the streams and that the parameters match within float tolerance: a vmapped
 matmul may sum in another order). Each seed dir holds what a single-seed run writes (``config.yaml`` with its
 seed, ``progress.csv``, ``metrics.jsonl``, ``last.ckpt``, ``weights.npz``) plus ``final.json``, and the run dir
-gets ``summary.csv`` (mean, std, min, max over seeds), so ``make plot runs=<run_dir>`` and the multirun summary
-read S runs. A seed's ``last.ckpt`` is a single-seed checkpoint: ``resume=<run_dir>/seed_<s>`` continues that
-seed alone; ``resume=<run_dir>`` (:meth:`MultiSeedRunner.load`) resumes all S together.
+gets ``summary.csv`` (mean, std, min, max over seeds; ``cardio/commands/train.py`` writes it), so ``make plot
+runs=<run_dir>`` and the multirun summary read S runs. A seed's ``last.ckpt`` is a single-seed checkpoint:
+``resume=<run_dir>/seed_<s>`` continues that seed alone; ``resume=<run_dir>`` (:meth:`MultiSeedRunner.load`)
+resumes all S together.
 
 What cannot be batched is refused with :class:`MultiSeedError` naming the way out (``seed=0,1,2 -m``): torch
 agents (no pure functions to vmap), on-policy and recurrent agents, prioritized replay (priorities change
@@ -42,7 +43,6 @@ from cardio.gatherer import collect_lockstep
 from cardio.pytree import tree_map
 from cardio.runner import Runner
 from cardio.schedules import OffPolicySchedule
-from cardio.sweep.summary import print_summary, summarise, write_summary
 
 
 class MultiSeedError(ConfigError):
@@ -323,14 +323,10 @@ def seed_configs(cfg: DictConfig) -> list[DictConfig]:
     return out
 
 
-def write_finals(run_dir: str | Path, seeds: Sequence[int], finals: Sequence[dict[str, float]]) -> Path:
-    """Each seed's ``final.json`` (as a multirun job writes it) and the run dir's ``summary.csv`` over seeds."""
+def write_finals(run_dir: str | Path, seeds: Sequence[int], finals: Sequence[dict[str, float]]) -> None:
+    """Each seed's ``final.json``, as a multirun job writes it (the caller summarises the run dir over seeds)."""
     run_dir = Path(run_dir)
     for seed, final in zip(seeds, finals, strict=True):
         value = final.get("eval/mean_reward", math.nan)
         record = {"overrides": [f"seed={seed}"], "status": "COMPLETED", "value": float(value)}
         (run_dir / seed_dir_name(seed) / "final.json").write_text(json.dumps(record, indent=1))
-    rows = summarise(run_dir, exclude_keys=("seed",))
-    path = write_summary(rows, run_dir / "summary.csv")
-    print_summary(rows, path)
-    return path

@@ -12,6 +12,7 @@ recipes) are looked up by :func:`group_files` in the same folders, in the same o
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -61,3 +62,11 @@ def group_files(group: str) -> dict[str, Path]:
                     stacklevel=2,
                 )
     return found
+
+
+def use_working_directory() -> None:
+    """Put the working directory first on the import path, as ``python -m`` does (a console script's own folder
+    is there instead), so the user's modules are found by Hydra's ``_target_``."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)

@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from cardio.version import __version__
+
 PROVENANCE_NAME = "provenance.json"
 """The record in the run dir."""
 DIFF_NAME = "diff.patch"
@@ -79,11 +81,9 @@ def git_state(path: Path) -> dict[str, Any] | None:
 
 def package_versions() -> dict[str, str]:
     """Versions of cardio, :data:`PACKAGES` and the imported :data:`OPTIONAL_PACKAGES`."""
-    import cardio
-
     imported = [dist for module, dist in OPTIONAL_PACKAGES.items() if sys.modules.get(module) is not None]
     names = [*PACKAGES, *imported]  # a None in sys.modules is an import that was blocked, not one that ran
-    versions = {"cardio": cardio.__version__}  # the source's own, whether installed as a wheel or run from a checkout
+    versions = {"cardio": __version__}  # the source's own, whether installed as a wheel or run from a checkout
     for name in names:
         try:
             versions[name] = metadata.version(name)
@@ -120,9 +120,7 @@ def collect(device: str = "cpu", argv: Sequence[str] | None = None) -> dict[str,
         device: the configured torch device (``cfg.device``).
         argv: the command line (default ``sys.argv``).
     """
-    import cardio
-
-    source = git_state(Path(cardio.__file__).resolve().parent)
+    source = git_state(Path(__file__).resolve().parent)
     workdir = git_state(Path.cwd())
     if workdir is not None and source is not None and workdir["root"] == source["root"]:
         workdir = None  # running inside cardio's own repo: one record is enough

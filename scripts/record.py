@@ -26,12 +26,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cardio import checkpoint
 from cardio.build import build_env, build_runner, seed_everything
-from cardio.commands import use_working_directory
 from cardio.datasets.minari import write_dataset
 from cardio.datasets.record import buffer_episodes, record_episodes
 from cardio.errors import ConfigError, report_user_errors
 from cardio.loggers import Logger
-from cardio.paths import config_dirs, group_files
+from cardio.paths import config_dirs, group_files, use_working_directory
 
 
 def load_recipe(args: list[str]) -> DictConfig:

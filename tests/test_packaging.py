@@ -40,7 +40,7 @@ def test_every_package_folder_ships() -> None:
 
 def test_version_is_written_once_and_the_license_matches() -> None:
     assert PYPROJECT["project"]["dynamic"] == ["version"] and "version" not in PYPROJECT["project"]
-    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cardio.__version__"}
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cardio.version.__version__"}
     assert f"version: {cardio.__version__}" in (ROOT / "CITATION.cff").read_text()
     assert PYPROJECT["project"]["license"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert PYPROJECT["project"]["name"] == cardio.DISTRIBUTION

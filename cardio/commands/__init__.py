@@ -15,20 +15,15 @@ my_agent.MyConfig`` finds ``./my_agent.py``), and its ``configs/`` folder joins 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
+from cardio.paths import use_working_directory
+
+__all__ = ["SUBCOMMANDS", "main", "use_working_directory"]
+
 SUBCOMMANDS = ("train", "multirun", "sweep", "evaluate", "plot")
 """``cardio <subcommand> ...``; ``multirun`` is ``train -m``."""
-
-
-def use_working_directory() -> None:
-    """Put the working directory first on the import path, as ``python -m`` does (a console script's own folder
-    is there instead), so the user's modules are found by Hydra's ``_target_``."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)
 
 
 def _command(name: str) -> Callable[[], object]:

@@ -26,10 +26,10 @@ from rich.table import Table
 from cardio import checkpoint, provenance, weights
 from cardio.build import build_env, build_runner
 from cardio.cli import make_style
-from cardio.commands import use_working_directory
 from cardio.envs.normalize import NORMALIZER_NAME
 from cardio.errors import report_user_errors
 from cardio.loggers import Logger
+from cardio.paths import use_working_directory
 from cardio.runner import Runner
 from cardio.validate import validate
 

@@ -13,8 +13,8 @@ from collections import Counter
 
 from optuna.trial import TrialState
 
-from cardio.commands import use_working_directory
 from cardio.errors import report_user_errors
+from cardio.paths import use_working_directory
 from cardio.sweep.driver import Sweep, compose_train, run_sweep
 from cardio.sweep.settings import CONFIG_DIR, find_sweep_file, load_settings, split_overrides
 

@@ -26,13 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from cardio import checkpoint, provenance
 from cardio.build import build_runner, save_config
-from cardio.commands import use_working_directory
 from cardio.config import apply_zoo, check_command_line, describe_zoo
 from cardio.errors import report_user_errors
 from cardio.finite import NonFiniteError
 from cardio.loggers import print_config_tree
 from cardio.loggers.base import Logger
-from cardio.paths import config_dir
+from cardio.paths import config_dir, use_working_directory
 from cardio.validate import validate
 
 _default_format = warnings.formatwarning
@@ -188,6 +187,7 @@ def train_seeds(cfg: DictConfig, ckpt: Path | None, composed: DictConfig) -> flo
         composed: the config Hydra composed from the command line (each seed's resume starts from it).
     """
     from cardio.multiseed import MultiSeedRunner, seed_configs, write_finals
+    from cardio.sweep.summary import print_summary, summarise, write_summary
 
     configs = seed_configs(cfg) if ckpt is None else resumed_seed_configs(cfg, ckpt, composed)
     for one in configs:
@@ -214,6 +214,8 @@ def train_seeds(cfg: DictConfig, ckpt: Path | None, composed: DictConfig) -> flo
     if outcome.exit_code:
         sys.exit(outcome.exit_code)
     write_finals(cfg.run_dir, multi.seeds, finals)
+    rows = summarise(Path(str(cfg.run_dir)), exclude_keys=("seed",))
+    print_summary(rows, write_summary(rows, Path(str(cfg.run_dir)) / "summary.csv"))
     print(f"run dir: {cfg.run_dir}")
     return float(sum(f.get("eval/mean_reward", float("nan")) for f in finals) / len(finals))
 
