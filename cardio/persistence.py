@@ -37,6 +37,7 @@ class Runner(Protocol):
 
     agent: Any
     buffer: Any
+    schedule: Any
     actor: Any  # cardio.acting.Actor: the recurrent policy states
     loop: Any  # cardio.runner.LoopState: when the next log, evaluation and checkpoint are due
     gatherer: Gatherer
@@ -119,6 +120,25 @@ def load_gatherer_state(g: Gatherer, saved: dict[str, Any], name: str) -> bool:
     restart = None if g.seed is None else np.random.SeedSequence([g.seed, g.stats.env_steps])
     g.reset(seed=None if restart is None else int(restart.generate_state(1)[0] % 2**31))
     return True
+
+
+def runner_meta(r: Runner) -> dict[str, Any]:
+    """What a checkpoint must match to load into runner ``r``: agent class, env, spaces, buffer, schedule."""
+    env = r.gatherer.env
+    try:
+        env_id = env.get_attr("spec")[0].id  # type: ignore[attr-defined]
+    except Exception:
+        env_id = None
+    return {
+        "agent": type(r.agent).__qualname__,
+        "env_id": env_id,
+        "num_envs": r.num_envs,
+        "observation_space": str(env.single_observation_space),
+        "action_space": str(env.single_action_space),
+        "buffer": type(r.buffer).__qualname__,
+        "buffer_capacity": r.buffer.capacity,
+        "schedule": type(r.schedule).__qualname__,
+    }
 
 
 def runner_state(r: Runner) -> dict[str, Any]:

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +27,8 @@ from cardio import checkpoint, persistence
 from cardio.acting import Actor
 from cardio.agents.base import Agent
 from cardio.buffers.circular import CircularBuffer
+from cardio.callbacks import Callback
+from cardio.clock import LoopState
 from cardio.envs.normalize import Normalizer
 from cardio.errors import ScheduleError
 from cardio.evaluation import EVAL_SEED_OFFSET, Evaluator, iqm
@@ -38,6 +37,7 @@ from cardio.gatherer import Gatherer, Tally, Until
 from cardio.loggers.base import Logger
 from cardio.pytree import Tree
 from cardio.schedules import OfflineSchedule, OffPolicySchedule, OnPolicySchedule, Schedule
+from cardio.schedules.base import check_schedule
 
 __all__ = [
     "EVAL_SEED_OFFSET",
@@ -49,50 +49,6 @@ __all__ = [
     "ScheduleError",
     "iqm",
 ]
-
-
-class Callback(Protocol):
-    """Hooks into a run; every method is optional. Raising from a hook stops the run (e.g. Optuna pruning).
-
-    ``on_episode(runner, env, episode_return, length)`` hears of every finished training episode (the env's own
-    return); ``on_eval`` gets the metrics, and ``runner.last_eval_episodes`` holds that evaluation's
-    per-episode ``(returns, lengths)``; ``on_load`` hears that the runner was restored from a checkpoint.
-    """
-
-    def on_step_end(self, runner: Runner) -> None: ...
-
-    def on_eval(self, runner: Runner, metrics: dict[str, float]) -> None: ...
-
-    def on_episode(self, runner: Runner, env: int, episode_return: float, length: int) -> None: ...
-
-    def on_load(self, runner: Runner) -> None: ...
-
-
-@dataclass
-class LoopState:
-    """The loop's own bookkeeping: when the next log, evaluation and checkpoint are due, and the update metrics
-    averaged into the next log (all in the runner's clock, :attr:`Runner.steps`)."""
-
-    next_log: float
-    next_eval: float
-    next_ckpt: float
-    run_start_steps: int
-    run_started: float = field(default_factory=time.perf_counter)
-    last_log_step: int = -1
-    last_eval_step: int = -1
-    train_sums: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    train_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-    def add(self, key: str, total: float, count: int = 1) -> None:
-        """``count`` updates' values of metric ``key`` summing to ``total``, for the next log's mean."""
-        self.train_sums[key] += total
-        self.train_counts[key] += count
-
-    def train_means(self) -> dict[str, float]:
-        out = {k: self.train_sums[k] / self.train_counts[k] for k in self.train_sums}
-        self.train_sums.clear()
-        self.train_counts.clear()
-        return out
 
 
 class Runner:
@@ -195,35 +151,7 @@ class Runner:
     # ---------------------------------------------------------------------------------------------- checks
     def _check_schedule(self) -> None:
         """Refuse option combinations that cannot work; warn about legal but surprising ones."""
-        if not isinstance(self.agent, Agent):
-            raise ScheduleError(f"agent {type(self.agent).__name__} lacks act/update/state_dict/load_state_dict")
-        # an offline buffer's streams are the dataset's episodes or segments, not env copies
-        if self.buffer.num_envs != self.num_envs and not self.counts_updates:
-            raise ScheduleError(
-                f"buffer has num_envs={self.buffer.num_envs} but the env has {self.num_envs} (env.num_envs)"
-            )
-        if not isinstance(self.schedule, Schedule):
-            raise ScheduleError(
-                f"runner.schedule must be a schedule with check() and step() (cardio.schedules), got {self.schedule!r}"
-            )
-        chunk = self.schedule.check(self)
-        if self.counts_updates:  # the offline clock: whole update phases
-            if self.total_steps % chunk:
-                actual = math.ceil(self.total_steps / chunk) * chunk
-                warnings.warn(
-                    f"runner.total_steps={self.total_steps} is not a multiple of the {chunk} updates one "
-                    f"runner.step() makes; {actual} updates will run",
-                    stacklevel=3,
-                )
-        # A schedule that collects cuts its last rollout / collection phase to the steps left (vector_steps_left),
-        # so only a total that whole vector steps cannot hit runs over, by less than one vector step.
-        elif self.total_steps % self.num_envs:
-            actual = math.ceil(self.total_steps / self.num_envs) * self.num_envs
-            warnings.warn(
-                f"runner.total_steps={self.total_steps} is not a multiple of env.num_envs={self.num_envs} (one "
-                f"vector step is {self.num_envs} env steps); {actual} env steps will run",
-                stacklevel=3,
-            )
+        check_schedule(self)
 
     # ---------------------------------------------------------------------------------------------- state
     def reset_counters(self) -> None:
@@ -469,22 +397,8 @@ class Runner:
 
     # ---------------------------------------------------------------------------------------------- persistence
     def meta(self) -> dict[str, Any]:
-        """What a checkpoint must match to load into this runner: agent class, env, spaces, buffer, schedule."""
-        env = self.gatherer.env
-        try:
-            env_id = env.get_attr("spec")[0].id  # type: ignore[attr-defined]
-        except Exception:
-            env_id = None
-        return {
-            "agent": type(self.agent).__qualname__,
-            "env_id": env_id,
-            "num_envs": self.num_envs,
-            "observation_space": str(env.single_observation_space),
-            "action_space": str(env.single_action_space),
-            "buffer": type(self.buffer).__qualname__,
-            "buffer_capacity": self.buffer.capacity,
-            "schedule": type(self.schedule).__qualname__,
-        }
+        """What a checkpoint must match to load into this runner (``cardio/persistence.py``)."""
+        return persistence.runner_meta(self)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to continue exactly (``cardio/persistence.py``)."""
