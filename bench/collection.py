@@ -21,17 +21,24 @@ Usage: python bench/collection.py [--pairs single,native64,sync8] [--repeats 5] 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import statistics
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
 from cardio.buffers import CircularBuffer
 from cardio.envs import make_env
-from cardio.gatherer import Gatherer
+from cardio.gatherer import Gatherer, Until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.conftest: the configs as make train composes them
 
 ENV_ID = "CartPole-v1"
 CAPACITY = 100_000
@@ -74,8 +81,103 @@ def cardio_collect(num_envs: int, **env_options: str) -> Callable[[int], int]:
     buffer = CircularBuffer(CAPACITY, num_envs=num_envs, seed=0)
 
     def run(n: int) -> int:
-        # the off-policy schedule's path (Runner.collect_steps): n vector steps straight into the buffer
-        return gatherer.collect(buffer, n)[0]
+        # the off-policy schedule's path (Runner.collect): n vector steps straight into the buffer
+        return gatherer.collect(buffer, n).written
+
+    return run
+
+
+def ppo_runner(num_envs: int, **env_options: str) -> Any:
+    """A Runner with rl-zoo's PPO CartPole numbers (n_steps 32) on ``num_envs`` copies, as ``make train`` builds it."""
+    from tests.conftest import compose_train, shrink
+
+    overrides = ["agent=ppo", "env=CartPole", f"env.num_envs={num_envs}"]
+    overrides += [f"env.{key}={value}" for key, value in env_options.items()]
+    cfg = shrink(compose_train(overrides), Path(tempfile.mkdtemp()), total_steps=10**9)
+    from cardio.build import build_runner
+
+    return build_runner(cfg, logger=None)
+
+
+def bare_policy_vector(num_envs: int, **env_options: str) -> Callable[[int], int]:
+    """The bare loop with the same policy calls: the env stepped with the PPO agent's sampled actions."""
+    agent = ppo_runner(num_envs, **env_options).agent
+    if env_options:
+        env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point")
+    else:
+        env = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    obs, _ = env.reset(seed=0)
+
+    def run(n: int) -> int:
+        nonlocal obs
+        for _ in range(n):
+            action, _ = agent.act(obs, explore=True)
+            obs, *_ = env.step(action)
+        return n * num_envs
+
+    return run
+
+
+def cardio_rollouts(num_envs: int, **env_options: str) -> Callable[[int], int]:
+    """The on-policy schedule's collection (``OnPolicySchedule.step`` without its update): rollouts of 32 vector
+    steps through the one collection path into the rollout buffer, extras (log_prob, value) and all."""
+    runner = ppo_runner(num_envs, **env_options)
+    rows = runner.buffer.slots_per_env
+
+    def run(n: int) -> int:  # env steps as the bare loop counts them: vector steps x copies, reset rows included
+        before = runner.gatherer._steps
+        for _ in range(max(n // rows, 1)):
+            runner.buffer.clear()
+            runner.collect(until=Until(rows=rows), store_normalized=True)
+        return (runner.gatherer._steps - before) * num_envs
+
+    return run
+
+
+@functools.cache
+def trained_dqn() -> Any:
+    """A DQN trained on CartPole with rl-zoo's numbers (seed 2, 5e4 steps): its episodes last hundreds of steps."""
+    from cardio.build import build_runner
+    from tests.conftest import compose_train, shrink
+
+    cfg = shrink(compose_train(["agent=dqn", "env=CartPole", "seed=2"]), Path(tempfile.mkdtemp()), total_steps=50_000)
+    runner = build_runner(cfg, logger=None)
+    runner.run()
+    runner.load(Path(str(cfg.run_dir)) / "best.ckpt")  # its best evaluation (DQN CartPole often falls back late)
+    length = runner.evaluate(10)["eval/mean_ep_length"]
+    print(f"  trained DQN: {length:.0f} steps per evaluation episode", flush=True)
+    return runner
+
+
+def bare_eval() -> Callable[[int], int]:
+    """The bare evaluation loop: one CartPole env, the trained DQN's greedy action per step, reset at each end."""
+    agent = trained_dqn().agent
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=5)
+
+    def run(n: int) -> int:
+        nonlocal obs
+        steps = 0
+        for _ in range(10):  # 10 episodes, as an evaluation
+            while True:
+                action, _ = agent.act(obs[None], explore=False)
+                obs, _, terminated, truncated, _ = env.step(int(action[0]))
+                steps += 1
+                if terminated or truncated:
+                    obs, _ = env.reset()
+                    break
+        return steps
+
+    return run
+
+
+def cardio_eval() -> Callable[[int], int]:
+    """``Runner.evaluate(10)``: the eval env (make_env's, one copy) through the one collection path."""
+    runner = trained_dqn()
+
+    def run(n: int) -> int:
+        runner.evaluate(10)
+        return int(sum(runner.last_eval_episodes[1]))
 
     return run
 
@@ -87,6 +189,12 @@ PAIRS: dict[str, tuple[Callable[[], Callable[[int], int]], Callable[[], Callable
         lambda: cardio_collect(64, vectorization="vector_entry_point", autoreset="next_step"),
     ),
     "sync8": (lambda: bare_vector(8, native=False), lambda: cardio_collect(8)),
+    "ppo_sync8": (lambda: bare_policy_vector(8), lambda: cardio_rollouts(8)),
+    "ppo_native64": (
+        lambda: bare_policy_vector(64, vectorization="vector_entry_point", autoreset="next_step"),
+        lambda: cardio_rollouts(64, vectorization="vector_entry_point", autoreset="next_step"),
+    ),
+    "eval_dqn": (bare_eval, cardio_eval),
 }
 
 

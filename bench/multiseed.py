@@ -88,9 +88,9 @@ def profile(case: str, num_seeds: int, steps: int) -> dict[str, float]:
     import warnings
 
     sys.path.insert(0, str(ROOT))
+    from cardio import multiseed
     from cardio.buffers.circular import CircularBuffer
     from cardio.build import build_runner
-    from cardio.gatherer import Gatherer
     from cardio.multiseed import MultiSeedRunner, SeedStack, seed_configs
     from tests.conftest import compose_train
 
@@ -111,9 +111,9 @@ def profile(case: str, num_seeds: int, steps: int) -> dict[str, float]:
     timed(SeedStack, "learn", "update (vmapped, jitted phase)")
     timed(SeedStack, "act", "acting (vmapped policy)")
     timed(CircularBuffer, "sample", "replay sample")
-    timed(CircularBuffer, "add", "replay add")
-    env_step = Gatherer.step  # env time: the vector env's own step inside the gatherer
-    timed(Gatherer, "step", "gatherer step (env + bookkeeping)")
+    timed(CircularBuffer, "add_block", "replay writes")
+    lockstep = multiseed.collect_lockstep  # the seeds' envs and their bookkeeping, acting and writes inside
+    timed(multiseed, "collect_lockstep", "collection (envs + bookkeeping)")
     start = time.process_time()
     cfg = compose_train([*CASES[case], f"runner.total_steps={steps}", "runner.eval_freq=0", "runner.eval_episodes=2",
                          "logger=csv", f"run_dir={tempfile.mkdtemp()}"])  # fmt: skip
@@ -124,8 +124,10 @@ def profile(case: str, num_seeds: int, steps: int) -> dict[str, float]:
     multi = MultiSeedRunner(runners, list(range(num_seeds)))
     spent["build (envs, agents, buffers)"] = time.process_time() - start
     multi.run()
-    Gatherer.step = env_step  # type: ignore[method-assign]
+    multiseed.collect_lockstep = lockstep  # type: ignore[attr-defined]
     total = time.process_time() - start
+    inside = ("acting (vmapped policy)", "replay writes")  # timed within the collection too: counted once
+    spent["collection (envs + bookkeeping)"] -= sum(spent.get(label, 0.0) for label in inside)
     spent["rest (Python loop, logging, final evaluation)"] = total - sum(spent.values())
     print(f"{case} S={num_seeds}, {steps} env steps per seed: {total:.1f} s CPU")
     for label, secs in spent.items():

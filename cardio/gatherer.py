@@ -62,7 +62,7 @@ class Until:
         return self.rows is not None or self.episodes_per_env is not None or self.learning_ends is not None
 
     def reached(self, tally: Tally) -> bool:
-        if self.rows is not None and tally.rows is not None and bool((tally.rows >= self.rows).all()):
+        if self.rows is not None and tally.rows is not None and tally.rows.min() >= self.rows:
             return True
         quota = self.episodes_per_env
         if quota is not None and tally.ended is not None and bool((tally.ended >= quota).all()):
@@ -216,6 +216,7 @@ class Gatherer:
         return Tally(
             track=track,
             cap=until.rows,
+            count_ends=until.episodes_per_env is not None or until.learning_ends is not None,
             rows=None if until.rows is None else counts.copy(),
             ended=None if until.episodes_per_env is None else counts.copy(),
             finished=[] if record else None,

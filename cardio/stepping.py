@@ -92,6 +92,9 @@ class Tally:
     """Whether the loop keeps the step counter, reset rows and counts current every step."""
     cap: int | None = None
     """Rows per stream beyond which rows are dropped, not written (an on-policy rollout's length)."""
+    count_ends: bool = False
+    """Count ``episodes``, ``learning_ends`` and ``ended`` step by step (a stop condition reads them; else per
+    block)."""
 
 
 def vector_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, hooks: StepHooks, block: int) -> Steps:
@@ -110,6 +113,7 @@ def vector_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, ho
     no_done, all_valid, sum_rewards = g._no_done, g._all_valid, g._sum_rewards
     obs, pending, n_pending = g.obs, g._pending, g._n_pending
     track, cap, may_continue = tally.track, tally.cap, g._episodes_may_continue
+    count_ends = track and tally.count_ends
     after, store = (hooks.after_step, hooks.store) if track else (None, None)
     look = track or same_step or disabled or may_continue  # whether a step must know that an episode ended
     plain = isinstance(obs, np.ndarray)
@@ -170,7 +174,7 @@ def vector_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, ho
             tally.written += k * n if all_rows else int(rows_written.sum())
         if sum_rewards or done.any():
             finished = book_block(g, done, valid, reward if sum_rewards else None, own_l, continued)
-            if not track:  # (tracked: counted step by step)
+            if not count_ends:  # (counted step by step where a stop condition reads them)
                 real_ends = done & valid
                 tally.learning_ends += int(real_ends.sum())
                 tally.episodes += int((real_ends if continued is None else real_ends & ~continued).sum())
@@ -237,12 +241,11 @@ def vector_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, ho
             if track:  # 3. NEXT_STEP reset rows are not transitions; the counter every hook reads
                 valid_l.append(valid)
                 stats.env_steps += n - n_pending
-                fresh = done | ~valid if any_done or n_pending else None
                 if cap is not None and rows is not None:
                     keep = valid & (rows < cap)
                     rows += keep
                     keep_l.append(keep)
-                if any_done:
+                if count_ends and any_done:
                     ends_now = done & valid
                     tally.learning_ends += int(ends_now.sum())
                     if cont_l and cont_l[-1][0] == len(term_l) - 1:  # a life lost is no episode's end
@@ -251,7 +254,7 @@ def vector_steps(g: Stepped, write: Callable[..., None] | None, tally: Tally, ho
                     if ended is not None:
                         ended += ends_now
                 if after is not None:
-                    after(reward, done, valid, fresh)
+                    after(reward, done, valid, done | ~valid if any_done or n_pending else None)
                 if store is not None and write is not None:
                     obs_l[-1], next_l[-1], stored = store(obs, next_obs, np.asarray(reward, dtype=np.float32))
                     stored_reward_l.append(stored)

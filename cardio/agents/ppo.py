@@ -56,7 +56,8 @@ class PPO(Checkpointable):
         ).to(self.device)  # fmt: skip
         head = self.net.pi_head
         self.sde = NoiseResampler(head, c.sde_sample_freq) if isinstance(head, StateDependentNoiseHead) else None
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
+        self._params = list(self.net.parameters())  # walked once: the module tree is not, every minibatch
+        self.optimizer = torch.optim.Adam(self._params, lr=c.lr, eps=1e-5, fused=True)  # fused: one kernel
         self.progress_remaining = 1.0  # 1 at the start of training, 0 at total_steps
         self._checked_batch = False  # the batch-size check looks at the first rollout (the last may be cut short)
 
@@ -123,7 +124,7 @@ class PPO(Checkpointable):
                 # Clipped optimiser step.
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.max_grad_norm, foreach=True)
+                torch.nn.utils.clip_grad_norm_(self._params, c.max_grad_norm, foreach=True)
                 self.optimizer.step()
                 # Diagnostics: approx. KL (Schulman's k3 estimator) and the share of clipped ratios.
                 with torch.no_grad():

@@ -319,8 +319,10 @@ class StreamStorage:
             valid = np.asarray(valid)
             if valid.dtype != _BOOL or valid.shape != (k, self.num_envs):
                 raise BufferError(f"add_block() valid must be bool of shape ({k}, {self.num_envs}), got {valid.shape}")
-        if srcs is None or k > self.slots_per_env or self.memory_saving:
-            # nested fields, an unusual dtype or memory_saving's bookkeeping: the step-by-step adds (same result)
+        longest = k if valid is None else int(valid.sum(axis=0).max())  # rows the fullest stream appends
+        if srcs is None or longest > self.slots_per_env or self.memory_saving:
+            # nested fields, an unusual dtype, memory_saving's bookkeeping or a stream that would wrap onto its own
+            # new rows: the step-by-step adds (same result)
             for t in range(k):
                 self.add(tree_map(operator.itemgetter(t), block), None if valid is None else valid[t])
             return
