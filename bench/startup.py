@@ -47,17 +47,11 @@ PROBE = (
     + """
 import os
 import cardio.gatherer as gatherer
-first = gatherer.Gatherer.step
 first_collect = gatherer.Gatherer.collect
-def step(self, policy):
-    out = first(self, policy)
+def collect(self, sink, steps=None, *args, **kwargs):  # the one collection path: its first step, then stop
+    first_collect(self, sink, 1, *args, **kwargs)
     report()
     os._exit(0)
-def collect(self, buffer, steps, *args, **kwargs):  # the off-policy schedule's path: one step of it
-    first_collect(self, buffer, 1, *args, **kwargs)
-    report()
-    os._exit(0)
-gatherer.Gatherer.step = step
 gatherer.Gatherer.collect = collect
 """
 )
@@ -82,9 +76,7 @@ with initialize_config_dir(config_dir=os.path.abspath("configs"), version_base=N
 env = instantiate(cfg.env, seed=0, _convert_="all")
 buffer = CircularBuffer(1000, num_envs=env.num_envs)
 g = gatherer.Gatherer(env, seed=0)
-transition, valid = first(g, g.random_policy)
-buffer.add(transition, valid)
-g.step(g.random_policy)
+g.collect(buffer, 1)
 """
 )
 
