@@ -37,6 +37,7 @@ import optree
 from cardio.buffers import files
 from cardio.buffers.nstep import nstep_window
 from cardio.buffers.obs_pool import AUTO, has_image, resolve_memory_saving
+from cardio.buffers.rows import take_rows
 from cardio.buffers.storage import StreamStorage
 from cardio.errors import BufferError
 from cardio.pytree import Tree, named_leaves, structure, tree_leaves, tree_map
@@ -44,14 +45,6 @@ from cardio.pytree import Tree, named_leaves, structure, tree_leaves, tree_map
 __all__ = ["AUTO", "BufferError", "CircularBuffer", "has_image", "resolve_memory_saving"]
 
 MAX_OUT_BLOCKS = 4  # pooled output blocks per batch shape; beyond that, batches still in use get fresh arrays
-
-
-def _take(src: np.ndarray, index: np.ndarray, dst: np.ndarray) -> None:
-    """``dst[:] = src[index]`` without a temporary; ``index`` is known valid (mode="clip" skips numpy's
-    out-buffering for mode="raise")."""
-    if src.dtype.kind == "V":
-        dst = dst.reshape(len(index), -1).view(src.dtype).reshape(-1)
-    src.take(index, axis=0, out=dst, mode="clip")
 
 
 def _unreferenced(arrays: list[np.ndarray]) -> bool:
@@ -270,8 +263,8 @@ class CircularBuffer(StreamStorage):
                 out = list(out)
                 out[i_rew] = win.rewards.astype(out[i_rew].dtype).reshape(*shape, self.n_step)
                 extras["mask"] = win.summed.reshape(*shape, self.n_step)
-            _take(self._flat[i_term], boot, out[i_term].reshape(b))
-            _take(self._flat[i_trunc], boot, out[i_trunc].reshape(b))
+            take_rows(self._flat[i_term], boot, out[i_term].reshape(b))
+            take_rows(self._flat[i_trunc], boot, out[i_trunc].reshape(b))
             skip = {i_rew, i_term, i_trunc}
         else:
             skip = set()
@@ -284,11 +277,11 @@ class CircularBuffer(StreamStorage):
                 if next_rows is None:
                     next_rows = self._obs_pool.where(boot, self.cursor, self.slots_per_env)
                 obs_src = self._src[self._obs_leaves[next_of]]
-                self._obs_pool.gather(next_of, next_rows, lambda index, d, src=obs_src: _take(src, index, d), dst)
+                self._obs_pool.gather(next_of, next_rows, lambda index, d, src=obs_src: take_rows(src, index, d), dst)
             elif self.n_step > 1 and self._is_next_obs[i]:
-                _take(src, boot, dst)
+                take_rows(src, boot, dst)
             else:
-                _take(src, flat, dst)
+                take_rows(src, flat, dst)
         batch: dict[str, Any] = optree.tree_unflatten(self._spec, out)  # type: ignore[arg-type,assignment]
         batch.update(extras)
         return batch

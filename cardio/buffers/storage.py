@@ -28,39 +28,16 @@ import numpy as np
 import optree
 
 from cardio.buffers.obs_pool import AUTO, FinalObsPool
+from cardio.buffers.rows import row_items, rows_view, storage_dtype
 from cardio.errors import BufferError
 from cardio.pytree import Tree, named_leaves, structure, tree_leaves, tree_map
 
 _BOOL = np.dtype(bool)
 _SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
 _ELLIPSES = itertools.repeat(Ellipsis)
-VOID_ROW_BYTES = 64  # rows at least this large are gathered as opaque items (see _rows_view)
 # Streams of at most this many rows cache one view per (row, field), ~100 bytes each, built on first write:
 # writing through a cached view skips numpy's index parsing, the largest cost of a small add.
 ROW_VIEW_LIMIT = 1 << 16
-
-
-def _storage_dtype(dtype: np.dtype) -> np.dtype:
-    # float64 observations / rewards are halved to float32: networks train in float32 and memory is the limit.
-    return np.dtype(np.float32) if dtype == np.float64 else dtype
-
-
-def _rows_view(flat: np.ndarray) -> np.ndarray:
-    """``[C, *s]`` -> a ``[C]`` view of opaque items when rows are large: ``np.take`` then copies whole rows
-    with one memcpy each, about 3x faster than its per-element path for 84x84x4 frames."""
-    row_bytes = flat.itemsize * int(np.prod(flat.shape[1:], dtype=np.int64))
-    if flat.ndim < 2 or row_bytes < VOID_ROW_BYTES:
-        return flat
-    return flat.reshape(flat.shape[0], -1).view(np.dtype((np.void, row_bytes))).reshape(-1)
-
-
-def _items(rows: np.ndarray) -> np.ndarray:
-    """``[C, *s]`` (C-contiguous) -> a ``[C]`` view of opaque items, one per row, whatever its size, so that a
-    gather or scatter of whole rows copies each as one block."""
-    if rows.ndim == 1:
-        return rows
-    flat = rows.reshape(rows.shape[0], -1)
-    return flat.view(np.dtype((np.void, flat.shape[1] * flat.itemsize))).reshape(-1)
 
 
 class StreamStorage:
@@ -139,14 +116,14 @@ class StreamStorage:
         self._spec: optree.PyTreeSpec | None = None  # structure of an added transition
         self._fields: dict[str, tuple[tuple[int, ...], np.dtype]] = {}  # input leaf -> ([N, *s], storage dtype)
         self._flat: list[np.ndarray] = []  # per input leaf: flat [T*N, *s] view of its storage (empty: next_obs)
-        self._src: list[np.ndarray] = []  # the same as gather sources (_rows_view)
+        self._src: list[np.ndarray] = []  # the same as gather sources (rows_view)
         self._next_of: list[int] = []  # per input leaf: index of its obs leaf if it is a next_obs leaf, else -1
         self._fast = False  # the flat-dict add path applies (see add)
         self._fast_get: Any = None  # batch -> its fields in storage order
         self._fast_sig: list[tuple[tuple[int, ...], np.dtype]] = []  # their ([N, *s], dtype)
         self._fast_dst: list[np.ndarray] = []  # their [T, N, *s] storage
         self._row_views: list[list[np.ndarray] | None] | None = None  # per row, its view of every field
-        self._items: list[np.ndarray] | None = None  # per field: _flat as [T*N] opaque row items (add_block)
+        self._item_views: list[np.ndarray] | None = None  # per field: _flat as [T*N] opaque row items (add_block)
         self._is_next_obs: list[bool] = []  # per input leaf: part of next_obs
         self._obs_leaves: list[int] = []  # input leaf index of each obs leaf
         self._aligned = True  # every stream at the same cursor and size (the fast add path)
@@ -183,7 +160,7 @@ class StreamStorage:
             raise BufferError("memory_saving needs obs and next_obs of the same structure")
         stored = {k: v for k, v in batch.items() if not (self.memory_saving and k == "next_obs")}
         self.storage = tree_map(
-            lambda x: np.zeros((self.slots_per_env, *np.shape(x)), dtype=_storage_dtype(np.asarray(x).dtype)),
+            lambda x: np.zeros((self.slots_per_env, *np.shape(x)), dtype=storage_dtype(np.asarray(x).dtype)),
             stored,
         )
         self._spec = structure(batch)
@@ -201,7 +178,7 @@ class StreamStorage:
                 self._next_of.append(-1)
                 dtype = dst.dtype
             self._fields[name] = (tuple(np.shape(leaf)), dtype)
-            self._src.append(_rows_view(self._flat[-1]))
+            self._src.append(rows_view(self._flat[-1]))
             self._is_next_obs.append(name == "next_obs" or name.startswith("next_obs/"))
             if name == "obs" or name.startswith("obs/"):
                 self._obs_leaves.append(len(self._flat) - 1)
@@ -370,7 +347,7 @@ class StreamStorage:
 
     def _write_masked(self, srcs: list[np.ndarray], valid: np.ndarray) -> None:
         """Each stream appends its valid rows of the block, in time order, at its own cursor: one gather and one
-        scatter per field, rows moved as opaque items (``_items``: 4-10x faster than row-wise fancy indexing)."""
+        scatter per field, rows moved as opaque items (``row_items``: 4-10x faster than row-wise fancy indexing)."""
         n, slots = self.num_envs, self.slots_per_env
         cursor, size = self.cursor, self.size
         cols, steps = valid.T.nonzero()  # stream by stream, each in time order
@@ -383,10 +360,10 @@ class StreamStorage:
             rows[rows >= slots] -= slots
         flat = rows * n + cols
         where = steps * n + cols  # the same rows in the block's [k * N] layout
-        if self._items is None:
-            self._items = [_items(dst) for dst in self._flat]
-        for dst, src, (_, dtype) in zip(self._items, srcs, self._fast_sig, strict=True):
-            dst[flat] = _items(np.ascontiguousarray(src, dtype=dtype).reshape(-1, *src.shape[2:])).take(where)
+        if self._item_views is None:
+            self._item_views = [row_items(dst) for dst in self._flat]
+        for dst, src, (_, dtype) in zip(self._item_views, srcs, self._fast_sig, strict=True):
+            dst[flat] = row_items(np.ascontiguousarray(src, dtype=dtype).reshape(-1, *src.shape[2:])).take(where)
         if self._has_write_hook:
             self._written(flat)
         cursor[:] = (cursor + taken) % slots
