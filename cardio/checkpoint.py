@@ -51,7 +51,8 @@ class CheckpointError(UserError, RuntimeError):
 
 
 class Interrupted(Exception):
-    """Training stopped by SIGINT or SIGTERM after the checkpoint was written.
+    """Training stopped by a signal of :data:`STOP_SIGNALS` (SIGINT, SIGTERM, SIGUSR1/2) after the checkpoint was
+    written.
 
     Args:
         signum: the signal number; the process should exit with ``128 + signum`` (130 for Ctrl-C).
@@ -279,22 +280,30 @@ def load_env_state(env: gym.vector.VectorEnv, state: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ signals
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+"""What :func:`stop_on_signal` catches: Ctrl-C, SIGTERM (``kill``; SLURM's preemption, ``scancel``, ``scontrol
+requeue``) and SIGUSR1/SIGUSR2 (SLURM's ``--signal`` ahead of a job's time limit; cardio/cluster/requeue.py)."""
+
+
 class StopFlag:
-    """Set by SIGINT/SIGTERM while :func:`stop_on_signal` is active; the runner checks it between steps."""
+    """Set by a signal of :data:`STOP_SIGNALS` while :func:`stop_on_signal` is active; the runner checks it between
+    steps."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
 
 
 @contextmanager
-def stop_on_signal(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[StopFlag]:
-    """Turn the first SIGINT/SIGTERM into a flag, so the loop can checkpoint at a step boundary and stop.
+def stop_on_signal(signums: tuple[int, ...] = STOP_SIGNALS) -> Iterator[StopFlag]:
+    """Turn the first signal of ``signums`` into a flag, so the loop can checkpoint at a step boundary and stop.
 
-    A second signal of the same kind raises ``KeyboardInterrupt`` at once (the user insists). Outside the
-    main thread (signal handlers cannot be installed there) the flag simply never gets set.
+    A second signal of the same kind raises ``KeyboardInterrupt`` at once (the user insists). Another kind while
+    one is pending changes nothing: the checkpoint is already coming (SLURM may send SIGTERM right after its
+    time-limit SIGUSR2). Outside the main thread (signal handlers cannot be installed there) the flag simply never
+    gets set.
 
     Args:
-        signums: signals to catch.
+        signums: signals to catch (default :data:`STOP_SIGNALS`).
     """
     flag = StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -302,8 +311,10 @@ def stop_on_signal(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if flag.signum is not None:
+        if flag.signum == signum:
             raise KeyboardInterrupt
+        if flag.signum is not None:
+            return
         flag.signum = signum
         print(
             f"{signal.Signals(signum).name} received: checkpointing and stopping after this step "

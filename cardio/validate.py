@@ -12,9 +12,11 @@ and what would be right. What it checks:
    converted in the config (``2.5`` is refused).
 2. **Ranges**, the rules in :data:`RANGES` (``gamma`` in [0, 1], ``lr`` > 0, ``seed`` >= 0, ...), and rules
    that tie keys together (PPO's minibatch size must divide the rollout ``n_steps * num_envs``).
-3. **The env**: its id is registered (after importing the module of a ``module:EnvId`` id), one copy is made to
-   read its spaces, the agent declares that it takes them (its config's ``observation_spaces`` /
-   ``action_spaces``), and the replay or rollout buffer fits in the memory available (``MemAvailable``).
+3. **The env and the machine** (:mod:`cardio.preflight`): its id is registered (after importing the module of a
+   ``module:EnvId`` id), one copy is made to read its spaces, the agent declares that it takes them (its config's
+   ``observation_spaces`` / ``action_spaces``), the replay or rollout buffer fits in the memory this job may use
+   (the tightest of the node, its cgroup, SLURM's grant and ``ulimit``: :mod:`cardio.limits`), and ``device``
+   (``cpu``, ``cuda``, ``auto``) is resolved to one the agent's framework can use (:mod:`cardio.device`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import dataclasses
 import difflib
 import inspect
 import math
-import os
 import types
 import typing
 import warnings
@@ -32,12 +33,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from cardio.device import resolve_device
 from cardio.errors import ConfigError
+from cardio.preflight import (
+    check_agent_spaces,
+    check_env_copies,
+    check_memory,
+    check_native_vectorization,
+    env_spaces,
+)
+
+__all__ = ["ROOT_KEYS", "check_memory", "validate"]  # check_memory: its home was here (tests import it)
 
 GROUPS = ("env", "agent", "buffer", "runner", "logger")
 """Config groups every training config holds."""
@@ -177,28 +186,15 @@ def validate(cfg: DictConfig, *, check_env: bool = True) -> DictConfig:
     from cardio.envs.factory import check_env_id
 
     check_env_id(str(plain["env"]["id"]))
+    if plain.get("device") is not None:
+        _set(cfg, ["device"], resolve_device(str(plain["device"]), str(plain["agent"]["_target_"])))
+    check_env_copies(plain["env"])
     if check_env:
         observation_space, action_space = env_spaces(plain["env"])
         check_agent_spaces(plain, observation_space, action_space)
         check_memory(plain, observation_space, action_space)
         check_native_vectorization(plain["env"])
     return cfg
-
-
-def check_native_vectorization(env_node: Mapping[str, Any]) -> None:
-    """``env.vectorization=vector_entry_point``: build a one-copy native vector env, so its refusals (no native
-    implementation, per-copy wrappers, an autoreset mode it does not have) come before the run dir is made."""
-    if env_node.get("vectorization") != "vector_entry_point":
-        return
-    from cardio.envs.factory import make_native_vector_env
-
-    make_native_vector_env(
-        env_node["id"],
-        1,
-        env_node.get("kwargs"),
-        env_node.get("wrappers") or (),
-        env_node.get("autoreset", "same_step"),
-    ).close()
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
@@ -452,136 +448,3 @@ def _check_replay(plain: Mapping[str, Any]) -> None:
             f"runner.schedule.batch_size={batch}: exceeds buffer.capacity={capacity}; lower the batch size or "
             f"raise buffer.capacity"
         )
-
-
-# ------------------------------------------------------------------------------------------------ env
-def env_spaces(env_node: Mapping[str, Any]) -> tuple[gym.Space, gym.Space]:
-    """The single-env observation and action spaces of the env an ``env`` config node builds (one copy)."""
-    from cardio.envs.factory import make_single_env
-
-    try:
-        wrappers, train_wrappers = env_node.get("wrappers") or (), env_node.get("train_wrappers") or ()
-        env = make_single_env(env_node["id"], env_node.get("kwargs") or {}, wrappers, train_wrappers)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(
-            f"env.id={env_node['id']!r}: making the env failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            f" (check env.kwargs={env_node.get('kwargs')!r} and env.wrappers={env_node.get('wrappers')!r})"
-        ) from exc
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
-
-
-def check_agent_spaces(plain: Mapping[str, Any], observation_space: gym.Space, action_space: gym.Space) -> None:
-    """Refuse an agent whose config declares spaces that do not include the env's (see ``require_space``)."""
-    from hydra.utils import get_object
-
-    from cardio.agents.base import SpaceError, space_refusal
-
-    cls = get_object(plain["agent"]["_target_"])
-    name = getattr(cls, "__name__", "agent").removesuffix("Config")
-    for role, space in (("action", action_space), ("observation", observation_space)):
-        allowed = getattr(cls, f"{role}_spaces", None)
-        if not isinstance(allowed, tuple):
-            continue  # a user's agent that declares nothing: its constructor decides
-        message = space_refusal(name, role, space, allowed, str(plain["env"]["id"]))
-        if message is not None:
-            raise SpaceError(message)
-
-
-def _space_bytes(space: gym.Space) -> int:
-    """Bytes one item of ``space`` takes in a buffer (float64 is stored as float32, as the buffer does)."""
-    if isinstance(space, gym.spaces.Dict):
-        return sum(_space_bytes(s) for s in space.spaces.values())
-    if isinstance(space, gym.spaces.Tuple):
-        return sum(_space_bytes(s) for s in space.spaces)
-    if isinstance(space, gym.spaces.Discrete):
-        return 8
-    shape = space.shape or (1,)
-    dtype = np.dtype(space.dtype) if space.dtype is not None else np.dtype(np.float32)
-    itemsize = 4 if dtype == np.float64 else dtype.itemsize
-    return int(np.prod(shape, dtype=np.int64)) * itemsize
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation: ``MemAvailable`` of /proc/meminfo (else the free pages),
-    capped by a cgroup v2 memory limit (a container or a SLURM job) when one is set."""
-    available: int | None = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if available is None:
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit != "max":
-            room = max(int(limit) - used, 0)
-            available = room if available is None else min(available, room)
-    except (OSError, ValueError):
-        pass
-    return available
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1024 or unit == "PB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def check_memory(
-    plain: Mapping[str, Any], observation_space: gym.Space, action_space: gym.Space, available: int | None = None
-) -> int:
-    """Refuse a replay or rollout buffer that would not fit in memory, before it is allocated.
-
-    Counts the stored fields per transition (observation, next observation unless ``memory_saving`` (``auto``
-    resolved as ``cardio.build`` does), action, float32 reward, two flags, 16 bytes of agent extras) times the
-    transitions held: ``buffer.capacity`` off-policy, ``runner.schedule.n_steps * env.num_envs`` on-policy.
-    Under ``memory_saving`` the side pool of final observations (one per stored episode end) is left out: it is
-    small unless episodes are a few steps long. Returns the bytes needed.
-
-    Args:
-        plain: the resolved config.
-        observation_space: the env's single-env observation space.
-        action_space: the env's single-env action space.
-        available: bytes available (default: :func:`available_memory`).
-
-    Raises:
-        ConfigError: more bytes needed than available; names the key, both sizes and the largest value that fits.
-    """
-    from cardio.buffers.circular import resolve_memory_saving
-
-    buffer = plain["buffer"]
-    obs = _space_bytes(observation_space)
-    found, n_steps = _lookup(plain, "runner.schedule.n_steps")
-    on_policy = found and isinstance(n_steps, int)
-    saving = resolve_memory_saving(buffer.get("memory_saving", False), observation_space, on_policy)
-    per_transition = obs * (1 if saving else 2) + _space_bytes(action_space) + 4 + 2 + 16
-    if on_policy:
-        key, count = "runner.schedule.n_steps", n_steps * int(plain["env"].get("num_envs", 1))
-        shown = n_steps
-    else:
-        key, count, shown = "buffer.capacity", int(buffer.get("capacity", 0)), int(buffer.get("capacity", 0))
-    needed = per_transition * count
-    available = available_memory() if available is None else available
-    if available is not None and needed > available:
-        fits = available // per_transition
-        raise ConfigError(
-            f"{key}={shown:g}: the buffer needs {_human(needed)} ({per_transition} bytes per transition x {count:g} "
-            f"transitions of env {plain['env']['id']!r}) but {_human(available)} of memory is available; "
-            f"at most about {fits:,} transitions fit: lower {key}"
-            + ("" if saving or key != "buffer.capacity" else " or set buffer.memory_saving=true")
-        )
-    return needed

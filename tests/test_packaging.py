@@ -34,7 +34,7 @@ def test_every_package_folder_ships() -> None:
     """pyproject lists the packages by hand (configs/ is mapped into the wheel): a new folder must be added."""
     listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     on_disk = {p for p in find_packages(str(ROOT), include=["cardio", "cardio.*"])}
-    assert on_disk | {"cardio.configs", "hydra_plugins.cardio_searchpath"} == listed
+    assert on_disk | {"cardio.configs", "hydra_plugins.cardio_searchpath", "hydra_plugins.cardio_slurm"} == listed
     assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"cardio.configs": "configs"}
 
 

@@ -9,7 +9,8 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from cardio.sweep.driver import Sweep, check_space, compose_train, experiment_text
+from cardio.sweep.driver import Sweep, check_space, compose_train
+from cardio.sweep.export import experiment_text
 from cardio.sweep.settings import (
     CONFIG_DIR,
     SweepConfigError,
@@ -156,7 +157,7 @@ def test_the_exported_experiment_reproduces_group_choices_and_values(tmp_path: P
     overrides = ["env=Acrobot", "runner.total_steps=3000", "agent.hidden_sizes=[32,32]", "agent.lr=0.00123"]
     sweep = Sweep(settings, overrides)
     best = optuna.trial.create_trial(value=1.0, user_attrs={"overrides": [*overrides, "seed=4", "run_dir=/x"]})
-    text = experiment_text(best, sweep, check_space(sweep))
+    text = experiment_text(best, settings, check_space(sweep), "0123abcd", "grp_best")
     assert "  - override /env: Acrobot" in text and "seed" not in text.split("\ndefaults")[1]
     configs = tmp_path / "configs"
     shutil.copytree(CONFIG_DIR, configs)

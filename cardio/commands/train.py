@@ -4,7 +4,9 @@ Composes ``configs/train.yaml`` with the zoo overlay of the env id actually buil
 (cardio/validate.py), prints which zoo file applied and the resolved config, saves it, builds env, agent, buffer,
 logger and runner, trains, and returns the final ``eval/mean_reward`` so Hydra sweepers can optimise it.
 ``resume=<run dir or checkpoint>`` continues an interrupted run in its own run dir (docs/checkpoints.md).
-Ctrl-C or SIGTERM writes a checkpoint, closes the sinks and exits with 130 (143 for SIGTERM).
+Ctrl-C or SIGTERM writes a checkpoint, closes the sinks and exits with 130 (143 for SIGTERM). Inside a SLURM job
+(``hydra/launcher=slurm``) a requeued job continues its own run dir from its checkpoint, and SLURM's time-limit
+signal (SIGUSR2) checkpoints and requeues the job (cardio/cluster/requeue.py, docs/cluster.md).
 A user error (a bad override, value, env id or space, a full disk) prints one ``error:`` line and exits with 2;
 ``CARDIO_TRACEBACK=1`` shows its traceback (cardio/errors.py).
 """
@@ -22,10 +24,11 @@ from pathlib import Path
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cardio import checkpoint, provenance
 from cardio.build import build_runner, save_config
+from cardio.cluster import requeue
 from cardio.config import apply_zoo, check_command_line, describe_zoo
 from cardio.errors import report_user_errors
 from cardio.finite import NonFiniteError
@@ -62,6 +65,10 @@ def main() -> float:
     ``-m`` for a multirun. The working directory's modules and ``configs/`` are found (cardio/commands)."""
     use_working_directory()
     check_command_line(sys.argv[1:])  # a bad override, option or value: one line, before Hydra makes the run dir
+    if any(w.lstrip("+").startswith("hydra/launcher=") for w in sys.argv[1:]):  # SLURM: checked against it
+        from cardio.cluster.launcher import check_command_line as check_launcher_words
+
+        check_launcher_words(sys.argv[1:])
     return hydra_main()
 
 
@@ -73,6 +80,12 @@ def compose_run(cfg: DictConfig) -> tuple[DictConfig, Path | None, DictConfig]:
     overrides = list(hydra_cfg.overrides.task)
     first = cfg
     cfg = apply_zoo(cfg, hydra_cfg.runtime.choices.get("zoo"), overrides, recompose)
+    requeued = requeue.requeued_run(Path(str(cfg.run_dir))) if cfg.get("resume") is None else None
+    if requeued is not None:  # a later attempt of this SLURM job: continue its run (cardio/cluster/requeue.py)
+        job = requeue.this_job()
+        print(f"SLURM job {job.job_id if job else '?'} restarted: continuing {requeued} from its checkpoint")
+        with open_dict(cfg):
+            cfg.resume = str(requeued)
     if cfg.get("resume") is not None:
         resumed, ckpt = checkpoint.resume_config(cfg, overrides)
         return validate(resumed), ckpt, cfg
@@ -97,6 +110,7 @@ def train(cfg: DictConfig) -> float:
     print(describe_zoo(cfg))
     print_config_tree(cfg)
     save_config(cfg, cfg.run_dir)
+    requeue.record_attempt(Path(str(cfg.run_dir)))  # in a SLURM job: which job trains here, which attempt
     if cfg.get("seeds") is not None:
         return train_seeds(cfg, ckpt, composed)
     note = provenance.record_run(cfg.run_dir, cfg.get("device", "cpu"), resuming=ckpt is not None)
@@ -124,8 +138,7 @@ def train(cfg: DictConfig) -> float:
             metrics = runner.run()
     runner.close()  # envs and monitor.csv: a multirun's next job runs in this process
     print(f"run dir: {cfg.run_dir}")
-    if outcome.exit_code:
-        sys.exit(outcome.exit_code)
+    exit_on(outcome, cfg.run_dir)
     return float(metrics.get("eval/mean_reward", float("nan")))
 
 
@@ -134,6 +147,17 @@ class Outcome:
     """How a training run ended, as the process's exit code (1 until it completes)."""
 
     exit_code: int = 1
+
+
+def exit_on(outcome: Outcome, run_dir: str) -> None:
+    """Exit with the run's code unless it completed; stopped by SLURM's time-limit signal inside a job that
+    cardio's launcher submitted, requeue the job first (it continues from the checkpoint just written)."""
+    if not outcome.exit_code:
+        return
+    line = requeue.requeue_if_signalled(outcome.exit_code, run_dir)
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
+    sys.exit(outcome.exit_code)
 
 
 @contextmanager
@@ -211,8 +235,7 @@ def train_seeds(cfg: DictConfig, ckpt: Path | None, composed: DictConfig) -> flo
         finals = multi.run()
     for runner in runners:
         runner.close()
-    if outcome.exit_code:
-        sys.exit(outcome.exit_code)
+    exit_on(outcome, cfg.run_dir)
     write_finals(cfg.run_dir, multi.seeds, finals)
     rows = summarise(Path(str(cfg.run_dir)), exclude_keys=("seed",))
     print_summary(rows, write_summary(rows, Path(str(cfg.run_dir)) / "summary.csv"))

@@ -36,8 +36,10 @@ class SweepConfig:
     study_name: str | None = None
     """Study name in the storage; re-running with the same name resumes it. Default: the sweep file's name."""
     storage: str | None = None
-    """SQLAlchemy URL, e.g. ``postgresql://user@host/db`` for workers on several machines.
-    Default: ``sqlite:///<output_dir>/<study_name>.db`` (a file, nothing to start)."""
+    """SQLAlchemy URL, e.g. ``postgresql://user@host/db`` for workers on several machines, or
+    ``journal:///<path>``: Optuna's journal file, for workers on a shared (NFS) file system. Default:
+    ``sqlite:///<output_dir>/<study_name>.db`` (a file, nothing to start); on SLURM the journal
+    ``journal:///<output_dir>/<study_name>.journal``."""
     direction: str = "maximize"
     """``maximize`` or ``minimize`` the objective."""
     metric: str = "eval/mean_reward"
@@ -69,6 +71,8 @@ class SweepConfig:
     """Seconds between a running trial's heartbeats in the storage."""
     grace_period: int | None = None
     """Seconds without heartbeat after which a trial (its worker killed) is marked failed; default 2x interval."""
+    max_retries: int = 2
+    """Times the parameters of a trial whose worker stopped (killed, preempted, cancelled) are asked again."""
     max_failed_trials: int | None = None
     """Stop the sweep after this many failed trials (default: n_trials), so a broken config cannot loop forever."""
     output_dir: str = "outputs/sweeps"

@@ -10,7 +10,9 @@ and prints it::
     agent.lr=0.0003    3  212.4  40.1   168.0  265.0  0
     agent.lr=0.001     3  500.0  0.0    500.0  500.0  0
 
-The value is what ``scripts/train.py``'s ``main`` returns: the final ``eval/mean_reward``.
+The value is what ``scripts/train.py``'s ``main`` returns: the final ``eval/mean_reward``. A job that did not
+complete (only SLURM's launcher hands such jobs back instead of stopping the multirun) is counted as failed, and
+after the summary the multirun exits with status 1.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import csv
 import json
 import math
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -69,6 +72,26 @@ class MultirunSummary(Callback):
             return
         path = write_summary(rows, sweep_dir / self.filename)
         print_summary(rows, path)
+        failed = failed_jobs(sweep_dir)
+        if failed:  # only a launcher that hands failed jobs back gets here (SLURM's, cardio/cluster/launcher.py)
+            shown = ", ".join(f"#{name} {status}" for name, status in failed[:10])
+            print(
+                f"error: {len(failed)} multirun job(s) did not complete ({shown}); why: their final.json and the "
+                "lines above",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
+
+
+def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """``(job dir name, status)`` of every job under ``sweep_dir`` whose ``final.json`` is not ``COMPLETED``."""
+    out = []
+    for path in sorted(sweep_dir.glob("*/final.json"), key=lambda p: _job_number(p.parent.name)):
+        status = str(json.loads(path.read_text()).get("status"))
+        if status != "COMPLETED":
+            out.append((path.parent.name, status))
+    return out
 
 
 def config_label(overrides: Sequence[str], exclude_keys: Sequence[str], common: Sequence[str] = ()) -> str:
