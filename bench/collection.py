@@ -141,6 +141,7 @@ def trained_dqn() -> Any:
     from tests.conftest import compose_train, shrink
 
     cfg = shrink(compose_train(["agent=dqn", "env=CartPole", "seed=2"]), Path(tempfile.mkdtemp()), total_steps=50_000)
+    cfg.runner.eval_freq, cfg.runner.eval_episodes = 5_000, 5  # best.ckpt: the best of ten evaluations
     runner = build_runner(cfg, logger=None)
     runner.run()
     runner.load(Path(str(cfg.run_dir)) / "best.ckpt")  # its best evaluation (DQN CartPole often falls back late)

@@ -116,3 +116,20 @@ def test_dqn_jax_hard_sync_copies_the_online_parameters_into_the_target() -> Non
     for o0, o, t in zip(jax.tree.leaves(online), *after, strict=True):
         np.testing.assert_allclose(np.asarray(o), o0)
         np.testing.assert_allclose(np.asarray(t), o0)
+
+
+@pytest.mark.parametrize("twin", ["torch", "jax"])
+def test_dqn_target_syncs_restart_with_the_step_counter(twin: str) -> None:
+    """After ``Runner.reset()`` the step counter restarts at 0 and the target syncs must restart with it: steps
+    1000, then 50, 100, 200 with a sync every 100 give one sync at 100 and one at 200 (the JAX twin used to wait
+    until step 1100, its target frozen meanwhile). Both twins are asked the same."""
+    if twin == "torch":
+        pytest.importorskip("torch")
+        from cardio.agents.dqn import DQNConfig
+
+        agent: Any = DQNConfig(hidden_sizes=(8,), target_update_interval=100).build(OBS, gym.spaces.Discrete(2))
+    else:
+        agent = DQNJaxConfig(hidden_sizes=(8,), target_update_interval=100).build(OBS, gym.spaces.Discrete(2))
+    for steps in (1000, 50, 100, 200):
+        agent.on_progress(steps, 10_000)
+    assert agent.target_syncs == 2

@@ -4,7 +4,7 @@ SAC, TD3 (and DDPG, TD3+BC) and IQL each keep a ``nn.ModuleList`` of :class:`Cri
 :func:`q_values`, ``[n_critics, B]``. How an agent reduces over the ensemble is part of its algorithm and stays in
 its own file: the clipped double-Q target is the *minimum* over the target critics (SAC, TD3, IQL's value
 target), an actor loss reads the first critic (TD3) or the minimum (SAC), and each reduction has a test that fails
-when it becomes another one (``tests/test_agent_maths.py``).
+when it becomes another one (``tests/test_ensembles.py``, ``tests/test_jax_ensembles.py``).
 """
 
 from __future__ import annotations

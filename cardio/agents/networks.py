@@ -19,6 +19,7 @@ import optree
 import torch
 from torch import nn
 
+from cardio.agents.counters import syncs_due  # noqa: F401  (re-exported: the torch agents import it here)
 from cardio.pytree import Tree, path_name, tree_map
 
 
@@ -85,24 +86,6 @@ def hard_update(target: nn.Module, source: nn.Module) -> None:
     ``load_state_dict`` at about a fifth of its cost (docs/performance.md), which matters when DQN syncs every
     10 env steps (rl-zoo CartPole)."""
     torch._foreach_copy_([*target.parameters(), *target.buffers()], [*source.parameters(), *source.buffers()])
-
-
-def syncs_due(env_steps: int, interval: int, done: int) -> tuple[bool, int]:
-    """Whether a periodic event (a hard target sync) is due, and the new count of events done.
-
-    The event fires at the first call at or past each multiple of ``interval`` env steps. The count is a function
-    of the step counter, so when the counter goes backwards (``Runner.reset()``, a meta-learning loop restarting
-    its inner run) the count restarts with it instead of waiting for the old step count to come round again.
-
-    Args:
-        env_steps: env steps so far.
-        interval: env steps between events.
-        done: events done so far (the value this function returned last time).
-    """
-    due = env_steps // interval
-    if due < done:  # the step counter went backwards: count afresh from here
-        return False, due
-    return due > done, due
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from cardio.agents.configs import DQNConfig
+from cardio.agents.counters import syncs_due
 from cardio.agents.jax.networks import (
     adam,
     apply,
@@ -150,10 +151,9 @@ class DQNJax(OffPolicyTwin):
         self.epsilon = linear_epsilon(
             env_steps, total_steps, c.exploration_fraction, c.exploration_initial_eps, c.exploration_final_eps
         )
-        due = env_steps // c.target_update_interval
-        if due > self.target_syncs:
+        sync, self.target_syncs = syncs_due(env_steps, c.target_update_interval, self.target_syncs)
+        if sync:  # the count restarts with the step counter (Runner.reset), as the torch twin's does
             self.state = self.state._replace(target_params=self.state.params)
-            self.target_syncs = due
 
     def policy_args(self) -> tuple[Any, tuple[Any, ...]]:
         """``act_fn``'s per-seed parameters, and the arguments every seed shares (epsilon)."""
