@@ -113,26 +113,23 @@ def record_attempt(run_dir: Path, job: ThisJob | None = None) -> None:
     os.replace(tmp, run_dir / MARKER)
 
 
-def requeue_if_signalled(exit_code: int, where: str) -> str | None:
+def requeue_if_signalled(exit_code: int, how: str) -> str | None:
     """After a run stopped on a signal (``exit_code`` = 128 + signal): when it was SLURM's time-limit signal and
     this job was started by cardio's launcher, ``scontrol requeue`` it; one line saying what happened, for the log.
 
     Args:
         exit_code: the run's exit code (``checkpoint.Interrupted.exit_code``).
-        where: the run dir (or study) the requeued job continues, for the message.
+        how: how a person continues the work when the job is not requeued (``resume=<run dir> continues it``).
     """
     job, limit = this_job(), os.environ.get(MAX_REQUEUES_VAR, "")
     if job is None or exit_code - 128 not in [int(s) for s in TIME_LIMIT_SIGNALS] or not limit.isdigit():
         return None
     if job.restarts >= int(limit):
-        return (
-            f"SLURM job {job.job_id} reached hydra.launcher.max_num_timeout={limit} requeues: it stops here; "
-            f"resume={where} continues it"
-        )
+        return f"SLURM job {job.job_id} reached hydra.launcher.max_num_timeout={limit} requeues: it stops here; {how}"
     from cardio.cluster.slurm import ClusterError, requeue
 
     try:
         requeue(job.job_id)
     except ClusterError as exc:  # e.g. no scontrol on the compute nodes (submitit issue 1601)
-        return f"error: could not requeue SLURM job {job.job_id} ({exc}); resume={where} continues it"
+        return f"error: could not requeue SLURM job {job.job_id} ({exc}); {how}"
     return f"SLURM job {job.job_id}: time limit near, checkpoint written, requeued ({job.restarts + 1} of {limit})"

@@ -154,7 +154,7 @@ def exit_on(outcome: Outcome, run_dir: str) -> None:
     cardio's launcher submitted, requeue the job first (it continues from the checkpoint just written)."""
     if not outcome.exit_code:
         return
-    line = requeue.requeue_if_signalled(outcome.exit_code, run_dir)
+    line = requeue.requeue_if_signalled(outcome.exit_code, f"resume={run_dir} continues it")
     if line is not None:
         print(line, file=sys.stderr, flush=True)
     sys.exit(outcome.exit_code)
