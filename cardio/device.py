@@ -26,7 +26,8 @@ def is_jax_agent(agent_target: str) -> bool:
     """Whether an agent config (its ``_target_``) builds a JAX agent: one of cardio's twins, or a user's agent
     whose module path names jax (``my_pkg.jax_agents.MyConfig``)."""
     module = agent_target.rpartition(".")[0]
-    return "jax" in module.split(".") or module.startswith("cardio.agents.jax") or "_jax" in module
+    parts = module.split(".")
+    return "jax" in parts or any(p.startswith("jax_") for p in parts) or "_jax" in module
 
 
 def torch_gpus() -> int:
@@ -65,8 +66,8 @@ def resolve_device(device: str, agent_target: str) -> str:
         if jax and "jax" not in sys.modules:  # a CUDA jaxlib would otherwise take the GPU for a CPU run
             os.environ.setdefault("JAX_PLATFORMS", "cpu")
         return device
-    kind, _, index = device.partition(":")
-    if kind not in ("cuda", AUTO) or (index and (kind == AUTO or not index.isdigit())):
+    kind, colon, index = device.partition(":")
+    if kind not in ("cuda", AUTO) or (colon and (kind == AUTO or not index.isdigit())):  # "cuda:" too
         raise ConfigError(f"device={device!r}: expected cpu, cuda, cuda:<index> (cuda:1) or auto")
     framework = "JAX" if jax else "torch"
     gpus = jax_gpus() if jax else torch_gpus()
