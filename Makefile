@@ -15,7 +15,7 @@ LOCK := requirements.lock
 OWN_VARS := PYTHON=% VENV=% TORCH=% ARGS=% PYTEST_ARGS=% TEST_JOBS=%
 HYDRA_ARGS := $(filter-out $(OWN_VARS),$(MAKEOVERRIDES)) $(ARGS)
 
-.PHONY: install install-dev train multirun sweep evaluate plot dataset test test-nojax test-slow lint format docs lock wheel bench clean
+.PHONY: install install-dev train multirun sweep evaluate plot dataset test test-nojax test-slow test-cluster lint format docs lock wheel bench clean
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ test-nojax: $(DEV_STAMP)
 
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+# The cluster tests (tests/test_slurm.py) on the SLURM that SLURM_CONF names, else .ci/slurm.sh's; they skip with
+# one line where none answers. CI: `CARDIO_REQUIRE_SLURM=1 .ci/slurm.sh run make test-cluster` (a failure there).
+test-cluster: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m slurm tests/test_slurm.py $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check cardio scripts tests bench examples hydra_plugins

@@ -4,10 +4,10 @@
 ``hydra_plugins.cardio_slurm.CardioSlurmLauncher`` (Hydra takes launchers from that package only), which is
 hydra-submitit-launcher's SLURM launcher with :func:`launch` instead of its own, for three changes:
 
-1. **Before anything is submitted** the settings are checked against the cluster (:mod:`cardio.cluster.checks`)
-   and, with ``mem_gb`` set, every job's buffer against the memory it asks for; a refusal is one ``error:`` line
-   and exit code 2. ``scripts/train.py`` runs the same checks before Hydra makes the sweep dir
-   (:func:`check_command_line`).
+1. **Before anything is submitted** the settings are checked against the cluster (:mod:`cardio.cluster.checks`);
+   ``scripts/train.py`` does that before Hydra makes the sweep dir (:func:`check_command_line`), and checks every
+   job's config there as the job will check it and, with ``mem_gb`` set, its buffer against that memory. A
+   refusal is one ``error:`` line and exit code 2.
 2. **Jobs survive preemption**: ``CARDIO_SLURM_MAX_REQUEUES`` (``max_num_timeout``) lets a job requeue itself on
    the time-limit signal, and a requeued job continues in its own run dir from its checkpoint
    (:mod:`cardio.cluster.requeue`, called by ``cardio/commands/train.py``).
@@ -135,9 +135,31 @@ def check_command_line(argv: Sequence[str]) -> None:
         except Exception:  # a key naming ${hydra.job...}, known in a job only
             params = OmegaConf.to_container(node, resolve=False)  # type: ignore[assignment]
         check_launcher(params)
-        if params.get("mem_gb"):
-            for job in jobs:
+        for job in jobs:
+            check_job_config(compose_train(CONFIG_DIR, job))
+            if params.get("mem_gb"):
                 check_job_memory(compose_train(CONFIG_DIR, job), int(params["mem_gb"]))
+
+
+def check_job_config(cfg: DictConfig) -> None:
+    """A job's config checked here as the job will check it (``cardio.validate``: keys, types, ranges, the agent
+    against the env's spaces), so a bad value stops the command instead of failing every job on the cluster.
+
+    Two checks are the node's, not this machine's, and are left to the job: the device (``device=cuda`` is
+    resolved where the GPU is) and the free memory (``mem_gb`` is checked by :func:`check_job_memory`).
+
+    Raises:
+        ConfigError: the first problem, as ``make train`` with the job's words would report it.
+    """
+    from cardio.preflight import check_agent_spaces, env_spaces
+    from cardio.validate import validate
+
+    with open_dict(cfg):
+        cfg.device = "cpu"
+        cfg.run_dir = "<run_dir>"
+    validate(cfg, check_env=False)
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    check_agent_spaces(plain, *env_spaces(plain["env"]))
 
 
 def check_job_memory(cfg: DictConfig, mem_gb: int) -> None:

@@ -45,7 +45,10 @@ class ThisJob:
     """The SLURM job this process runs in."""
 
     job_id: str
-    """``<array job id>_<task>`` for a task of an array, else the job id (what ``scontrol requeue`` takes)."""
+    """``<array job id>_<task>`` for a task of an array, else the job id: how submitit and ``squeue`` name it."""
+    own_id: str
+    """``SLURM_JOB_ID``: the task's own job id, what ``scontrol requeue`` takes for any job (an array of one task
+    is known as ``<array job id>`` alone, and ``scontrol requeue <id>_0`` is refused as an invalid job id)."""
     restarts: int
     """``SLURM_RESTART_COUNT``: 0 for the first attempt, 1 after the first requeue..."""
     node: str
@@ -62,7 +65,7 @@ def this_job(env: Mapping[str, str] | None = None) -> ThisJob | None:
         job_id = f"{array}_{task}"
     restarts = env.get("SLURM_RESTART_COUNT", "0")
     node = env.get("SLURMD_NODENAME") or socket.gethostname()
-    return ThisJob(job_id, int(restarts) if restarts.isdigit() else 0, node)
+    return ThisJob(job_id, env["SLURM_JOB_ID"], int(restarts) if restarts.isdigit() else 0, node)
 
 
 def has_checkpoint(run_dir: Path) -> bool:
@@ -129,7 +132,7 @@ def requeue_if_signalled(exit_code: int, how: str) -> str | None:
     from cardio.cluster.slurm import ClusterError, requeue
 
     try:
-        requeue(job.job_id)
+        requeue(job.own_id)
     except ClusterError as exc:  # e.g. no scontrol on the compute nodes (submitit issue 1601)
         return f"error: could not requeue SLURM job {job.job_id} ({exc}); {how}"
     return f"SLURM job {job.job_id}: time limit near, checkpoint written, requeued ({job.restarts + 1} of {limit})"
