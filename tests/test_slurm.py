@@ -170,8 +170,9 @@ def test_three_seed_multirun_through_slurm_prints_the_summary_and_matches_local_
     here = make("multirun", "seed=0,1,2", *SHORT, f"hydra.sweep.dir={local}")
     assert here.returncode == 0, here.stderr[-3000:]
     for i in range(3):
-        names = {p.name for p in (cluster / str(i)).iterdir()} - {"slurm_job.json"}
-        assert names == {p.name for p in (local / str(i)).iterdir()}
+        # diff.patch is written when the checkout has uncommitted changes, which may come and go meanwhile
+        names = {p.name for p in (cluster / str(i)).iterdir()} - {"slurm_job.json", "diff.patch"}
+        assert names == {p.name for p in (local / str(i)).iterdir()} - {"diff.patch"}
         assert outputs_differ(cluster / str(i), local / str(i)) == [], f"job {i}"
     assert json.loads((cluster / "0" / "slurm_job.json").read_text())["job_id"] == f"{array[1]}_0"
 
@@ -241,6 +242,33 @@ def test_a_job_requeued_mid_run_ends_with_the_outputs_of_an_uninterrupted_run(tm
     assert "restarted: continuing" in out.read_text()
     after = rows(cluster / "0" / "progress.csv")
     assert before < after  # the requeue came mid-run, not after the end
+
+    here = make("train", *run, f"hydra.run.dir={local}")
+    assert here.returncode == 0, here.stderr[-3000:]
+    assert outputs_differ(cluster / "0", local) == []
+
+
+def test_the_time_limit_signal_checkpoints_and_the_job_requeues_itself(tmp_path: Path) -> None:
+    """SLURM's ``--signal`` ahead of the time limit (SIGUSR2, sent here with ``scancel --signal``): the run
+    checkpoints, the job requeues itself (SLURM would not) and its next attempt ends as an uninterrupted run."""
+    cluster, local = tmp_path / "slurm", tmp_path / "local"
+    run = ["seed=1", "runner.total_steps=20000", "runner.eval_freq=4000", "logger=csv"]
+    log = tmp_path / "multirun.log"
+    proc = start_make("multirun", "hydra/launcher=slurm", *run, *JOB, f"hydra.sweep.dir={cluster}", log=log)
+    try:
+        wait_for("array id", lambda: "as array" in log.read_text(), 120, proc)
+        job = re.search(r"as array (\d+)", log.read_text())[1]  # type: ignore[index]
+        wait_for("a few progress rows", lambda: rows(cluster / "0" / "progress.csv") >= 3, 180, proc)
+        slurm("scancel", "--signal=USR2", job)
+        release_now(job)  # back in the queue only if the job requeued itself
+        proc.wait(timeout=400)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    attempts = json.loads((cluster / "0" / "slurm_job.json").read_text())["attempts"]
+    assert [a["restarts"] for a in attempts] == [0, 1]
+    (err,) = (cluster / ".submitit").glob("*/*_log.err")
+    assert "time limit near, checkpoint written, requeued (1 of 10)" in err.read_text()
 
     here = make("train", *run, f"hydra.run.dir={local}")
     assert here.returncode == 0, here.stderr[-3000:]
