@@ -19,6 +19,7 @@ from cardio.sweep.settings import (
     split_overrides,
 )
 from cardio.sweep.space import SearchSpaceError, format_value, parse_space
+from cardio.sweep.study import make_pruner
 
 # name -> (spec, check on the sampled value)
 VALID = {
@@ -137,6 +138,26 @@ def test_settings_refuse_unknown_keys_and_bad_values() -> None:
         load_settings(path, ["n_trails=7"])
     with pytest.raises(SweepConfigError, match="direction"):
         load_settings(path, ["direction=up"])
+
+
+def test_another_pruner_on_the_command_line_does_not_take_the_files_pruner_args(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = CONFIG_DIR / "sweep" / "dqn_cartpole.yaml"  # median with n_startup_trials / n_warmup_steps
+    assert load_settings(path, []).pruner_args == {"n_startup_trials": 5, "n_warmup_steps": 2000}
+    for pruner in ["none", "hyperband"]:
+        settings = load_settings(path, [f"pruner={pruner}"])
+        assert settings.pruner_args == {}
+        make_pruner(settings)  # NopPruner() and HyperbandPruner() would refuse median's keywords
+        assert f"sweep.pruner={pruner}: dqn_cartpole.yaml's pruner_args" in capsys.readouterr().out
+    given = load_settings(path, ["pruner=hyperband", "pruner_args.min_resource=3"])
+    assert given.pruner_args == {"min_resource": 3}
+    assert make_pruner(given)._min_resource == 3
+    with pytest.raises(SweepConfigError, match=r"sweep.pruner_args=.* do not fit hyperband"):
+        make_pruner(load_settings(path, ["pruner=hyperband", "pruner_args.n_startup_trials=3"]))
+    assert (
+        load_settings(path, ["pruner=median", "pruner_args.n_startup_trials=1"]).pruner_args["n_warmup_steps"] == 2000
+    )
 
 
 @pytest.mark.parametrize("path", sorted((CONFIG_DIR / "sweep").glob("*.yaml")), ids=lambda p: p.stem)
