@@ -218,9 +218,11 @@ def test_a_cancelled_multirun_job_is_reported_with_its_id_state_and_log(tmp_path
 
 
 # ------------------------------------------------------------------------------------------------ preemption
-def test_a_job_requeued_mid_run_ends_with_the_outputs_of_an_uninterrupted_run(tmp_path: Path) -> None:
+def interrupted_run(tmp_path: Path, seed: int, interrupt: Callable[[str], object]) -> tuple[Path, Path]:
+    """A one-job multirun on SLURM, ``interrupt(job id)`` once it has written a few progress rows, waited to its
+    end (exit 0); then the same run trained locally. Returns (the SLURM job's run dir, the local run dir)."""
     cluster, local = tmp_path / "slurm", tmp_path / "local"
-    run = ["seed=0", "runner.total_steps=20000", "runner.eval_freq=4000", "logger=csv"]
+    run = [f"seed={seed}", "runner.total_steps=20000", "runner.eval_freq=4000", "logger=csv"]
     log = tmp_path / "multirun.log"
     proc = start_make("multirun", "hydra/launcher=slurm", *run, *JOB, f"hydra.sweep.dir={cluster}", log=log)
     try:
@@ -228,50 +230,36 @@ def test_a_job_requeued_mid_run_ends_with_the_outputs_of_an_uninterrupted_run(tm
         # an array of one task is known by the array's id alone (`scontrol requeue <id>_0` is an invalid job id)
         job = re.search(r"as array (\d+)", log.read_text())[1]  # type: ignore[index]
         wait_for("a few progress rows", lambda: rows(cluster / "0" / "progress.csv") >= 3, 180, proc)
-        slurm("scontrol", "requeue", job)  # as a preempting SLURM does: SIGTERM, back to the queue
         before = rows(cluster / "0" / "progress.csv")
-        release_now(job)
-        proc.wait(timeout=400)
-    finally:
-        proc.kill()
-    text = log.read_text()
-    assert proc.returncode == 0, text[-3000:]
-    attempts = json.loads((cluster / "0" / "slurm_job.json").read_text())["attempts"]
-    assert [a["restarts"] for a in attempts] == [0, 1]  # it did stop and start again
-    (out,) = (cluster / ".submitit").glob("*/*_log.out")
-    assert "restarted: continuing" in out.read_text()
-    after = rows(cluster / "0" / "progress.csv")
-    assert before < after  # the requeue came mid-run, not after the end
-
-    here = make("train", *run, f"hydra.run.dir={local}")
-    assert here.returncode == 0, here.stderr[-3000:]
-    assert outputs_differ(cluster / "0", local) == []
-
-
-def test_the_time_limit_signal_checkpoints_and_the_job_requeues_itself(tmp_path: Path) -> None:
-    """SLURM's ``--signal`` ahead of the time limit (SIGUSR2, sent here with ``scancel --signal``): the run
-    checkpoints, the job requeues itself (SLURM would not) and its next attempt ends as an uninterrupted run."""
-    cluster, local = tmp_path / "slurm", tmp_path / "local"
-    run = ["seed=1", "runner.total_steps=20000", "runner.eval_freq=4000", "logger=csv"]
-    log = tmp_path / "multirun.log"
-    proc = start_make("multirun", "hydra/launcher=slurm", *run, *JOB, f"hydra.sweep.dir={cluster}", log=log)
-    try:
-        wait_for("array id", lambda: "as array" in log.read_text(), 120, proc)
-        job = re.search(r"as array (\d+)", log.read_text())[1]  # type: ignore[index]
-        wait_for("a few progress rows", lambda: rows(cluster / "0" / "progress.csv") >= 3, 180, proc)
-        slurm("scancel", "--signal=USR2", job)
-        release_now(job)  # back in the queue only if the job requeued itself
+        interrupt(job)
+        release_now(job)  # a requeued job waits for its BeginTime (about two minutes) otherwise
         proc.wait(timeout=400)
     finally:
         proc.kill()
     assert proc.returncode == 0, log.read_text()[-3000:]
     attempts = json.loads((cluster / "0" / "slurm_job.json").read_text())["attempts"]
-    assert [a["restarts"] for a in attempts] == [0, 1]
-    (err,) = (cluster / ".submitit").glob("*/*_log.err")
-    assert "time limit near, checkpoint written, requeued (1 of 10)" in err.read_text()
-
+    assert [a["restarts"] for a in attempts] == [0, 1]  # it did stop and start again
+    assert before < rows(cluster / "0" / "progress.csv")  # the interruption came mid-run, not after the end
     here = make("train", *run, f"hydra.run.dir={local}")
     assert here.returncode == 0, here.stderr[-3000:]
+    return cluster, local
+
+
+def test_a_job_requeued_mid_run_ends_with_the_outputs_of_an_uninterrupted_run(tmp_path: Path) -> None:
+    # as a preempting SLURM does: SIGTERM, back to the queue
+    cluster, local = interrupted_run(tmp_path, 0, lambda job: slurm("scontrol", "requeue", job))
+    (out,) = (cluster / ".submitit").glob("*/*_log.out")
+    assert "restarted: continuing" in out.read_text()
+    assert outputs_differ(cluster / "0", local) == []
+
+
+def test_the_time_limit_signal_checkpoints_and_the_job_requeues_itself(tmp_path: Path) -> None:
+    """SLURM's ``--signal`` ahead of the time limit (SIGUSR2, sent here with ``scancel --signal``): the run
+    checkpoints, the job requeues itself (SLURM would not: ``release_now`` finds it queued only if it did) and its
+    next attempt ends as an uninterrupted run."""
+    cluster, local = interrupted_run(tmp_path, 1, lambda job: slurm("scancel", "--signal=USR2", job))
+    (err,) = (cluster / ".submitit").glob("*/*_log.err")
+    assert "time limit near, checkpoint written, requeued (1 of 10)" in err.read_text()
     assert outputs_differ(cluster / "0", local) == []
 
 
