@@ -48,6 +48,9 @@ from tests.conftest import compose_train  # noqa: E402
 RESULTS = ROOT / "docs" / "bench" / "learning.jsonl"
 TABLE = ROOT / "docs" / "learning.md"
 CURVES = ROOT / "docs" / "curves"
+DEVICE = "cpu"
+"""Where SB3's models and cardio's runs put their networks. The learning rows (``docs/bench/learning.jsonl``) are
+CPU runs; only ``bench/performance.py runs --device`` changes it, for its timing rounds."""
 
 
 def linear(initial: float) -> Callable[[float], float]:
@@ -62,7 +65,7 @@ def sb3_ppo_cartpole(seed: int, _cfg: DictConfig) -> Any:
     return PPO(
         "MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), n_steps=32, batch_size=256, gae_lambda=0.8,
         gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate=linear(1e-3), clip_range=linear(0.2), seed=seed,
-        device="cpu", verbose=0,
+        device=DEVICE, verbose=0,
     )  # fmt: skip
 
 
@@ -70,7 +73,7 @@ def sb3_a2c_cartpole(seed: int, _cfg: DictConfig) -> Any:
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_vec_env
 
-    return A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), ent_coef=0.0, seed=seed, device="cpu")
+    return A2C("MlpPolicy", make_vec_env("CartPole-v1", n_envs=8, seed=seed), ent_coef=0.0, seed=seed, device=DEVICE)
 
 
 def sb3_ppo_lunarlander(seed: int, _cfg: DictConfig) -> Any:
@@ -79,7 +82,7 @@ def sb3_ppo_lunarlander(seed: int, _cfg: DictConfig) -> Any:
 
     return PPO(
         "MlpPolicy", make_vec_env("LunarLander-v3", n_envs=16, seed=seed), n_steps=1024, batch_size=64,
-        gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01, seed=seed, device="cpu", verbose=0,
+        gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01, seed=seed, device=DEVICE, verbose=0,
     )  # fmt: skip
 
 
@@ -100,7 +103,7 @@ def sb3_off_policy(seed: int, cfg: DictConfig) -> Any:
     kwargs: dict[str, Any] = dict(
         learning_rate=a.lr, gamma=a.gamma, buffer_size=cfg.buffer.capacity, learning_starts=s.learning_starts,
         batch_size=s.batch_size, train_freq=s.train_freq, gradient_steps=s.gradient_steps, seed=seed,
-        policy_kwargs={"net_arch": list(a.hidden_sizes)}, device="cpu", verbose=0,
+        policy_kwargs={"net_arch": list(a.hidden_sizes)}, device=DEVICE, verbose=0,
     )  # fmt: skip
     if algo == "SAC":
         kwargs |= dict(tau=a.tau, ent_coef=a.ent_coef, target_entropy=a.target_entropy)
@@ -209,7 +212,7 @@ def case_config(case: Case, seed: int, lib: str = "cardio") -> DictConfig:
     """The composed cardio config of one seed of ``case`` (the SB3 builders read their numbers from it too);
     ``lib="cardio_jax"``: the JAX twin's."""
     base = jax_overrides(case) if lib == "cardio_jax" else list(case.overrides)
-    overrides = [*base, f"seed={seed}", f"runner.total_steps={case.total_steps}", "logger=csv"]
+    overrides = [*base, f"seed={seed}", f"runner.total_steps={case.total_steps}", "logger=csv", f"device={DEVICE}"]
     overrides += [f"runner.eval_freq={case.eval_freq}", f"runner.eval_episodes={case.eval_episodes}"]
     return compose_train(overrides)
 

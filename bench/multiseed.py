@@ -1,6 +1,6 @@
 """Many seeds in one process against separate single-seed runs: whole-run time, interleaved.
 
-    python bench/multiseed.py [--seeds 1 2 5 10] [--repeats 3] [--steps 5000] [--cases small zoo]
+    python bench/multiseed.py [--seeds 1 2 5 10] [--repeats 3] [--steps 5000] [--cases small zoo] [--device cuda]
 
 Each round, for each case, trains seeds 0..S-1 both ways: ``scripts/train.py seeds=[...]`` (one process, acting and
 updates batched over seeds, cardio/multiseed.py) and single-seed processes ``scripts/train.py seed=s`` one after
@@ -53,24 +53,28 @@ def timed_run(overrides: list[str], steps: int) -> tuple[float, float]:
         ]  # fmt: skip
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+        done = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True)
         wall = time.perf_counter() - start
+        if done.returncode != 0:  # e.g. device=cuda without a GPU: train.py's one line, not a bare exit status
+            tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise SystemExit(f"{' '.join(cmd[1:])}: exit {done.returncode}: {tail}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def timing_round(case: str, seeds: list[int], steps: int, repeat: int) -> None:
-    """One interleaved round of ``case`` (module docstring); one row per S."""
+def timing_round(case: str, seeds: list[int], steps: int, repeat: int, device: str = "cpu") -> None:
+    """One interleaved round of ``case`` (module docstring) on ``device`` (the runs' ``device=``); one row per S."""
+    overrides = [*CASES[case], f"device={device}"]
     separate: list[tuple[float, float]] = []  # single-seed processes of seeds 0, 1, ... in order
     one: tuple[float, float] | None = None  # S = 1 together: the denominator
     for s in sorted(seeds):
         while len(separate) < s:  # the separate runs this S needs, before its together run
-            separate.append(timed_run([*CASES[case], f"seed={len(separate)}"], steps))
+            separate.append(timed_run([*overrides, f"seed={len(separate)}"], steps))
         load = os.getloadavg()[0]
-        together = timed_run([*CASES[case], f"seeds=[{','.join(map(str, range(s)))}]"], steps)
+        together = timed_run([*overrides, f"seeds=[{','.join(map(str, range(s)))}]"], steps)
         one = together if s == 1 else one
         row = {
-            "kind": "timing", "case": case, "S": s, "steps": steps, "repeat": repeat, "load": load,
+            "kind": "timing", "case": case, "S": s, "steps": steps, "repeat": repeat, "load": load, "device": device,
             "together_wall": together[0], "together_cpu": together[1],
             "separate_wall": sum(w for w, _ in separate[:s]), "separate_cpu": sum(c for _, c in separate[:s]),
             "one_wall": None if one is None else one[0], "one_cpu": None if one is None else one[1],
@@ -190,10 +194,11 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5000, help="env steps per seed")
+    parser.add_argument("--device", default="cpu", help="timing rounds: the runs' device= (cpu, cuda, auto)")
     args = parser.parse_args()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if args.table:
-        summarise_timing(args.cases, args.seeds)
+        summarise_timing(args.cases, args.seeds, args.device)
         return
     if args.profile:
         for case in args.cases:
@@ -208,15 +213,16 @@ def main() -> None:
         return
     for repeat in range(args.repeats):
         for case in args.cases if repeat % 2 == 0 else args.cases[::-1]:  # alternate which case goes first
-            timing_round(case, args.seeds, args.steps, repeat)
-    summarise_timing(args.cases, args.seeds)
+            timing_round(case, args.seeds, args.steps, repeat, args.device)
+    summarise_timing(args.cases, args.seeds, args.device)
 
 
-def summarise_timing(cases: list[str], seeds: list[int]) -> None:
+def summarise_timing(cases: list[str], seeds: list[int], device: str = "cpu") -> None:
     """The timing rows of the results file as a markdown table: per case and S, the median over rounds of
-    S together / one seed together and S separate / S together, in CPU time and wall time."""
+    S together / one seed together and S separate / S together, in CPU time and wall time. Only the rows of
+    ``device`` (rows written before rows named their device ran on the CPU): a GPU round never joins a CPU one."""
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("kind") == "timing" and r["one_wall"]]
+    rows = [r for r in rows if r.get("kind") == "timing" and r["one_wall"] and r.get("device", "cpu") == device]
     print("| case | S | rounds | load | together / one (CPU) | separate / together (CPU) | together / one (wall) "
           "| separate / together (wall) |")  # fmt: skip
     print("|---" * 8 + "|")

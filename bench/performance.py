@@ -1,6 +1,6 @@
 """Performance benchmark behind docs/performance.md: whole runs, one update, and the torch levers, as ratios.
 
-    python bench/performance.py runs [--repeats 3] [--cases dqn_cartpole,ppo_cartpole,sac_pendulum]
+    python bench/performance.py runs [--repeats 3] [--cases dqn_cartpole,ppo_cartpole,sac_pendulum] [--device cuda]
     python bench/performance.py update [--repeats 5]
     python bench/performance.py levers [--repeats 7]
 
@@ -48,6 +48,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import learning  # noqa: E402
 from bench.learning import CASES, Case, run_cardio, run_sb3, sb3_off_policy  # noqa: E402
 from cardio.agents.dqn import DQN, DQNConfig  # noqa: E402
 from cardio.agents.networks import hard_update, mlp, soft_update  # noqa: E402
@@ -250,8 +251,16 @@ def jax_available() -> bool:
     return True
 
 
-def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int = 0) -> None:
+def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int = 0, device: str = "cpu") -> None:
+    """The ``runs`` section (module docstring). ``device`` other than ``cpu`` puts SB3's and cardio's networks there
+    (``bench.learning.DEVICE``) and leaves the minimal loop out: it is the eager-torch floor on the CPU, so its
+    columns print ``-``; SB3 / cardio stay side by side in the same rounds."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: torch sees no CUDA GPU here (torch.cuda.is_available() is False)")
+    learning.DEVICE = device
     with_jax = jax_available()
+    with_minimal = device == "cpu"
+    print(f"device: {device}" + ("" if with_minimal else " (the minimal loop is the CPU floor: left out)"))
     print(
         "| case | steps/run | SB3 / minimal | cardio-torch / minimal | cardio-jax / minimal | SB3 / cardio-torch "
         "| SB3 / cardio-jax | minimal s per 1e4 steps |"
@@ -277,10 +286,11 @@ def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int
                     else:  # this process's CPU seconds for the whole call: build, training, one final episode
                         walls[lib].append(timed(call, time.process_time))
             clock_fn = time.perf_counter if clock == "wall" else time.process_time
-            walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps), clock_fn))
+            if with_minimal:
+                walls["minimal"].append(timed(functools.partial(MINIMAL[name], seed, steps), clock_fn))
             print(f"  {name} round {seed}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in walls.items()), flush=True)
 
-        per_1e4 = statistics.median(walls["minimal"]) * 1e4 / steps
+        per_1e4 = f"{statistics.median(walls['minimal']) * 1e4 / steps:.1f}" if walls["minimal"] else "-"
         jax_cells = (
             (ratio(walls["cardio_jax"], walls["minimal"]), ratio(walls["sb3"], walls["cardio_jax"]))
             if walls.get("cardio_jax")
@@ -289,13 +299,15 @@ def runs(cases: list[str], repeats: int, clock: str = "cpu", steps_override: int
         print(
             f"| {name} | {steps} | {ratio(walls['sb3'], walls['minimal'])} | "
             f"{ratio(walls['cardio'], walls['minimal'])} | {jax_cells[0]} | {ratio(walls['sb3'], walls['cardio'])} | "
-            f"{jax_cells[1]} | {per_1e4:.1f} |",
+            f"{jax_cells[1]} | {per_1e4} |",
             flush=True,
         )
 
 
 def ratio(a: list[float], b: list[float]) -> str:
-    """Median of the per-round ratios a / b."""
+    """Median of the per-round ratios a / b; ``-`` when either side did not run."""
+    if not a or not b:
+        return "-"
     return f"{statistics.median(x / y for x, y in zip(a, b, strict=True)):.2f}"
 
 
@@ -431,10 +443,13 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(RUN_CASES))
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="runs: CPU or wall seconds")
     parser.add_argument("--steps", type=int, default=0, help="runs: env steps per round (0: the case's own)")
+    parser.add_argument(
+        "--device", default="cpu", help="runs: SB3's and cardio's device (cpu, cuda); with --clock wall"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.section == "runs":
-        runs(args.cases.split(","), args.repeats, args.clock, args.steps)
+        runs(args.cases.split(","), args.repeats, args.clock, args.steps, args.device)
     elif args.section == "update":
         update(args.repeats)
     else:
