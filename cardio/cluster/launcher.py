@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
@@ -37,6 +37,9 @@ from cardio.cluster.jobs import Outcome, wait
 from cardio.cluster.requeue import MAX_REQUEUES_VAR
 from cardio.errors import report_user_errors
 from cardio.rundir import FINAL, write_final
+
+if TYPE_CHECKING:
+    from cardio.limits import Limit
 
 TARGET = "hydra_plugins.cardio_slurm.CardioSlurmLauncher"
 """The ``_target_`` of ``configs/hydra/launcher/slurm.yaml``."""
@@ -135,23 +138,23 @@ def check_command_line(argv: Sequence[str]) -> None:
         except Exception:  # a key naming ${hydra.job...}, known in a job only
             params = OmegaConf.to_container(node, resolve=False)  # type: ignore[assignment]
         check_launcher(params)
+        mem_gb = int(params["mem_gb"]) if params.get("mem_gb") else None
         for job in jobs:
-            check_job_config(compose_train(CONFIG_DIR, job))
-            if params.get("mem_gb"):
-                check_job_memory(compose_train(CONFIG_DIR, job), int(params["mem_gb"]))
+            check_job_config(compose_train(CONFIG_DIR, job), mem_gb)
 
 
-def check_job_config(cfg: DictConfig) -> None:
+def check_job_config(cfg: DictConfig, mem_gb: int | None = None) -> None:
     """A job's config checked here as the job will check it (``cardio.validate``: keys, types, ranges, the agent
-    against the env's spaces), so a bad value stops the command instead of failing every job on the cluster.
+    against the env's spaces), so a bad value stops the command instead of failing every job on the cluster; with
+    ``mem_gb``, its buffer against the memory it asks SLURM for (:func:`check_job_memory`).
 
     Two checks are the node's, not this machine's, and are left to the job: the device (``device=cuda`` is
-    resolved where the GPU is) and the free memory (``mem_gb`` is checked by :func:`check_job_memory`).
+    resolved where the GPU is) and the node's free memory.
 
     Raises:
         ConfigError: the first problem, as ``make train`` with the job's words would report it.
     """
-    from cardio.preflight import check_agent_spaces, env_spaces
+    from cardio.preflight import check_agent_spaces, check_memory, env_spaces
     from cardio.validate import validate
 
     with open_dict(cfg):
@@ -159,7 +162,17 @@ def check_job_config(cfg: DictConfig) -> None:
         cfg.run_dir = "<run_dir>"
     validate(cfg, check_env=False)
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    check_agent_spaces(plain, *env_spaces(plain["env"]))
+    spaces = env_spaces(plain["env"])  # one env built for both checks
+    check_agent_spaces(plain, *spaces)
+    if mem_gb:
+        check_memory(plain, *spaces, job_memory(mem_gb))
+
+
+def job_memory(mem_gb: int) -> Limit:
+    """``hydra.launcher.mem_gb`` as the memory limit the pre-flight check holds a job's buffer to."""
+    from cardio.limits import Limit
+
+    return Limit(mem_gb * 2**30, f"hydra.launcher.mem_gb={mem_gb}: each job's --mem")
 
 
 def check_job_memory(cfg: DictConfig, mem_gb: int) -> None:
@@ -168,12 +181,9 @@ def check_job_memory(cfg: DictConfig, mem_gb: int) -> None:
     Raises:
         ConfigError: it does not; the line names ``hydra.launcher.mem_gb`` as the limit.
     """
-    from cardio.limits import Limit
     from cardio.preflight import check_memory, env_spaces
 
     with open_dict(cfg):
         cfg.run_dir = "<run_dir>"  # only the buffer's keys are read
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-    observation_space, action_space = env_spaces(plain["env"])
-    limit = Limit(mem_gb * 2**30, f"hydra.launcher.mem_gb={mem_gb}: each job's --mem")
-    check_memory(plain, observation_space, action_space, limit)
+    check_memory(plain, *env_spaces(plain["env"]), job_memory(mem_gb))

@@ -57,15 +57,14 @@ class ThisJob:
 def this_job(env: Mapping[str, str] | None = None) -> ThisJob | None:
     """The SLURM job of this process from its environment (``None`` outside SLURM)."""
     env = os.environ if env is None else env
-    job_id = env.get("SLURM_JOB_ID")
-    if not job_id:
+    own_id = env.get("SLURM_JOB_ID")
+    if not own_id:
         return None
     array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
-    if array and task:
-        job_id = f"{array}_{task}"
+    job_id = f"{array}_{task}" if array and task else own_id
     restarts = env.get("SLURM_RESTART_COUNT", "0")
     node = env.get("SLURMD_NODENAME") or socket.gethostname()
-    return ThisJob(job_id, env["SLURM_JOB_ID"], int(restarts) if restarts.isdigit() else 0, node)
+    return ThisJob(job_id, own_id, int(restarts) if restarts.isdigit() else 0, node)
 
 
 def has_checkpoint(run_dir: Path) -> bool:

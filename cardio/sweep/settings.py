@@ -154,29 +154,30 @@ def find_sweep_file(name: str | None, agent: str, env: str) -> Path:
 
 
 def load_settings(path: Path, dotlist: list[str]) -> SweepConfig:
-    """Merge the sweep file and ``key=value`` overrides onto :class:`SweepConfig` (unknown keys are refused).
-
-    The file's ``pruner_args`` are the arguments of the file's ``pruner``: an override that picks another pruner
-    (``sweep.pruner=hyperband``) starts that pruner from its defaults plus the ``sweep.pruner_args.<key>=...`` given
-    with it, and says so, rather than handing it keywords it does not take (or takes with another meaning).
-    """
+    """Merge the sweep file and ``key=value`` overrides onto :class:`SweepConfig` (unknown keys are refused)."""
     schema = OmegaConf.structured(SweepConfig)
-    from_file = OmegaConf.load(path)
-    if not isinstance(from_file, DictConfig):
-        raise SweepConfigError(f"{path}: a sweep file is a mapping of SweepConfig's keys, not a list")
     try:
-        overrides = OmegaConf.from_dotlist(dotlist)
-        new_pruner, file_pruner = overrides.get("pruner"), from_file.get("pruner", SweepConfig.pruner)
-        if new_pruner is not None and new_pruner != file_pruner:
-            if from_file.get("pruner_args"):
-                print(
-                    f"sweep.pruner={new_pruner}: {path.name}'s pruner_args {dict(from_file.pruner_args)} are "
-                    f"{file_pruner}'s, not carried over (sweep.pruner_args.<key>=... gives {new_pruner}'s)"
-                )
-            from_file.pruner_args = {}
+        from_file, overrides = OmegaConf.load(path), OmegaConf.from_dotlist(dotlist)
+        if isinstance(from_file, DictConfig):  # a list is refused by the merge, naming it
+            drop_other_pruners_args(from_file, overrides, path.name)
         merged = OmegaConf.merge(schema, from_file, overrides)
     except Exception as exc:  # omegaconf's ValidationError / ConfigKeyError name the bad key
         raise SweepConfigError(f"sweep settings from {path} and {dotlist}: {exc}") from exc
     data: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)  # type: ignore[assignment]
     data["study_name"] = data["study_name"] or path.stem
     return SweepConfig(**data)
+
+
+def drop_other_pruners_args(from_file: DictConfig, overrides: DictConfig, name: str) -> None:
+    """The file's ``pruner_args`` are the arguments of the file's ``pruner``: an override that picks another pruner
+    (``sweep.pruner=hyperband``) starts that pruner from its defaults plus the ``sweep.pruner_args.<key>=...`` given
+    with it, and says so, rather than handing it keywords it does not take (or takes with another meaning)."""
+    new_pruner, file_pruner = overrides.get("pruner"), from_file.get("pruner", SweepConfig.pruner)
+    if new_pruner is None or new_pruner == file_pruner:
+        return
+    if from_file.get("pruner_args"):
+        print(
+            f"sweep.pruner={new_pruner}: {name}'s pruner_args {dict(from_file.pruner_args)} are "
+            f"{file_pruner}'s, not carried over (sweep.pruner_args.<key>=... gives {new_pruner}'s)"
+        )
+    from_file.pruner_args = {}
