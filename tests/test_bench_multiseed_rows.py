@@ -38,3 +38,11 @@ def test_the_timing_table_keeps_each_devices_rows_apart(
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[2] == ("2" if device == "cpu" else "1")  # rounds of that device only
     assert cells[4] == expected  # together / one (CPU)
+
+
+def test_the_committed_cpu_rounds_stay_out_of_a_gpu_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """The rows ``bench/multiseed.py`` wrote on this project's CPU machines (docs/bench/multiseed.jsonl)."""
+    multiseed.summarise_timing(["zoo"], [1, 5], "cpu")
+    assert any(ln.startswith("| zoo | 5 |") for ln in capsys.readouterr().out.splitlines())
+    multiseed.summarise_timing(["zoo"], [1, 5], "cuda")
+    assert not any(ln.startswith("| zoo |") for ln in capsys.readouterr().out.splitlines())
